@@ -1,0 +1,113 @@
+"""Assemble complete artifact folders (encoder + router weights + manifest + calibration)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+import routekit
+from routekit import artifact
+from routekit.calibrate import calibration_table
+from routekit.session import Encoder
+
+from . import data as D
+from .embed import embed_texts
+from .encoder import write_encoder
+
+ENCODER_SPEC = "encoder.json"
+
+
+def build_encoder(out: Path, *, int8: bool = True, max_length: int = 256, overwrite: bool = False) -> Path:
+    """An encoder folder (``encoder.onnx``, ``tokenizer.json``, ``encoder.json``) reused by every router."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; use --force to replace it")
+    tmp = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    spec = write_encoder(tmp, int8=int8, max_length=max_length)
+    spec["sha256"] = artifact.sha256_file(tmp / spec["file"])
+    (tmp / ENCODER_SPEC).write_text(json.dumps(spec, indent=2) + "\n")
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return out
+
+
+def load_encoder(folder: Path, threads: int | None = None) -> tuple[Encoder, dict]:
+    folder = Path(folder)
+    spec_path = folder / ENCODER_SPEC
+    if not spec_path.is_file():
+        raise SystemExit(f"{folder}: not an encoder folder (run `routekit-export encoder --out {folder}` first)")
+    spec = json.loads(spec_path.read_text())
+    enc = Encoder(folder / spec["file"], folder / spec["tokenizer"], key=spec["sha256"],
+                  max_length=spec["max_length"], output=spec.get("output"), threads=threads,
+                  row_by_row="dynamic" in spec.get("quantization", ""))
+    return enc, spec
+
+
+def copy_encoder(folder: Path, dest: Path) -> dict:
+    spec = json.loads((Path(folder) / ENCODER_SPEC).read_text())
+    for key in ("file", "tokenizer"):
+        shutil.copyfile(Path(folder) / spec[key], dest / spec[key])
+    return {k: v for k, v in spec.items() if k != "sha256"}
+
+
+def training_section(battles: D.Battles, allow_noncommercial: bool) -> dict:
+    return {
+        "battles": len(battles),
+        "prompts": len(battles.prompts),
+        "sources": battles.sources,
+        "noncommercial_rows_included": allow_noncommercial,
+        "note": ("research artifact: trained on CC BY-NC rows, not for commercial use"
+                 if allow_noncommercial else "AlpacaEval (CC BY-NC 4.0) rows excluded"),
+    }
+
+
+def calibrate_in_place(writer: artifact.ArtifactWriter, prompts: list[str], source: str) -> dict:
+    """Load the half-built artifact through the runtime and store its calibration table."""
+    writer.write_manifest()
+    router = routekit.load(writer.dir)
+    table = calibration_table(router.win_rates(prompts, show_progress=True), prompts=source)
+    writer.manifest["calibration"] = table
+    return table
+
+
+def calibration_prompts(data_dir: Path, limit: int | None = None) -> tuple[list[str], str]:
+    path = Path(data_dir) / "calibration" / "prompts.jsonl"
+    prompts = D.read_prompts(path)[:limit]
+    return prompts, f"shared/data/calibration/prompts.jsonl (Arena-Hard v0.1+v2.0, Apache-2.0), {len(prompts)} prompts"
+
+
+def build_mf(out: Path, *, encoder_dir: Path, data_dir: Path, cfg, allow_noncommercial: bool = False,
+             limit: int | None = None, calib_limit: int | None = None, overwrite: bool = False,
+             name: str = "mf", threads: int | None = None) -> dict:
+    from .mf import train_mf
+
+    battles = D.load_training(data_dir, allow_noncommercial=allow_noncommercial, limit=limit)
+    enc, spec = load_encoder(encoder_dir, threads=threads)
+    emb = embed_texts(enc, battles.prompts, encoder_key=spec["sha256"])
+    weights, metrics, _ = train_mf(emb, battles.arrays(), len(battles.models), cfg)
+    prompts, source = calibration_prompts(data_dir, calib_limit)
+    with artifact.ArtifactWriter(out, overwrite=overwrite) as w:
+        enc_section = copy_encoder(encoder_dir, w.dir)
+        np.savez(w.dir / "mf.npz", **weights)
+        w.manifest.update({
+            "name": name, "kind": "mf",
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "routekit_version": routekit.__version__,
+            "description": "Matrix-factorisation router (RouteLLM §4) on MiniLM-L6 embeddings",
+            "pair": {"strong": D.STRONG, "weak": D.WEAK},
+            "models": battles.models,
+            "aliases": {k: v for k, v in D.ALIASES.items() if v in battles.models},
+            "encoder": enc_section,
+            "router": {"weights": "mf.npz", "hidden": cfg.hidden},
+            "training": training_section(battles, allow_noncommercial),
+            "metrics": {"validation": metrics["final"].get("val", {}), "train": metrics["final"].get("train", {}),
+                        "config": metrics["config"]},
+        })
+        calibrate_in_place(w, prompts, source)
+    return metrics

@@ -1,0 +1,199 @@
+"""Training data: read, validate (line-numbered errors) and turn into one table of battles.
+
+Formats (see ``../shared/data/README.md``):
+
+* ``battles.jsonl``: ``{prompt, model_a, model_b, winner: model_a|model_b|tie, source, license}``
+* ``golden.jsonl``: ``{prompt, strong_model, weak_model, strong_correct, weak_correct, source, license}``
+* ``multi_model_scores.jsonl``: ``{prompt, source, label_kind, scores: {model: value|null}, license}``
+
+Every source becomes battles ``(prompt, model_a, model_b, outcome)`` with outcome 1 (a wins),
+0 (b wins) or 0.5 (tie).  Rows under a non-commercial licence are skipped unless asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+STRONG = "gpt-4-1106-preview"
+WEAK = "mixtral-8x7b-instruct-v0.1"
+
+#: Names that denote the same model across sources -> the name used in the battles.
+ALIASES = {
+    "mistralai/Mixtral-8x7B-Instruct-v0.1": WEAK,
+    "mistralai/mixtral-8x7b-chat": WEAK,
+    "mistralai/mistral-7b-chat": "mistral-7b-instruct",
+    "meta/llama-2-70b-chat": "llama-2-70b-chat",
+    "claude-instant-v1": "claude-instant-1",
+    "claude-v1": "claude-1",
+}
+
+NONCOMMERCIAL = ("CC-BY-NC",)
+
+
+class DataError(ValueError):
+    """A training file is malformed; the message names the file and line."""
+
+
+def default_data_dir() -> Path:
+    env = os.environ.get("ROUTEKIT_DATA")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+def is_noncommercial(license: str | None) -> bool:
+    return any(tag in (license or "") for tag in NONCOMMERCIAL)
+
+
+def read_jsonl(path: Path, required: tuple[str, ...] = ()) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line_number, row)``; a bad line raises DataError naming file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg}; truncated line?)") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+            missing = [k for k in required if k not in row]
+            if missing:
+                raise DataError(f"{path}:{lineno}: missing field(s) {', '.join(missing)}")
+            yield lineno, row
+
+
+@dataclass
+class Battles:
+    """Battles as index arrays into ``prompts`` and ``models``."""
+
+    prompts: list[str] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)
+    prompt_idx: list[int] = field(default_factory=list)
+    a: list[int] = field(default_factory=list)
+    b: list[int] = field(default_factory=list)
+    outcome: list[float] = field(default_factory=list)
+    source: list[str] = field(default_factory=list)
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _p: dict[str, int] = field(default_factory=dict, repr=False)
+    _m: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def _pid(self, prompt: str) -> int:
+        if prompt not in self._p:
+            self._p[prompt] = len(self.prompts)
+            self.prompts.append(prompt)
+        return self._p[prompt]
+
+    def _mid(self, model: str) -> int:
+        model = ALIASES.get(model, model)
+        if model not in self._m:
+            self._m[model] = len(self.models)
+            self.models.append(model)
+        return self._m[model]
+
+    def add(self, prompt: str, model_a: str, model_b: str, outcome: float, source: str, license: str) -> None:
+        self.prompt_idx.append(self._pid(prompt))
+        self.a.append(self._mid(model_a))
+        self.b.append(self._mid(model_b))
+        self.outcome.append(float(outcome))
+        self.source.append(source)
+        info = self.sources.setdefault(source, {"rows": 0, "license": license})
+        info["rows"] += 1
+
+    def __len__(self) -> int:
+        return len(self.outcome)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"prompt": np.asarray(self.prompt_idx, np.int64), "a": np.asarray(self.a, np.int64),
+                "b": np.asarray(self.b, np.int64), "outcome": np.asarray(self.outcome, np.float32)}
+
+    def ensure_models(self, *names: str) -> None:
+        for n in names:
+            self._mid(n)
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256()
+        for arr in self.arrays().values():
+            h.update(arr.tobytes())
+        h.update("\n".join(self.models).encode())
+        return h.hexdigest()[:16]
+
+
+def add_battles_file(out: Battles, path: Path, *, allow_noncommercial: bool = False, limit: int | None = None) -> None:
+    outcomes = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5, "tie (bothbad)": 0.5}
+    for lineno, row in read_jsonl(path, ("prompt", "model_a", "model_b", "winner")):
+        if limit is not None and len(out) >= limit:
+            return
+        if is_noncommercial(row.get("license")) and not allow_noncommercial:
+            continue
+        if row["winner"] not in outcomes:
+            raise DataError(f"{path}:{lineno}: unknown winner {row['winner']!r} "
+                            f"(expected model_a, model_b or tie)")
+        if not isinstance(row["prompt"], str):
+            raise DataError(f"{path}:{lineno}: prompt must be a string")
+        out.add(row["prompt"], row["model_a"], row["model_b"], outcomes[row["winner"]],
+                row.get("source", path.name), row.get("license", "unknown"))
+
+
+def add_golden_file(out: Battles, path: Path, *, skip_sources: tuple[str, ...] = (), limit: int | None = None) -> None:
+    """Golden labels for the pair -> battles: the one that was right wins; both right/wrong is a tie."""
+    for lineno, row in read_jsonl(path, ("prompt", "strong_model", "weak_model", "strong_correct", "weak_correct")):
+        if limit is not None and len(out) >= limit:
+            return
+        if row.get("source", "").startswith(skip_sources) and skip_sources:
+            continue
+        s, w = row["strong_correct"], row["weak_correct"]
+        if not isinstance(s, bool) or not isinstance(w, bool):
+            raise DataError(f"{path}:{lineno}: strong_correct/weak_correct must be true or false")
+        outcome = 0.5 if s == w else (1.0 if s else 0.0)
+        out.add(row["prompt"], row["strong_model"], row["weak_model"], outcome,
+                row.get("source", path.name), row.get("license", "unknown"))
+
+
+def add_multi_model_file(out: Battles, path: Path, *, sources: tuple[str, ...] = ("routerbench/",),
+                         allow_noncommercial: bool = False) -> None:
+    """Every pair of models scored on a prompt -> one battle (higher score wins, equal is a tie)."""
+    for lineno, row in read_jsonl(path, ("prompt", "scores")):
+        src = row.get("source", "")
+        if not src.startswith(sources) or (is_noncommercial(row.get("license")) and not allow_noncommercial):
+            continue
+        scores = row["scores"]
+        if not isinstance(scores, dict):
+            raise DataError(f"{path}:{lineno}: scores must be an object model -> value")
+        valid = sorted((m, float(v)) for m, v in scores.items() if v is not None)
+        for (ma, va), (mb, vb) in combinations(valid, 2):
+            out.add(row["prompt"], ma, mb, 0.5 if va == vb else float(va > vb), src, row.get("license", "unknown"))
+
+
+def load_training(data_dir: Path | None = None, *, allow_noncommercial: bool = False,
+                  multi_model: bool = True, limit: int | None = None) -> Battles:
+    """All permissive training battles from ``data_dir/train`` (pair battles + multi-model battles)."""
+    train = Path(data_dir or default_data_dir()) / "train"
+    out = Battles()
+    out.ensure_models(STRONG, WEAK)
+    add_battles_file(out, train / "battles.jsonl", allow_noncommercial=allow_noncommercial, limit=limit)
+    skip = ("routerbench/",) if multi_model else ()
+    add_golden_file(out, train / "golden.jsonl", skip_sources=skip,
+                    limit=None if limit is None else len(out) + limit // 4)
+    if multi_model and limit is None:
+        add_multi_model_file(out, train / "multi_model_scores.jsonl", allow_noncommercial=allow_noncommercial)
+    return out
+
+
+def read_prompts(path: Path, field_name: str = "prompt") -> list[str]:
+    """Prompts from a JSONL file (one object with ``prompt`` per line) or a plain text file (one per line)."""
+    path = Path(path)
+    if path.suffix == ".jsonl":
+        return [row[field_name] for _, row in read_jsonl(path, (field_name,))]
+    return [line.rstrip("\n") for line in open(path, encoding="utf-8") if line.strip()]

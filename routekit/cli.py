@@ -1,0 +1,236 @@
+"""The ``routekit`` command line: route, score, eval, calibrate, artifacts."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+from .errors import RoutekitError
+
+
+def _router_arg(p: argparse.ArgumentParser, many: bool = False) -> None:
+    help_ = "router: a shipped name (default, mf, sw, bert, random[:SEED]) or an artifact folder"
+    if many:
+        p.add_argument("--router", action="append", default=None, help=help_ + " (repeatable)")
+    else:
+        p.add_argument("--router", default="default", help=help_ + " (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")
+
+
+def _threshold_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--threshold", type=float, default=None, help="route to strong when win rate >= T")
+    g.add_argument("--strong-fraction", type=float, default=None,
+                   help="use the artifact's calibrated threshold that sends this fraction to strong")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="routekit", description="Route prompts to a strong or a weak LLM.")
+    p.add_argument("--version", action="version", version=f"routekit {_version()}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("route", help="route one prompt (or '-' to read it from stdin)")
+    r.add_argument("prompt")
+    _router_arg(r)
+    _threshold_args(r)
+    r.add_argument("--json", action="store_true", help="print one JSON object")
+
+    s = sub.add_parser("score", help="score a JSONL/text file of prompts, batched")
+    s.add_argument("--input", type=Path, required=True, help="JSONL with a 'prompt' field, or one prompt per line")
+    s.add_argument("--output", type=Path, default=None, help="JSONL to write (default: stdout)")
+    s.add_argument("--field", default="prompt", help="JSON field holding the prompt (default: %(default)s)")
+    s.add_argument("--batch-size", type=int, default=64)
+    _router_arg(s)
+    _threshold_args(s)
+
+    a = sub.add_parser("artifacts", help="list or verify artifacts")
+    asub = a.add_subparsers(dest="action", required=True)
+    asub.add_parser("list", help="shipped artifacts")
+    v = asub.add_parser("verify", help="check an artifact's manifest and file hashes")
+    v.add_argument("path")
+
+    e = sub.add_parser("eval", help="APGR / CPT of routers on RouteLLM-format benchmark answers")
+    e.add_argument("--benchmark", required=True, choices=["mmlu", "gsm8k", "mt-bench"])
+    e.add_argument("--data", type=Path, default=None,
+                   help="RouteLLM evals folder (default: $ROUTEKIT_DATA/dev/routellm-evals)")
+    _router_arg(e, many=True)
+    e.add_argument("--strong-model", default=None, help="strong model column/name in the data")
+    e.add_argument("--weak-model", default=None, help="weak model column/name in the data")
+    e.add_argument("--keep-contaminated", action="store_true", help="do not drop contaminated prompts")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--plot", type=Path, default=None, help="write a PNG of quality vs strong-call %%")
+    e.add_argument("--out", type=Path, default=None, help="folder for results.json, the plot and the win-rate cache")
+    e.add_argument("--no-cache", action="store_true", help="recompute win rates")
+
+    c = sub.add_parser("calibrate", help="threshold that sends a fraction of your prompts to strong")
+    _router_arg(c)
+    c.add_argument("--strong-fraction", type=float, required=True)
+    c.add_argument("--prompts", type=Path, required=True, help="JSONL with a 'prompt' field, or one per line")
+    c.add_argument("--field", default="prompt")
+    c.add_argument("--write", type=Path, default=None,
+                   help="write a copy of the artifact calibrated on these prompts to this folder")
+    c.add_argument("--json", action="store_true")
+    return p
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _load(name: str, threads: int | None):
+    from .router import load
+
+    return load(name, threads=threads)
+
+
+def _read_prompt(arg: str) -> str:
+    return sys.stdin.read() if arg == "-" else arg
+
+
+def cmd_route(args) -> int:
+    router = _load(args.router, args.threads)
+    d = router.route(_read_prompt(args.prompt), threshold=args.threshold, strong_fraction=args.strong_fraction)
+    if args.json:
+        print(json.dumps(d.to_dict()))
+    else:
+        print(f"{d.route}\t{d.model}\twin_rate={d.win_rate:.4f}\tthreshold={d.threshold:.4f}\trouter={d.router}")
+    return 0
+
+
+def cmd_score(args) -> int:
+    from .calibrate import load_prompt_file
+
+    prompts = load_prompt_file(args.input, args.field)
+    router = _load(args.router, args.threads)
+    decisions = router.route_many(prompts, threshold=args.threshold, strong_fraction=args.strong_fraction,
+                                  batch_size=args.batch_size, show_progress=True)
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    try:
+        for i, d in enumerate(decisions):
+            out.write(json.dumps({"index": i, **d.to_dict()}) + "\n")
+    finally:
+        if args.output:
+            out.close()
+    n_strong = sum(d.is_strong for d in decisions)
+    print(f"scored {len(decisions)} prompts: {n_strong} strong, {len(decisions) - n_strong} weak",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_artifacts(args) -> int:
+    from . import artifact
+
+    if args.action == "list":
+        known = artifact.shipped()
+        default = artifact.default_name()
+        if not known:
+            print("no shipped artifacts found in", artifact.artifacts_root())
+        for name, folder in known.items():
+            if name == "default":
+                continue
+            m = artifact.read_manifest(folder, verify=False)
+            size = sum(meta.get("bytes", 0) for meta in m.files.values()) / 1e6
+            mark = " (default)" if name == default else ""
+            pair = m.get("pair", {})
+            print(f"{name}{mark}\tkind={m.kind}\t{pair.get('strong')} vs {pair.get('weak')}\t{size:.1f} MB\t{folder}")
+        print("random\tkind=random\tbuilt in (seeded baseline)")
+        return 0
+    m = artifact.verify(artifact.resolve(args.path))
+    print(f"OK {m.folder}: kind={m.kind}, {len(m.files)} files verified, format v{m.get('format_version')}")
+    return 0
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("ROUTEKIT_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "routekit")
+    return Path(base)
+
+
+def _router_key(router) -> str:
+    if router.manifest is not None:
+        key = router.manifest.content_hash
+    else:
+        key = hashlib.sha256(router.name.encode()).hexdigest()[:16]
+    return f"{key}-{router.strong_model}-{router.weak_model}".replace("/", "_")
+
+
+def cmd_eval(args) -> int:
+    import numpy as np
+
+    from . import evaluate as ev
+
+    data = args.data or Path(os.environ.get("ROUTEKIT_DATA", "../shared/data")) / "dev" / "routellm-evals"
+    kw = {}
+    if args.strong_model:
+        kw["strong_model"] = args.strong_model
+    if args.weak_model:
+        kw["weak_model"] = args.weak_model
+    evalset = ev.load_benchmark(args.benchmark, data, drop_contaminated=not args.keep_contaminated, **kw)
+    cache = (args.out or _cache_dir()) / "winrates"
+    results, all_rates = [], []
+    for name in args.router or ["default"]:
+        router = _load(name, args.threads)
+        path = cache / f"{args.benchmark}-{evalset.data_hash[:16]}-{_router_key(router)}.npy"
+        if path.is_file() and not args.no_cache:
+            rates = np.load(path, allow_pickle=False)
+        else:
+            rates = router.win_rates(evalset.prompts, show_progress=not args.json)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(path, rates)
+        results.append(ev.evaluate(rates, evalset, name))
+        all_rates.append(rates)
+    summary = ev.report(results, evalset, all_rates)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / f"{args.benchmark}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    plot_path = args.plot or (args.out / f"{args.benchmark}.png" if args.out else None)
+    if plot_path:
+        ev.plot(results, evalset, plot_path)
+        summary["plot"] = str(plot_path)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(ev.format_table(summary))
+        if plot_path:
+            print(f"plot: {plot_path}")
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from .calibrate import load_prompt_file, threshold_for_fraction, write_calibrated_copy
+
+    router = _load(args.router, args.threads)
+    prompts = load_prompt_file(args.prompts, args.field)
+    rates = router.win_rates(prompts, show_progress=not args.json)
+    thr = threshold_for_fraction(rates, args.strong_fraction)
+    out = {"router": router.name, "strong_fraction": args.strong_fraction, "threshold": thr,
+           "n_prompts": len(prompts), "actual_strong_fraction": float((rates >= thr).mean())}
+    if args.write:
+        write_calibrated_copy(router, prompts, args.write, source=str(args.prompts),
+                              default_strong_fraction=args.strong_fraction)
+        out["written"] = str(args.write)
+    print(json.dumps(out) if args.json else "\n".join(f"{k}: {v}" for k, v in out.items()))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handler = {"route": cmd_route, "score": cmd_score, "artifacts": cmd_artifacts, "eval": cmd_eval,
+               "calibrate": cmd_calibrate}[args.command]
+    try:
+        return handler(args)
+    except RoutekitError as exc:
+        print(f"routekit: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # e.g. `routekit score ... | head`
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""Exceptions raised by routekit. Every error a caller should handle derives from RoutekitError."""
+
+
+class RoutekitError(Exception):
+    """Base class for all routekit errors."""
+
+
+class UnknownArtifactError(RoutekitError, LookupError):
+    """A router name is neither a shipped artifact nor an existing folder."""
+
+
+class BadArtifactError(RoutekitError):
+    """An artifact folder is missing files, has files that fail their hash, or an invalid manifest."""
+
+
+class BadInputError(RoutekitError, ValueError):
+    """A prompt, threshold or option given to a router is not valid."""
+
+
+class UnknownModelError(BadInputError, LookupError):
+    """A model name is not in the artifact's model table."""
+
+
+class MissingExtraError(RoutekitError, ImportError):
+    """An optional dependency is needed; the message says which extra to install."""
+
+    def __init__(self, package: str, extra: str, purpose: str = ""):
+        what = f" for {purpose}" if purpose else ""
+        super().__init__(
+            f"{package!r} is required{what} but is not installed. "
+            f"Install it with: pip install 'routekit[{extra}]'"
+        )
+        self.package = package
+        self.extra = extra
+
+
+def require(module: str, extra: str, purpose: str = ""):
+    """Import an optional dependency or raise MissingExtraError with an install hint."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - exercised via tests with monkeypatch
+        raise MissingExtraError(module.split(".")[0], extra, purpose) from exc

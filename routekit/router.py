@@ -1,0 +1,258 @@
+"""The Router interface shared by every router kind, the routing Decision, and ``load()``."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from . import artifact
+from ._progress import progress
+from .errors import BadInputError, UnknownModelError
+
+#: Strong-call fraction the default threshold is calibrated for, unless the artifact says otherwise.
+DEFAULT_STRONG_FRACTION = 0.5
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of routing one prompt."""
+
+    route: str  #: "strong" or "weak"
+    model: str  #: name of the chosen model
+    win_rate: float  #: P(strong model beats weak model) for this prompt
+    threshold: float  #: the prompt goes to strong when win_rate >= threshold
+    router: str  #: name of the router that decided
+    strong_model: str
+    weak_model: str
+
+    @property
+    def is_strong(self) -> bool:
+        return self.route == "strong"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def as_prompt(prompt: Any) -> str:
+    """Validate one prompt: ``str`` as is, ``bytes`` decoded as UTF-8 (invalid bytes replaced)."""
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, (bytes, bytearray)):
+        return bytes(prompt).decode("utf-8", errors="replace")
+    raise BadInputError(f"a prompt must be str (or UTF-8 bytes), got {type(prompt).__name__}")
+
+
+def as_prompts(prompts: Any) -> list[str]:
+    if isinstance(prompts, (str, bytes, bytearray)):
+        raise BadInputError("win_rates() takes a sequence of prompts; use win_rate() for one prompt")
+    try:
+        items = list(prompts)
+    except TypeError:
+        raise BadInputError(f"prompts must be a sequence of str, got {type(prompts).__name__}") from None
+    out = []
+    for i, p in enumerate(items):
+        try:
+            out.append(as_prompt(p))
+        except BadInputError as exc:
+            raise BadInputError(f"prompts[{i}]: {exc}") from None
+    return out
+
+
+def _check_unit(name: str, value: Any) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise BadInputError(f"{name} must be a number in [0, 1], got {value!r}") from None
+    if math.isnan(v) or not 0.0 <= v <= 1.0:
+        raise BadInputError(f"{name} must be in [0, 1], got {value!r}")
+    return v
+
+
+class Router:
+    """Scores prompts with P(strong model wins) and routes them at a threshold.
+
+    Subclasses implement :meth:`_score` on a list of clean prompts.  Routers are safe to share
+    between threads: scoring holds no mutable state.
+    """
+
+    kind = "base"
+
+    def __init__(self, manifest: artifact.Manifest | None = None, *, name: str | None = None,
+                 strong: str | None = None, weak: str | None = None):
+        self.manifest = manifest
+        self.name = name or (manifest.name if manifest else self.kind)
+        pair = (manifest.get("pair") if manifest else None) or {}
+        self._aliases: dict[str, str] = dict((manifest.get("aliases") if manifest else None) or {})
+        self.default_strong = pair.get("strong", "strong")
+        self.default_weak = pair.get("weak", "weak")
+        self.strong_model = self.canonical(strong) if strong else self.default_strong
+        self.weak_model = self.canonical(weak) if weak else self.default_weak
+        if self.strong_model == self.weak_model:
+            raise BadInputError(f"strong and weak model are both {self.strong_model!r}")
+
+    # -- identity ---------------------------------------------------------------------------
+    @property
+    def path(self) -> Path | None:
+        """Folder the router was loaded from (None for built-in routers such as ``random``)."""
+        return self.manifest.folder if self.manifest else None
+
+    @property
+    def models(self) -> list[str]:
+        """Model names this router can score (any two may be used as the pair)."""
+        return list((self.manifest.get("models") if self.manifest else None) or
+                    [self.default_strong, self.default_weak])
+
+    def canonical(self, model: str) -> str:
+        name = self._aliases.get(model, model)
+        if name not in self.models:
+            close = [m for m in self.models if model.lower().split("/")[-1][:6] in m.lower()]
+            hint = f" Did you mean {', '.join(close[:3])}?" if close else ""
+            raise UnknownModelError(
+                f"model {model!r} is not in router {self.name!r}'s model table "
+                f"({len(self.models)} models; see router.models).{hint}"
+            )
+        return name
+
+    @property
+    def is_default_pair(self) -> bool:
+        return (self.strong_model, self.weak_model) == (self.default_strong, self.default_weak)
+
+    def __repr__(self) -> str:
+        where = f", path={str(self.path)!r}" if self.path else ""
+        return (f"<{type(self).__name__} {self.name!r} kind={self.kind} "
+                f"{self.strong_model} vs {self.weak_model}{where}>")
+
+    # -- scoring ----------------------------------------------------------------------------
+    def _score(self, prompts: list[str]) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def win_rates(self, prompts: Iterable[str], *, batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
+        """P(strong beats weak) for each prompt, as a float64 array in [0, 1]."""
+        items = as_prompts(prompts)
+        if len(items) <= batch_size and not show_progress:
+            return self._finish(self._score(items))
+        chunks = range(0, len(items), batch_size)
+        parts = [self._score(items[i:i + batch_size])
+                 for i in progress(chunks, total=len(chunks), desc=f"scoring ({self.name})",
+                                   enabled=show_progress, unit="batch")]
+        return self._finish(np.concatenate(parts) if parts else np.zeros(0))
+
+    @staticmethod
+    def _finish(scores: np.ndarray) -> np.ndarray:
+        out = np.asarray(scores, dtype=np.float64).reshape(-1)
+        return np.clip(np.nan_to_num(out, nan=0.5), 0.0, 1.0)
+
+    def win_rate(self, prompt: str) -> float:
+        """P(strong beats weak) for one prompt."""
+        return float(self._finish(self._score([as_prompt(prompt)]))[0])
+
+    # -- thresholds -------------------------------------------------------------------------
+    @property
+    def calibration(self) -> dict[str, Any] | None:
+        cal = self.manifest.get("calibration") if self.manifest else None
+        if not cal or not self.is_default_pair:
+            return None
+        return cal
+
+    def threshold_for(self, strong_fraction: float) -> float:
+        """Threshold that sends ``strong_fraction`` of the calibration prompts to the strong model."""
+        f = _check_unit("strong_fraction", strong_fraction)
+        cal = self.calibration
+        if cal is None:
+            raise BadInputError(
+                f"router {self.name!r} has no calibration for {self.strong_model} vs {self.weak_model}; "
+                "pass threshold=..., or run `routekit calibrate` on your prompts"
+            )
+        q = np.asarray(cal["quantiles"], dtype=np.float64)  # win-rate quantiles at 0, 1/(len-1), ..., 1
+        levels = np.linspace(0.0, 1.0, len(q))
+        return float(np.interp(1.0 - f, levels, q))
+
+    @property
+    def default_threshold(self) -> float:
+        cal = self.calibration or {}
+        return self.threshold_for(cal.get("default_strong_fraction", DEFAULT_STRONG_FRACTION))
+
+    def _resolve_threshold(self, threshold: float | None, strong_fraction: float | None) -> tuple[float, bool | None]:
+        """Returns (threshold, forced) where forced is True/False for fractions 1/0, else None."""
+        if threshold is not None and strong_fraction is not None:
+            raise BadInputError("pass threshold or strong_fraction, not both")
+        if threshold is not None:
+            return _check_unit("threshold", threshold), None
+        if strong_fraction is not None:
+            f = _check_unit("strong_fraction", strong_fraction)
+            if f == 0.0:
+                return 1.0, False
+            if f == 1.0:
+                return 0.0, True
+            return self.threshold_for(f), None
+        return self.default_threshold, None
+
+    # -- routing ----------------------------------------------------------------------------
+    def _decide(self, wr: float, thr: float, forced: bool | None) -> Decision:
+        strong = forced if forced is not None else wr >= thr
+        return Decision("strong" if strong else "weak", self.strong_model if strong else self.weak_model,
+                        float(wr), float(thr), self.name, self.strong_model, self.weak_model)
+
+    def route(self, prompt: str, *, threshold: float | None = None, strong_fraction: float | None = None) -> Decision:
+        """Route one prompt.  With neither option, uses the artifact's calibrated default threshold."""
+        thr, forced = self._resolve_threshold(threshold, strong_fraction)
+        return self._decide(self.win_rate(prompt), thr, forced)
+
+    def route_many(self, prompts: Sequence[str], *, threshold: float | None = None,
+                   strong_fraction: float | None = None, batch_size: int = 64,
+                   show_progress: bool = False) -> list[Decision]:
+        """Route many prompts with batched scoring."""
+        thr, forced = self._resolve_threshold(threshold, strong_fraction)
+        rates = self.win_rates(prompts, batch_size=batch_size, show_progress=show_progress)
+        return [self._decide(w, thr, forced) for w in rates]
+
+
+def load(name_or_path: str | os.PathLike = "default", *, providers: Sequence[str] | None = None,
+         threads: int | None = None, strong: str | None = None, weak: str | None = None,
+         verify: bool = True, **options: Any) -> Router:
+    """Load a router by shipped name (``default``, ``mf``, ``sw``, ``bert``, ``random``) or folder path.
+
+    ``strong``/``weak`` pick another pair from the artifact's model table (MF and SW routers).
+    ``providers``/``threads`` configure onnxruntime.  Files are hash-checked unless ``verify=False``.
+    """
+    key = str(name_or_path)
+    if key == "random" or key.startswith("random:"):
+        from .routers.random import RandomRouter
+
+        seed = int(key.split(":", 1)[1]) if ":" in key else int(options.pop("seed", 0))
+        return RandomRouter(seed=seed)
+    folder = artifact.resolve(name_or_path)
+    manifest = artifact.read_manifest(folder, verify=verify)
+    if key in artifact.shipped() and key != folder.name:
+        manifest.data.setdefault("name", folder.name)
+    kind = manifest.kind
+    kw = dict(providers=providers, threads=threads, strong=strong, weak=weak, **options)
+    if kind == "mf":
+        from .routers.mf import MFRouter as cls
+    elif kind == "sw":
+        from .routers.sw import SWRouter as cls
+    elif kind == "bert":
+        from .routers.bert import BertRouter as cls
+    elif kind == "causal":
+        from .routers.causal import CausalRouter as cls
+    else:
+        from .routers.random import RandomRouter
+
+        return RandomRouter(seed=int(manifest.get("router", {}).get("seed", 0)), manifest=manifest)
+    return cls(manifest, **kw)
+
+
+_DEFAULT: Router | None = None
+
+
+def route(prompt: str, *, threshold: float | None = None, strong_fraction: float | None = None) -> Decision:
+    """Route one prompt with the default shipped router (loaded once, on first use)."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = load("default")
+    return _DEFAULT.route(prompt, threshold=threshold, strong_fraction=strong_fraction)

@@ -1,0 +1,51 @@
+"""Matrix-factorisation router (RouteLLM paper, §4).
+
+    δ(M, q) = w₂ᵀ (v_M ⊙ (W₁ v_q + b))          P(strong wins) = σ(δ(strong, q) − δ(weak, q))
+
+For a fixed pair this is a dot product of the prompt embedding with one vector plus a constant,
+so the encoder is the whole cost.  Weights live in ``mf.npz`` (no pickle): ``model_emb``
+(n_models × h), ``proj_w`` (h × d), ``proj_b`` (h), ``head`` (h).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import BadArtifactError
+from ..router import Router
+from ..session import encoder_from_manifest
+
+
+class MFRouter(Router):
+    kind = "mf"
+
+    def __init__(self, manifest, *, providers=None, threads=None, strong=None, weak=None, **_options):
+        super().__init__(manifest, strong=strong, weak=weak)
+        spec = manifest["router"]
+        w = manifest.array(spec.get("weights", "mf.npz"))
+        try:
+            model_emb, proj_w, proj_b, head = (np.asarray(w[k], dtype=np.float64)
+                                               for k in ("model_emb", "proj_w", "proj_b", "head"))
+        except (KeyError, TypeError) as exc:
+            raise BadArtifactError(f"{manifest.folder}: mf weights lack array {exc}") from exc
+        if model_emb.shape[0] != len(self.models):
+            raise BadArtifactError(f"{manifest.folder}: {model_emb.shape[0]} model vectors for "
+                                   f"{len(self.models)} models in the manifest")
+        self._weights = (model_emb, proj_w, proj_b, head)
+        self.encoder = encoder_from_manifest(manifest, providers=providers, threads=threads)
+        self._u, self._c = self.pair_vector(self.strong_model, self.weak_model)
+
+    def pair_vector(self, strong: str, weak: str) -> tuple[np.ndarray, float]:
+        """(u, c) such that logit P(strong beats weak | q) = u·v_q + c."""
+        model_emb, proj_w, proj_b, head = self._weights
+        idx = {m: i for i, m in enumerate(self.models)}
+        a = (model_emb[idx[strong]] - model_emb[idx[weak]]) * head  # (h,)
+        return (a @ proj_w).astype(np.float32), float(a @ proj_b)
+
+    def scores(self, embeddings: np.ndarray) -> np.ndarray:
+        """Win rates from precomputed prompt embeddings (n × d)."""
+        logits = embeddings @ self._u + self._c
+        return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+
+    def _score(self, prompts: list[str]) -> np.ndarray:
+        return self.scores(self.encoder(prompts))

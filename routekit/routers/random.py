@@ -1,0 +1,33 @@
+"""The random router: the baseline every quality table needs.
+
+Its win rate is a uniform number derived from a hash of (seed, prompt), so it is reproducible,
+the same in batch and alone, and independent of call order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from ..router import Router
+
+
+class RandomRouter(Router):
+    kind = "random"
+
+    def __init__(self, seed: int = 0, manifest=None, **_ignored):
+        super().__init__(manifest, name=f"random" if seed == 0 else f"random:{seed}")
+        self.seed = int(seed)
+
+    def _score(self, prompts: list[str]) -> np.ndarray:
+        out = np.empty(len(prompts))
+        salt = str(self.seed).encode()
+        for i, p in enumerate(prompts):
+            h = hashlib.blake2b(p.encode("utf-8", "replace"), digest_size=8, key=salt or b"0").digest()
+            out[i] = int.from_bytes(h, "little") / 2.0**64
+        return out
+
+    @property
+    def calibration(self):
+        return {"quantiles": [0.0, 1.0], "default_strong_fraction": 0.5}

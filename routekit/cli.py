@@ -66,6 +66,14 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--out", type=Path, default=None, help="folder for results.json, the plot and the win-rate cache")
     e.add_argument("--no-cache", action="store_true", help="recompute win rates")
 
+    rp = sub.add_parser("eval-report", help="evaluate every shipped router on all dev benchmarks -> markdown + plots")
+    rp.add_argument("--data", type=Path, default=None, help="RouteLLM evals folder (as for eval)")
+    rp.add_argument("--router", action="append", default=None, help="routers (default: every shipped one + random)")
+    rp.add_argument("--out", type=Path, default=Path("docs"), help="folder for eval.md, eval.json and PNGs")
+    rp.add_argument("--readme", type=Path, default=None,
+                    help="also rewrite the table between the eval-table markers in this README")
+    rp.add_argument("--threads", type=int, default=None)
+
     c = sub.add_parser("calibrate", help="threshold that sends a fraction of your prompts to strong")
     _router_arg(c)
     c.add_argument("--strong-fraction", type=float, required=True)
@@ -165,7 +173,7 @@ def cmd_eval(args) -> int:
 
     from . import evaluate as ev
 
-    data = args.data or Path(os.environ.get("ROUTEKIT_DATA", "../shared/data")) / "dev" / "routellm-evals"
+    data = args.data or _default_data()
     kw = {}
     if args.strong_model:
         kw["strong_model"] = args.strong_model
@@ -202,6 +210,21 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def _default_data() -> Path:
+    return Path(os.environ.get("ROUTEKIT_DATA", "../shared/data")) / "dev" / "routellm-evals"
+
+
+def cmd_eval_report(args) -> int:
+    from . import artifact
+    from .report import write_report
+
+    routers = args.router or [n for n in artifact.shipped() if n != "default"] + ["random"]
+    md = write_report(routers, args.data or _default_data(), args.out, threads=args.threads,
+                      cache=_cache_dir() / "winrates", readme=args.readme)
+    print(md)
+    return 0
+
+
 def cmd_calibrate(args) -> int:
     from .calibrate import load_prompt_file, threshold_for_fraction, write_calibrated_copy
 
@@ -222,7 +245,7 @@ def cmd_calibrate(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handler = {"route": cmd_route, "score": cmd_score, "artifacts": cmd_artifacts, "eval": cmd_eval,
-               "calibrate": cmd_calibrate}[args.command]
+               "calibrate": cmd_calibrate, "eval-report": cmd_eval_report}[args.command]
     try:
         return handler(args)
     except RoutekitError as exc:

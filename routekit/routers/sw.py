@@ -1,0 +1,391 @@
+"""Similarity-weighted (SW) ranking router (RouteLLM paper, §4.1), exact and in milliseconds.
+
+For a prompt ``q`` every training battle ``(prompt p, tier a, tier b, outcome)`` gets a weight from
+the similarity ``s_p = cos(q, p)`` of ``q`` to the battle's prompt, and a Bradley–Terry model over
+the model *tiers* is fitted to the weighted battles (ties count half a win each way)::
+
+    paper:      ω_p = γ^(1 + s_p)                (RouteLLM paper)
+    reference:  ω_p = γ^(1 + s_p / max_p' s_p')    (RouteLLM's code uses γ = 10: 10·10^(s/max s))
+
+    P(strong wins | q) = σ(θ_strong_tier − θ_weak_tier)   (natural-log logits; the reference's
+                                                        Elo 1/(1+10^(Δ/400)) is the same number)
+
+The weighted log-likelihood depends on the battles only through the weighted win counts of every
+ordered tier pair, ``W_ij = Σ_p ω_p C_p,ij`` (``C_p,ij``: wins of tier ``i`` over tier ``j`` on
+prompt ``p``, ties as ½).  So the per-query refit that RouteLLM does with a logistic regression over
+all battle rows is: one matrix-vector product for the similarities, one weighted sum of the
+precomputed per-prompt count matrices, and a few Newton steps over ≤ 10 parameters.  This is the
+same maximum-likelihood estimate, not an approximation (``mode="exact"``).  BT is identified only
+up to a shift, so the fit adds a tiny ridge ``λ/2·‖θ‖²`` with ``λ = ridge · ΣW / T`` (relative, so
+the answer does not depend on the weights' scale); with the default ``ridge = 1e-7`` it changes
+P by < 1e-6 and keeps θ finite when one tier never loses.  Battles between models of the same tier
+carry no information about tier differences and are left out.  (RouteLLM's design matrix writes
+``−log 10`` for such rows, a quirk not reproduced here.)
+
+``mode="fast"`` uses a FAISS index for the ``k`` most similar training prompts and accounts for the
+rest without their individual similarities: for every tier pair it knows the exact remaining count
+and, from precomputed sums ``M = Cᵀ E``, the exact *mean* similarity of the remaining battles; their
+weight is that of the mean similarity with a second-order (Gaussian) correction from the exact
+residual variance ``(qᵀ EᵀE q − Σ_topk s²)/n_rest − μ²``, capped at the weight of the k-th
+similarity (no remaining prompt is more similar than that).  Its error is measured against exact.
+
+Pairs: any two models in the artifact's model table can be scored; they map to their tiers.  If both
+models are in the *same* tier the SW model cannot tell them apart — every prompt then gets 0.5 and a
+warning is issued at load time (use another router or another pair).
+
+Artifact: ``sw.npz`` (no pickle) with ``embeddings`` (n_prompts × d, float32 or float16,
+L2-normalised), ``battle_prompt`` (int32), ``tier_a``, ``tier_b`` (uint8), ``outcome`` (float32
+1/0/0.5, or uint8 codes 2/0/1); optional FAISS index file for fast mode (else a flat inner-product
+index is built in memory); ``router.model_tiers`` maps model -> tier in the manifest.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+
+from ..errors import BadArtifactError, BadInputError
+from ..router import Router
+from ..session import encoder_from_manifest
+
+WEIGHTINGS = ("paper", "reference")
+MODES = ("exact", "fast")
+DEFAULT_GAMMA = 10.0
+DEFAULT_RIDGE = 1e-7
+DEFAULT_K = 256
+
+
+# --------------------------------------------------------------------------- Bradley–Terry
+
+
+def bt_fit(wins: np.ndarray, *, ridge: float = DEFAULT_RIDGE, theta0: np.ndarray | None = None,
+           tol: float = 1e-10, max_iter: int = 50, max_step: float = 4.0) -> np.ndarray:
+    """Weighted Bradley–Terry MLE from win-count matrices, batched.
+
+    ``wins[..., i, j]`` is the (weighted) number of wins of player ``i`` over ``j`` (a tie adds ½ to
+    both directions).  Maximises ``Σ_ij W_ij log σ(θ_i − θ_j) − λ/2 ‖θ‖²`` with
+    ``λ = ridge · ΣW / T`` by Newton's method (the objective is strictly concave).  Returns θ
+    with the shape of ``wins`` minus its last axis, in natural-log logit units.
+    """
+    W = np.asarray(wins, dtype=np.float64)
+    single = W.ndim == 2
+    if single:
+        W = W[None]
+    B, T, _ = W.shape
+    W = W.copy()
+    W[:, np.arange(T), np.arange(T)] = 0.0
+    N = W + W.transpose(0, 2, 1)
+    lam = ridge * N.sum(axis=(1, 2)) / (2.0 * T)
+    lam = np.where(lam > 0, lam, 1e-12)[:, None]
+    theta = np.zeros((B, T)) if theta0 is None else np.broadcast_to(np.asarray(theta0, float), (B, T)).copy()
+    eye = np.eye(T)
+    active = np.ones(B, dtype=bool)
+    for _ in range(max_iter):
+        th = theta[active]
+        Wa, Na, la = W[active], N[active], lam[active]
+        P = 1.0 / (1.0 + np.exp(th[:, None, :] - th[:, :, None]))  # P[b,i,j] = σ(θi − θj)
+        g = (Wa - Na * P).sum(axis=2) - la * th
+        V = Na * P * (1.0 - P)
+        H = (V.sum(axis=2)[:, :, None] + la[:, :, None]) * eye - V
+        step = np.linalg.solve(H, g[:, :, None])[:, :, 0]
+        big = np.abs(step).max(axis=1)
+        scale = np.minimum(1.0, max_step / np.maximum(big, 1e-300))
+        theta[active] = th + step * scale[:, None]
+        done = big * scale < tol
+        idx = np.flatnonzero(active)
+        active[idx[done]] = False
+        if not active.any():
+            break
+    return theta[0] if single else theta
+
+
+def pair_counts(battle_prompt, tier_a, tier_b, outcome, n_tiers: int):
+    """Aggregate battles into entries ``(prompt, ordered tier pair i*T+j, wins of i over j)``.
+
+    Same-tier battles are dropped.  Returns ``(prompt, pair, count, n_same_tier)`` sorted by pair.
+    """
+    p = np.asarray(battle_prompt, dtype=np.int64)
+    a = np.asarray(tier_a, dtype=np.int64)
+    b = np.asarray(tier_b, dtype=np.int64)
+    o = np.asarray(outcome)
+    o = o.astype(np.float64) / 2.0 if o.dtype.kind in "ui" else o.astype(np.float64)
+    if not (p.shape == a.shape == b.shape == o.shape):
+        raise BadInputError("battle arrays must have equal lengths")
+    if a.size and (min(a.min(), b.min()) < 0 or max(a.max(), b.max()) >= n_tiers):
+        raise BadInputError(f"tier ids must be in [0, {n_tiers})")
+    if np.any((o != 0.0) & (o != 0.5) & (o != 1.0)):
+        raise BadInputError("outcomes must be 1 (a wins), 0 (b wins) or 0.5 (tie)")
+    keep = a != b
+    n_same = int((~keep).sum())
+    p, a, b, o = p[keep], a[keep], b[keep], o[keep]
+    T = n_tiers
+    key = np.concatenate([p * T * T + a * T + b, p * T * T + b * T + a])
+    val = np.concatenate([o, 1.0 - o])
+    nz = val > 0
+    uniq, inv = np.unique(key[nz], return_inverse=True)
+    cnt = np.bincount(inv, weights=val[nz], minlength=uniq.size)
+    prompt, pair = uniq // (T * T), uniq % (T * T)
+    order = np.lexsort((prompt, pair))
+    return prompt[order], pair[order], cnt[order], n_same
+
+
+class SWModel:
+    """The numeric core of the SW router: battles + prompt embeddings -> P(tier s beats tier w).
+
+    Usable without an encoder (``scores``/``tier_ratings`` take embeddings), e.g. for benchmarks.
+    Stateless after construction, so safe to share between threads.
+    """
+
+    def __init__(self, embeddings: np.ndarray, battle_prompt, tier_a, tier_b, outcome, n_tiers: int, *,
+                 weighting: str = "paper", gamma: float = DEFAULT_GAMMA, ridge: float = DEFAULT_RIDGE,
+                 mode: str = "exact", k: int | None = None, index: Any = None, remainder: str = "moments"):
+        if weighting not in WEIGHTINGS:
+            raise BadInputError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+        if mode not in MODES:
+            raise BadInputError(f"mode must be one of {MODES}, got {mode!r}")
+        if remainder not in ("moments", "none"):
+            raise BadInputError(f"remainder must be 'moments' or 'none', got {remainder!r}")
+        gamma = float(gamma)
+        if not gamma > 1.0 or not math.isfinite(gamma):
+            raise BadInputError(f"gamma must be a finite number > 1, got {gamma!r}")
+        E = np.asarray(embeddings)
+        if E.ndim != 2:
+            raise BadInputError("embeddings must be a 2-D matrix (n_prompts × d)")
+        self.E = np.ascontiguousarray(E, dtype=np.float32)
+        self.n_prompts, self.dim = self.E.shape
+        self.T = int(n_tiers)
+        self.weighting, self.gamma, self.log_gamma = weighting, gamma, math.log(gamma)
+        self.ridge, self.mode, self.remainder = float(ridge), mode, remainder
+        prompt, pair, cnt, self.n_same_tier = pair_counts(battle_prompt, tier_a, tier_b, outcome, self.T)
+        if prompt.size and prompt.max() >= self.n_prompts:
+            raise BadInputError(f"battle_prompt refers to prompt {prompt.max()} but there are "
+                                f"{self.n_prompts} prompt embeddings")
+        TT = self.T * self.T
+        self.total = np.bincount(pair, weights=cnt, minlength=TT)  # unweighted counts per pair
+        self.theta0 = bt_fit(self.total.reshape(self.T, self.T), ridge=self.ridge)
+        # Dense (n_prompts × pairs) count matrix when it is not much bigger than the entry list.
+        self.pairs = np.flatnonzero(self.total > 0)
+        col = np.searchsorted(self.pairs, pair)
+        self.dense = self.n_prompts * self.pairs.size <= 4 * cnt.size + 4096
+        if self.dense:
+            C = np.zeros((self.n_prompts, self.pairs.size))
+            C[prompt, col] = cnt
+            self.C = C
+        else:
+            self.ent_prompt, self.ent_count = prompt, cnt
+            self.starts = np.searchsorted(col, np.arange(self.pairs.size))
+        self.index = None
+        if mode == "fast":
+            self._init_fast(prompt, col, cnt, k, index)
+
+    # ---------------------------------------------------------------------- weights
+    def _log_weights(self, s: np.ndarray, smax: np.ndarray) -> np.ndarray:
+        """log ω up to a per-row constant (the BT fit is invariant to scaling all weights)."""
+        if self.weighting == "paper":
+            return self.log_gamma * (s - smax)
+        denom = np.where(smax > 1e-12, smax, np.inf)  # max s <= 0: all weights equal
+        return self.log_gamma * (s / denom - 1.0)
+
+    def _counts_exact(self, Q: np.ndarray) -> np.ndarray:
+        S = Q @ self.E.T  # (B, P)
+        lw = self._log_weights(S, S.max(axis=1, keepdims=True))
+        w = np.exp(lw)
+        if self.dense:
+            return w @ self.C
+        vals = w[:, self.ent_prompt] * self.ent_count
+        return np.add.reduceat(vals, self.starts, axis=1)
+
+    # ---------------------------------------------------------------------- fast mode
+    def _init_fast(self, prompt, col, cnt, k, index) -> None:
+        import faiss
+
+        self.k = int(min(k or DEFAULT_K, self.n_prompts))
+        if self.k < 1:
+            raise BadInputError("k must be >= 1")
+        if index is None:
+            index = faiss.IndexFlatIP(self.dim)
+            index.add(self.E)
+        if index.ntotal != self.n_prompts or index.d != self.dim:
+            raise BadInputError(f"FAISS index holds {index.ntotal} × {index.d} vectors, "
+                                f"expected {self.n_prompts} × {self.dim}")
+        self.index = index
+        # per-prompt counts as CSR rows (prompt -> its pairs) for the top-k gather
+        order = np.argsort(prompt, kind="stable")
+        self.row_ptr = np.concatenate([[0], np.cumsum(np.bincount(prompt, minlength=self.n_prompts))])
+        self.row_col, self.row_cnt = col[order], cnt[order]
+        # exact first and second moments of the similarities, for the non-top-k remainder
+        E64 = self.E.astype(np.float64)
+        M = np.zeros((self.pairs.size, self.dim))
+        np.add.at(M, col, cnt[:, None] * E64[prompt])
+        self.M = M                      # Σ_p C_p,ij e_p for every pair
+        self.E_sum = E64.sum(axis=0)    # Σ_p e_p
+        self.G = E64.T @ E64            # Σ_p e_p e_pᵀ
+
+    def _counts_fast(self, Q: np.ndarray) -> np.ndarray:
+        B, k = Q.shape[0], self.k
+        D, I = self.index.search(np.ascontiguousarray(Q, dtype=np.float32), k)
+        valid = I >= 0
+        D = np.where(valid, D, -np.inf).astype(np.float64)
+        I = np.where(valid, I, 0)
+        smax = D[:, :1]
+        w = np.where(valid, np.exp(self._log_weights(D, smax)), 0.0)  # (B, k)
+        # gather the top-k prompts' count rows
+        starts, ends = self.row_ptr[I], self.row_ptr[I + 1]
+        lens = (ends - starts) * valid
+        flat_q = np.repeat(np.arange(B * k), lens.ravel())
+        offs = np.arange(flat_q.size) - np.repeat(np.cumsum(lens.ravel()) - lens.ravel(), lens.ravel())
+        ent = np.repeat(starts.ravel(), lens.ravel()) + offs
+        rows = flat_q // k
+        cols = self.row_col[ent]
+        cnt = self.row_cnt[ent]
+        npairs = self.pairs.size
+        key = rows * npairs + cols
+        out = np.bincount(key, weights=w.ravel()[flat_q] * cnt, minlength=B * npairs).reshape(B, npairs)
+        if self.remainder == "none":
+            return out
+        # remainder: exact remaining counts and mean similarity per pair; weight via Gaussian correction
+        top_cnt = np.bincount(key, weights=cnt, minlength=B * npairs).reshape(B, npairs)
+        top_sim = np.bincount(key, weights=D.ravel()[flat_q] * cnt, minlength=B * npairs).reshape(B, npairs)
+        Q64 = Q.astype(np.float64)
+        rest_cnt = np.maximum(self.total[self.pairs][None, :] - top_cnt, 0.0)
+        rest_sim = Q64 @ self.M.T - top_sim
+        has = rest_cnt > 1e-9
+        mu = np.where(has, rest_sim / np.where(has, rest_cnt, 1.0), 0.0)
+        n_rest = self.n_prompts - valid.sum(axis=1)
+        Dv = np.where(valid, D, 0.0)
+        s1 = Q64 @ self.E_sum - Dv.sum(axis=1)
+        s2 = np.einsum("bi,ij,bj->b", Q64, self.G, Q64) - (Dv ** 2).sum(axis=1)
+        nr = np.maximum(n_rest, 1)
+        var = np.maximum(s2 / nr - (s1 / nr) ** 2, 0.0)[:, None]
+        if self.weighting == "paper":
+            a = np.full((B, 1), self.log_gamma)
+        else:
+            a = np.where(smax > 1e-12, self.log_gamma / np.where(smax > 1e-12, smax, 1.0), 0.0)
+        s_k = np.where(valid, D, np.inf).min(axis=1, keepdims=True)
+        lw_mean = self._log_weights(mu, smax) + 0.5 * a * a * var
+        lw_cap = self._log_weights(s_k, smax)
+        rest_w = np.exp(np.minimum(lw_mean, lw_cap))
+        return out + np.where(has & (n_rest[:, None] > 0), rest_cnt * rest_w, 0.0)
+
+    # ---------------------------------------------------------------------- public
+    def pair_wins(self, embeddings: np.ndarray) -> np.ndarray:
+        """Weighted win-count matrices ``(B, T, T)`` for prompt embeddings ``(B, d)``."""
+        Q = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
+        if Q.shape[1] != self.dim:
+            raise BadInputError(f"embeddings have dimension {Q.shape[1]}, the SW model expects {self.dim}")
+        vals = self._counts_fast(Q) if self.mode == "fast" else self._counts_exact(Q)
+        out = np.zeros((Q.shape[0], self.T * self.T))
+        out[:, self.pairs] = vals
+        return out.reshape(-1, self.T, self.T)
+
+    def tier_ratings(self, embeddings: np.ndarray, *, chunk: int = 0) -> np.ndarray:
+        """Per-prompt BT tier strengths θ ``(B, T)`` (natural-log logit units, mean ≈ 0)."""
+        Q = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
+        chunk = chunk or max(1, int(4_000_000 // max(self.n_prompts, 1)))
+        parts = [bt_fit(self.pair_wins(Q[i:i + chunk]), ridge=self.ridge, theta0=self.theta0)
+                 for i in range(0, Q.shape[0], chunk)]
+        return np.concatenate(parts) if parts else np.zeros((0, self.T))
+
+    def scores(self, embeddings: np.ndarray, strong_tier: int, weak_tier: int) -> np.ndarray:
+        """P(strong tier beats weak tier) per prompt embedding."""
+        if strong_tier == weak_tier:
+            return np.full(np.atleast_2d(embeddings).shape[0], 0.5)
+        th = self.tier_ratings(embeddings)
+        return 1.0 / (1.0 + np.exp(th[:, weak_tier] - th[:, strong_tier]))
+
+
+# --------------------------------------------------------------------------- router
+
+
+class SWRouter(Router):
+    """SW ranking router.  Options (``routekit.load(path, ...)``):
+
+    * ``mode``: ``"exact"`` (default; all training prompts) or ``"fast"`` (FAISS top-``k`` plus the
+      moment-matched remainder, see the module docstring);
+    * ``k``: prompts searched in fast mode (default: the artifact's ``router.k`` or 256);
+    * ``weighting`` (``"paper"``/``"reference"``), ``gamma``, ``ridge``: override the artifact's
+      choice (the calibration table then no longer matches: pass ``threshold=``).
+    """
+
+    kind = "sw"
+
+    def __init__(self, manifest, *, providers=None, threads=None, strong=None, weak=None,
+                 mode: str = "exact", k: int | None = None, weighting: str | None = None,
+                 gamma: float | None = None, ridge: float | None = None, remainder: str = "moments",
+                 **options):
+        if options:
+            raise BadInputError(f"unknown option(s) for the SW router: {', '.join(sorted(options))} "
+                                "(known: mode, k, weighting, gamma, ridge, remainder)")
+        super().__init__(manifest, strong=strong, weak=weak)
+        spec = manifest["router"]
+        data = manifest.array(spec.get("data", "sw.npz"))
+        try:
+            emb, bp, ta, tb, oc = (data[k_] for k_ in ("embeddings", "battle_prompt", "tier_a", "tier_b", "outcome"))
+            self.model_tiers: dict[str, int] = {str(m): int(t) for m, t in spec["model_tiers"].items()}
+            n_tiers = int(spec.get("tiers", max(self.model_tiers.values()) + 1))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadArtifactError(f"{manifest.folder}: SW artifact lacks {exc}") from exc
+        missing = [m for m in self.models if m not in self.model_tiers]
+        if missing:
+            raise BadArtifactError(f"{manifest.folder}: models without a tier: {', '.join(missing[:5])}")
+        dim = (manifest.get("encoder") or {}).get("dim")
+        if dim and emb.shape[1] != int(dim):
+            raise BadArtifactError(f"{manifest.folder}: embeddings are {emb.shape[1]}-d, encoder gives {dim}")
+        if mode not in MODES:
+            raise BadInputError(f"mode must be one of {MODES}, got {mode!r}")
+        if weighting is not None and weighting not in WEIGHTINGS:
+            raise BadInputError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+        if remainder not in ("moments", "none"):
+            raise BadInputError(f"remainder must be 'moments' or 'none', got {remainder!r}")
+        if gamma is not None and not (isinstance(gamma, (int, float)) and 1.0 < float(gamma) < math.inf):
+            raise BadInputError(f"gamma must be a finite number > 1, got {gamma!r}")
+        if k is not None and (not isinstance(k, int) or k < 1):
+            raise BadInputError(f"k must be a positive integer, got {k!r}")
+        self.mode = mode
+        index = None
+        if mode == "fast" and spec.get("index"):
+            import faiss
+
+            index = faiss.read_index(str(manifest.path(spec["index"]["file"])))
+            if "efSearch" in spec["index"] and hasattr(index, "hnsw"):
+                index.hnsw.efSearch = int(spec["index"]["efSearch"])
+        try:
+            self.sw = SWModel(emb, bp, ta, tb, oc, n_tiers,
+                              weighting=weighting or spec.get("weighting", "paper"),
+                              gamma=gamma if gamma is not None else spec.get("gamma", DEFAULT_GAMMA),
+                              ridge=ridge if ridge is not None else spec.get("ridge", DEFAULT_RIDGE),
+                              mode=mode, k=k or spec.get("k"), index=index, remainder=remainder)
+        except BadInputError as exc:
+            raise BadArtifactError(f"{manifest.folder}: invalid SW data ({exc})") from exc
+        self._overridden = any(v is not None for v in (weighting, gamma, ridge))
+        self.strong_tier = self.model_tiers[self.strong_model]
+        self.weak_tier = self.model_tiers[self.weak_model]
+        if self.strong_tier == self.weak_tier:
+            warnings.warn(f"SW router {self.name!r}: {self.strong_model} and {self.weak_model} are both in tier "
+                          f"{self.strong_tier}; SW ranks tiers, so every prompt gets win rate 0.5 for this pair",
+                          stacklevel=3)
+        self.encoder = encoder_from_manifest(manifest, providers=providers, threads=threads)
+
+    @property
+    def calibration(self):
+        return None if self._overridden else super().calibration
+
+    def tier_of(self, model: str) -> int:
+        """Tier of a model (0 = lowest rated)."""
+        return self.model_tiers[self.canonical(model)]
+
+    def tier_ratings(self, embeddings: np.ndarray) -> np.ndarray:
+        """Per-prompt BT strengths of every tier (natural-log logits) from prompt embeddings."""
+        return self.sw.tier_ratings(embeddings)
+
+    def scores(self, embeddings: np.ndarray) -> np.ndarray:
+        """Win rates from precomputed prompt embeddings (n × d)."""
+        return self.sw.scores(embeddings, self.strong_tier, self.weak_tier)
+
+    def _score(self, prompts: list[str]) -> np.ndarray:
+        if not prompts:
+            return np.zeros(0)
+        return self.scores(self.encoder(prompts))

@@ -1,0 +1,75 @@
+"""`routekit eval`, `eval-report` and `calibrate` on the dev data (skipped when it is absent)."""
+
+import json
+
+import numpy as np
+import pytest
+
+import routekit
+from routekit.cli import main
+
+
+@pytest.fixture(scope="module")
+def evals(data_root):
+    return data_root / "dev" / "routellm-evals"
+
+
+def test_eval_json_shape(evals, tmp_path, capsys):
+    plot = tmp_path / "g.png"
+    rc = main(["eval", "--benchmark", "gsm8k", "--data", str(evals), "--router", "default",
+               "--router", "random", "--json", "--plot", str(plot), "--out", str(tmp_path / "o")])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out["routers"]) == {"default", "random"}
+    for r in out["routers"].values():
+        assert {"apgr", "cpt50", "cpt80", "n", "curve"} <= set(r)
+        assert r["n"] == out["n"] and len(r["curve"]["pgr"]) == 11
+        lo, hi = r["apgr_ci95"]
+        assert lo <= r["apgr"] <= hi
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "o" / "gsm8k.json").is_file()
+    # cached win rates are reused: same numbers the second time
+    assert main(["eval", "--benchmark", "gsm8k", "--data", str(evals), "--router", "default", "--json",
+                 "--out", str(tmp_path / "o")]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["routers"]["default"]["apgr"] == out["routers"]["default"]["apgr"]
+
+
+def test_eval_undefined_benchmark_is_a_clear_error(evals, capsys):
+    assert main(["eval", "--benchmark", "mt-bench", "--data", str(evals), "--router", "random"]) == 2
+    assert "undefined" in capsys.readouterr().err
+
+
+def test_eval_missing_folder(tmp_path, capsys):
+    assert main(["eval", "--benchmark", "mmlu", "--data", str(tmp_path), "--router", "random"]) == 2
+    assert str(tmp_path) in capsys.readouterr().err
+
+
+def test_calibrate_and_write_copy(tmp_path, capsys):
+    prompts = tmp_path / "p.txt"
+    texts = [f"question number {i}: what is {i} times {i + 3}?" if i % 2 else f"write a story about {i} cats"
+             for i in range(60)]
+    prompts.write_text("\n".join(texts) + "\n")
+    out = tmp_path / "cal"
+    assert main(["calibrate", "--strong-fraction", "0.3", "--prompts", str(prompts), "--json",
+                 "--write", str(out)]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert abs(res["actual_strong_fraction"] - 0.3) <= 0.05
+    r = routekit.load(out)
+    rates = r.win_rates(texts)
+    assert abs((rates >= r.default_threshold).mean() - 0.3) <= 0.05
+    assert r.threshold_for(0.3) == pytest.approx(res["threshold"], abs=1e-6)
+    routekit.artifact.verify(out)
+
+
+def test_eval_report_writes_markdown_and_readme(evals, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("before\n<!-- eval-table:start -->\nOLD-TABLE\n<!-- eval-table:end -->\nafter\n")
+    assert main(["eval-report", "--data", str(evals), "--router", "random", "--router", "random:1",
+                 "--out", str(tmp_path / "docs"), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "OLD-TABLE" not in text and "| random:1 |" in text and text.endswith("after\n")
+    assert (tmp_path / "docs" / "eval-mmlu.png").is_file()
+    data = json.loads((tmp_path / "docs" / "eval.json").read_text())
+    assert "undefined" in data["mt-bench"] or "routers" in data["mt-bench"]
+    assert np.isfinite(data["mmlu"]["routers"]["random"]["apgr"])

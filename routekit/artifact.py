@@ -108,6 +108,14 @@ class Manifest:
 
     data: dict[str, Any]
     folder: Path = field(default_factory=Path)
+    verified: bool = False  #: every file's sha256 was checked on load
+
+    def file_key(self, rel: str) -> str:
+        """Cache key for a listed file: its sha256 when verified, else its path, size and mtime."""
+        if self.verified:
+            return self.files[rel]["sha256"]
+        st = self.path(rel).stat()
+        return f"{self.path(rel).resolve()}:{st.st_size}:{st.st_mtime_ns}"
 
     @property
     def kind(self) -> str:
@@ -206,6 +214,7 @@ def read_manifest(folder: str | os.PathLike, *, verify: bool = True) -> Manifest
                     f"{folder}: {rel!r} does not match its sha256 in the manifest "
                     f"(expected {meta['sha256'][:12]}…, got {digest[:12]}…); the file is corrupt or was modified"
                 )
+    manifest.verified = verify
     return manifest
 
 

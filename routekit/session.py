@@ -134,6 +134,6 @@ def encoder_from_manifest(manifest, *, providers=None, threads=None, section: st
         max_length = int(spec.get("max_length", 256))
     except (KeyError, TypeError, ValueError) as exc:
         raise BadArtifactError(f"{manifest.folder}: invalid {section!r} section ({exc})") from exc
-    return Encoder(manifest.path(model_rel), manifest.path(tok_rel), key=manifest.files[model_rel]["sha256"],
+    return Encoder(manifest.path(model_rel), manifest.path(tok_rel), key=manifest.file_key(model_rel),
                    max_length=max_length, providers=providers, threads=threads, output=spec.get("output"),
                    row_by_row="dynamic" in str(spec.get("quantization", "")))

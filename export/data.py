@@ -176,11 +176,25 @@ def add_multi_model_file(out: Battles, path: Path, *, sources: tuple[str, ...] =
             out.add(row["prompt"], ma, mb, 0.5 if va == vb else float(va > vb), src, row.get("license", "unknown"))
 
 
+#: Extra battle sources for every ``load_training`` call (set by ``routekit-export --extra-battles``):
+#: local files in the hub schema (see export/hub.py) or ``hf:<dataset name>`` (needs network).
+EXTRA_SOURCES: list[str] = []
+
+
 def load_training(data_dir: Path | None = None, *, allow_noncommercial: bool = False,
-                  multi_model: bool = True, limit: int | None = None) -> Battles:
-    """All permissive training battles from ``data_dir/train`` (pair battles + multi-model battles)."""
+                  multi_model: bool = True, limit: int | None = None,
+                  extra: list[str] | None = None) -> Battles:
+    """All permissive training battles from ``data_dir/train`` (pair battles + multi-model battles),
+    plus ``extra`` sources (default :data:`EXTRA_SOURCES`)."""
     train = Path(data_dir or default_data_dir()) / "train"
     out = Battles()
+    for src in (EXTRA_SOURCES if extra is None else extra):
+        from . import hub
+
+        if src.startswith("hf:"):
+            hub.add_hub_dataset(out, src[3:])
+        else:
+            hub.add_local_file(out, Path(src))
     out.ensure_models(STRONG, WEAK)
     add_battles_file(out, train / "battles.jsonl", allow_noncommercial=allow_noncommercial, limit=limit)
     skip = ("routerbench/",) if multi_model else ()

@@ -1,0 +1,326 @@
+"""In-process routing for OpenAI-style calls, and the ``model="router-..."`` convention.
+
+The same conventions are used by :mod:`routekit.server` (the HTTP server) and by
+:class:`RoutingOpenAI` (an in-process drop-in for ``openai.OpenAI``):
+
+``model`` names
+    ``router-<name>-<threshold>``    e.g. ``router-mf-0.76``: strong when win rate >= 0.76
+    ``router-<name>-p<strong%>``     e.g. ``router-mf-p30``: the artifact's calibrated threshold that
+                                     sent 30 % of its calibration prompts to the strong model
+    ``router-<name>``                the artifact's calibrated default threshold
+    any configured alias             e.g. ``{"cheap": "router-mf-p20"}``
+
+    ``<name>`` must be one of the routers the client/server was configured with (never a path from
+    the request).
+
+Which turns are scored (:func:`prompt_from_messages`)
+    Only ``user`` turns.  ``system`` prompts are usually the same boilerplate on every request and
+    ``assistant``/``tool`` turns are model output, so neither says how hard the request is.  With
+    ``turns="user"`` (the default) the scored text is the **last user message first**, followed by
+    earlier user messages from newest to oldest, separated by blank lines, cut at ``context_chars``
+    characters (default 2,000, about the encoder's 256-token window).  The last message comes first
+    because the encoder keeps the beginning of a long text: it is never pushed out by history.  A
+    one-turn conversation is scored exactly as ``Router.route(that_message)``.  With
+    ``turns="last"`` only the last user message is scored.  Text parts of multi-part content
+    (``[{"type": "text", "text": ...}, ...]``) are joined; images and other parts are ignored.
+
+Importing this module imports neither ``openai`` nor any web framework; :class:`RoutingOpenAI`
+imports ``openai`` when it is created (``pip install 'routekit[openai]'``).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+from .errors import BadInputError, RoutekitError
+
+#: Characters of conversation scored by default (the encoder reads ~256 tokens, ~4 chars each).
+DEFAULT_CONTEXT_CHARS = 2000
+
+_MODEL_RE = re.compile(
+    r"^router-(?P<name>.+?)(?:-(?:p(?P<pct>\d+(?:\.\d+)?)|(?P<thr>\d+(?:\.\d*)?|\.\d+)))?$"
+)
+
+
+class UnknownRouterError(RoutekitError, LookupError):
+    """A ``model`` names a router (or alias) that this client/server was not configured with."""
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """What a ``model`` string asks for: a router name and a threshold *or* a strong fraction."""
+
+    router: str
+    threshold: float | None = None
+    strong_fraction: float | None = None
+
+    def as_kwargs(self) -> dict[str, float]:
+        out = {}
+        if self.threshold is not None:
+            out["threshold"] = self.threshold
+        if self.strong_fraction is not None:  # both set: Router.route refuses, as it should
+            out["strong_fraction"] = self.strong_fraction
+        return out
+
+
+def parse_model(model: Any, aliases: Mapping[str, str] | None = None) -> RouteSpec:
+    """Parse ``router-<name>-<threshold>`` / ``router-<name>-p<strong%>`` / ``router-<name>`` or an alias.
+
+    Raises :class:`UnknownRouterError` for anything else and :class:`BadInputError` for a threshold
+    outside [0, 1] or a percentage outside [0, 100].
+    """
+    if not isinstance(model, str) or not model:
+        raise BadInputError("'model' must be a non-empty string such as 'router-mf-p30'")
+    seen = set()
+    while aliases and model in aliases and model not in seen:  # aliases may point at aliases
+        seen.add(model)
+        model = aliases[model]
+    m = _MODEL_RE.match(model)
+    if not m:
+        raise UnknownRouterError(
+            f"model {model!r} is not a routing model: use 'router-<name>-<threshold>', "
+            "'router-<name>-p<strong%>', 'router-<name>' or a configured alias")
+    name, pct, thr = m.group("name"), m.group("pct"), m.group("thr")
+    if pct is not None:
+        p = float(pct)
+        if not 0.0 <= p <= 100.0:
+            raise BadInputError(f"strong percentage in {model!r} must be in [0, 100]")
+        return RouteSpec(name, strong_fraction=p / 100.0)
+    if thr is not None:
+        t = float(thr)
+        if not 0.0 <= t <= 1.0:
+            raise BadInputError(f"threshold in {model!r} must be in [0, 1]")
+        return RouteSpec(name, threshold=t)
+    return RouteSpec(name)
+
+
+def _content_text(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if isinstance(part, str):
+                parts.append(part)
+            elif isinstance(part, Mapping) and part.get("type") in ("text", "input_text"):
+                text = part.get("text")
+                if isinstance(text, str):
+                    parts.append(text)
+        return "\n".join(parts)
+    raise BadInputError(f"message content must be a string or a list of parts, got {type(content).__name__}")
+
+
+def prompt_from_messages(messages: Any, *, turns: str = "user",
+                         context_chars: int = DEFAULT_CONTEXT_CHARS) -> str:
+    """The text a router scores for a chat conversation (see the module docstring)."""
+    if turns not in ("user", "last"):
+        raise BadInputError(f"turns must be 'user' or 'last', got {turns!r}")
+    if not isinstance(messages, (list, tuple)) or not messages:
+        raise BadInputError("'messages' must be a non-empty list of {role, content} objects")
+    users: list[str] = []
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, Mapping):
+            raise BadInputError(f"messages[{i}] must be an object with 'role' and 'content'")
+        role = msg.get("role")
+        if not isinstance(role, str):
+            raise BadInputError(f"messages[{i}].role must be a string")
+        try:
+            text = _content_text(msg.get("content"))
+        except BadInputError as exc:
+            raise BadInputError(f"messages[{i}]: {exc}") from None
+        if role == "user":
+            users.append(text)
+    if not users:
+        raise BadInputError("'messages' has no user turn to route on")
+    if turns == "last" or len(users) == 1:
+        return users[-1]
+    out = users[-1]
+    for text in reversed(users[:-1]):
+        if len(out) >= context_chars:
+            break
+        out = out + "\n\n" + text
+    return out[:max(context_chars, len(users[-1]))]
+
+
+class RouterCache:
+    """Routers loaded once per configured name and shared (routers are thread-safe).
+
+    ``routers`` maps the names clients may use to what :func:`routekit.load` accepts (a shipped
+    name, ``random[:seed]`` or an artifact folder).  Names not in the map are refused, so a request
+    can never make the process load an arbitrary path.
+    """
+
+    def __init__(self, routers: Mapping[str, str] | Sequence[str], *, threads: int | None = None,
+                 loader: Callable[..., Any] | None = None):
+        if isinstance(routers, Mapping):
+            self.specs = {str(k): str(v) for k, v in routers.items()}
+        else:
+            self.specs = {str(r): str(r) for r in routers}
+        if not self.specs:
+            raise BadInputError("at least one router must be configured")
+        self.threads = threads
+        self._loader = loader
+        self._routers: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.specs)
+
+    @property
+    def default(self) -> str:
+        return next(iter(self.specs))
+
+    def loaded(self) -> list[str]:
+        return list(self._routers)
+
+    def get(self, name: str | None = None):
+        name = self.default if name is None else name
+        router = self._routers.get(name)
+        if router is not None:
+            return router
+        if name not in self.specs:
+            raise UnknownRouterError(
+                f"router {name!r} is not configured here (configured: {', '.join(self.specs)})")
+        with self._lock:  # one load per name even when many requests arrive at once
+            router = self._routers.get(name)
+            if router is None:
+                if self._loader is not None:
+                    loader = self._loader
+                else:
+                    from .router import load as loader
+                router = loader(self.specs[name], threads=self.threads)
+                self._routers[name] = router
+        return router
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """An OpenAI-compatible endpoint serving one model."""
+
+    model: str
+    base_url: str | None = None  #: None: the openai client's default (api.openai.com or $OPENAI_BASE_URL)
+    api_key: str | None = None  #: None: read from ``api_key_env``
+    api_key_env: str = "OPENAI_API_KEY"
+
+    def key(self) -> str:
+        import os
+
+        # Local OpenAI-compatible servers (vLLM, llama.cpp, Ollama) accept any key.
+        return self.api_key or os.environ.get(self.api_key_env) or "unused"
+
+
+def make_model_picker(strong_model: str, weak_model: str, *, router: str = "default",
+                      threshold: float | None = None, strong_fraction: float | None = None,
+                      turns: str = "user", context_chars: int = DEFAULT_CONTEXT_CHARS,
+                      cache: RouterCache | None = None) -> Callable[[Any], str]:
+    """A LiteLLM-style hook: a function that maps a chat request to the model name to call.
+
+    The returned function accepts either a request dict with ``messages`` or the messages list
+    itself, and returns ``strong_model`` or ``weak_model``.  Use it in a gateway's pre-call hook::
+
+        pick = make_model_picker("gpt-4o", "gpt-4o-mini", router="mf", strong_fraction=0.3)
+        data["model"] = pick(data)
+    """
+    cache = cache or RouterCache([router])
+    kwargs = RouteSpec(router, threshold, strong_fraction).as_kwargs()
+
+    def pick(request: Any) -> str:
+        messages = request.get("messages") if isinstance(request, Mapping) else request
+        text = prompt_from_messages(messages, turns=turns, context_chars=context_chars)
+        d = cache.get(router).route(text, **kwargs)
+        return strong_model if d.is_strong else weak_model
+
+    return pick
+
+
+class _Completions:
+    def __init__(self, owner: "RoutingOpenAI"):
+        self._owner = owner
+
+    def create(self, *, model: str, messages: Any, **kwargs: Any):
+        """Route, then call ``chat.completions.create`` on the chosen upstream.
+
+        Returns the upstream's result (a ``ChatCompletion`` or a ``Stream``) with a ``routekit``
+        attribute holding the routing decision as a dict.
+        """
+        owner = self._owner
+        decision = owner.route(messages, model=model)
+        up = owner.strong if decision.is_strong else owner.weak
+        result = owner._clients[decision.route].chat.completions.create(
+            model=up.model, messages=messages, **kwargs)
+        info = owner._info(decision)
+        try:
+            setattr(result, "routekit", info)
+        except Exception:  # pragma: no cover - an object that refuses attributes
+            pass
+        return result
+
+
+class _Chat:
+    def __init__(self, owner: "RoutingOpenAI"):
+        self.completions = _Completions(owner)
+
+
+class RoutingOpenAI:
+    """A drop-in for ``openai.OpenAI().chat.completions.create`` that routes each call in-process.
+
+    ::
+
+        from routekit.client import RoutingOpenAI, Upstream
+        client = RoutingOpenAI(strong=Upstream("gpt-4o"), weak=Upstream("llama3", "http://localhost:11434/v1"),
+                               routers=["mf"])
+        r = client.chat.completions.create(model="router-mf-p30", messages=[{"role": "user", "content": "hi"}])
+        r.routekit   # {'route': 'weak', 'model': 'llama3', 'win_rate': ..., 'threshold': ..., 'router': 'mf'}
+
+    Scoring uses the router in this process (no server); the chosen upstream is called with the
+    official ``openai`` client.  ``clients`` may pass ready ``openai.OpenAI`` objects for
+    ``"strong"``/``"weak"`` (tests, custom HTTP settings).
+    """
+
+    def __init__(self, *, strong: Upstream, weak: Upstream, routers: Mapping[str, str] | Sequence[str] = ("default",),
+                 aliases: Mapping[str, str] | None = None, turns: str = "user",
+                 context_chars: int = DEFAULT_CONTEXT_CHARS, timeout: float = 60.0, max_retries: int = 2,
+                 threads: int | None = None, clients: Mapping[str, Any] | None = None,
+                 cache: RouterCache | None = None):
+        self.strong, self.weak = strong, weak
+        self.aliases = dict(aliases or {})
+        self.turns, self.context_chars = turns, context_chars
+        self.routers = cache or RouterCache(routers, threads=threads)
+        if clients is None:
+            from .errors import require
+
+            openai = require("openai", "openai", "RoutingOpenAI")
+            clients = {name: openai.OpenAI(base_url=up.base_url, api_key=up.key(), timeout=timeout,
+                                           max_retries=max_retries)
+                       for name, up in (("strong", strong), ("weak", weak))}
+        self._clients = dict(clients)
+        self.chat = _Chat(self)
+
+    def route(self, messages: Any, *, model: str):
+        """The routing decision for ``messages`` under ``model`` (no upstream call)."""
+        spec = parse_model(model, self.aliases)
+        text = prompt_from_messages(messages, turns=self.turns, context_chars=self.context_chars)
+        return self.routers.get(spec.router).route(text, **spec.as_kwargs())
+
+    def _info(self, decision) -> dict[str, Any]:
+        up = self.strong if decision.is_strong else self.weak
+        return {"route": decision.route, "model": up.model, "win_rate": decision.win_rate,
+                "threshold": decision.threshold, "router": decision.router}
+
+    def close(self) -> None:
+        for c in self._clients.values():
+            close = getattr(c, "close", None)
+            if close:
+                close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,648 @@
+"""The routing server (routekit[server]), the in-process client and the model-name convention.
+
+Server tests start real HTTP servers on 127.0.0.1 (ephemeral ports): a fake OpenAI-compatible
+upstream with two "models" that answer differently, and the routing server, driven with the
+official ``openai`` SDK and httpx.
+"""
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+
+import routekit
+from routekit.client import (RouterCache, RouteSpec, UnknownRouterError, Upstream, make_model_picker, parse_model,
+                             prompt_from_messages)
+from routekit.errors import BadInputError
+
+PROMPTS = ["hi, how are you?", "Prove that there are infinitely many primes.",
+           "Write a Rust function that parses ISO-8601 durations, with tests.", "What is 2 + 2?",
+           "Summarise the causes of the French revolution in three bullet points.", "translate 'cat' to German",
+           "Design a lock-free MPMC queue in C++ and argue its linearizability.", "tell me a joke"]
+
+
+# -- the model-name convention and turn selection (no extra needed) ----------------------------
+def test_parse_model_forms():
+    assert parse_model("router-mf-0.7") == RouteSpec("mf", threshold=0.7)
+    assert parse_model("router-mf-p30") == RouteSpec("mf", strong_fraction=0.3)
+    assert parse_model("router-mf-p12.5").strong_fraction == pytest.approx(0.125)
+    assert parse_model("router-mf") == RouteSpec("mf")
+    assert parse_model("router-my-mf-1") == RouteSpec("my-mf", threshold=1.0)
+    assert parse_model("router-random:3-.25") == RouteSpec("random:3", threshold=0.25)
+    assert parse_model("cheap", {"cheap": "smart", "smart": "router-mf-p10"}) == RouteSpec("mf", strong_fraction=0.1)
+    assert RouteSpec("mf", threshold=0.2).as_kwargs() == {"threshold": 0.2}
+    assert RouteSpec("mf").as_kwargs() == {}
+
+
+@pytest.mark.parametrize("bad", ["gpt-4o", "router-", "", None, 3, "route-mf-0.5"])
+def test_parse_model_rejects_non_routing_models(bad):
+    with pytest.raises((UnknownRouterError, BadInputError)):
+        parse_model(bad)
+
+
+@pytest.mark.parametrize("bad", ["router-mf-1.5", "router-mf-p101"])
+def test_parse_model_rejects_out_of_range(bad):
+    with pytest.raises(BadInputError):
+        parse_model(bad)
+
+
+def test_prompt_from_messages_turns():
+    msgs = [{"role": "system", "content": "You are helpful."},
+            {"role": "user", "content": "first question"},
+            {"role": "assistant", "content": "an answer"},
+            {"role": "user", "content": [{"type": "text", "text": "second"}, {"type": "image_url", "image_url": {}},
+                                         {"type": "text", "text": "question"}]}]
+    assert prompt_from_messages(msgs) == "second\nquestion\n\nfirst question"
+    assert prompt_from_messages(msgs, turns="last") == "second\nquestion"
+    assert prompt_from_messages([{"role": "user", "content": "only"}]) == "only"
+    # history is cut at context_chars, the last message is kept whole
+    long_hist = [{"role": "user", "content": "x" * 5000}, {"role": "user", "content": "now"}]
+    text = prompt_from_messages(long_hist, context_chars=100)
+    assert text.startswith("now\n\n") and len(text) == 100
+    assert prompt_from_messages([{"role": "user", "content": "y" * 300}], context_chars=10) == "y" * 300
+
+
+@pytest.mark.parametrize("bad", [[], "hi", [{"role": "system", "content": "s"}], [{"content": "no role"}], [3],
+                                 [{"role": "user", "content": 5}]])
+def test_prompt_from_messages_rejects(bad):
+    with pytest.raises(BadInputError):
+        prompt_from_messages(bad)
+
+
+def test_router_cache_loads_once_per_name_and_refuses_unknown_names():
+    calls = []
+
+    def loader(spec, threads=None):
+        calls.append(spec)
+        time.sleep(0.05)
+        return routekit.load("random")
+
+    cache = RouterCache({"r": "random", "other": "random:1"}, loader=loader)
+    got = []
+    ts = [threading.Thread(target=lambda: got.append(cache.get("r"))) for _ in range(8)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert calls == ["random"] and len({id(r) for r in got}) == 1
+    assert cache.get() is got[0]  # the first name is the default
+    with pytest.raises(UnknownRouterError):
+        cache.get("/etc")  # never loads a path a request names
+
+
+def test_model_picker_hook_matches_router():
+    router = routekit.load("random")
+    pick = make_model_picker("big", "small", router="random", threshold=0.5)
+    for p in PROMPTS:
+        want = "big" if router.route(p, threshold=0.5).is_strong else "small"
+        assert pick({"messages": [{"role": "user", "content": p}]}) == want
+        assert pick([{"role": "user", "content": p}]) == want
+
+
+def test_plain_runtime_does_not_import_server_deps():
+    code = ("import sys, routekit, routekit.client, routekit.cli\n"
+            "routekit.load('random').route('x')\n"
+            "bad = [m for m in ('fastapi', 'starlette', 'openai', 'uvicorn', 'httpx', 'httpx2') if m in sys.modules]\n"
+            "assert not bad, bad\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_serve_without_extra_gives_install_hint(monkeypatch, capsys):
+    from routekit import cli
+
+    monkeypatch.setitem(sys.modules, "fastapi", None)  # makes `import fastapi` fail
+    monkeypatch.delitem(sys.modules, "routekit.server", raising=False)
+    assert cli.main(["serve", "--router", "random"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'routekit[server]'" in err and "fastapi" in err
+
+
+# -- servers on loopback -----------------------------------------------------------------------
+def _free_socket() -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", 0))
+    return s
+
+
+@contextmanager
+def running(app):
+    """Serve an ASGI app with uvicorn on 127.0.0.1 in a thread; yields its base URL."""
+    import uvicorn
+
+    sock = _free_socket()
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started:
+        if not thread.is_alive() or time.time() > deadline:
+            raise RuntimeError("test server did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def _fake_upstream_app(received: list):
+    """An OpenAI-compatible fake: /<name>/v1/chat/completions answers '<name> says: <last user text>'.
+
+    ``slow`` sleeps 3 s before answering; ``broken`` answers HTTP 500; ``midfail`` breaks mid-stream.
+    """
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse, StreamingResponse
+
+    app = FastAPI()
+
+    @app.post("/{name}/v1/chat/completions")
+    async def chat(name: str, request: Request):
+        body = await request.json()
+        received.append((name, body))
+        if name == "slow":
+            await asyncio.sleep(3)
+        if name == "broken":
+            return JSONResponse({"error": {"message": "the fake upstream broke", "type": "server_error"}},
+                                status_code=500)
+        text = f"{name} says: {body['messages'][-1]['content']}"
+        base = {"id": "cmpl-1", "created": 1, "model": body["model"]}
+        if not body.get("stream"):
+            return {**base, "object": "chat.completion",
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                 "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 10, "completion_tokens": 4, "total_tokens": 14}}
+
+        async def events():
+            for i, piece in enumerate(text.split(" ")):
+                delta = {"content": (" " if i else "") + piece}
+                if i == 0:
+                    delta["role"] = "assistant"
+                chunk = {**base, "object": "chat.completion.chunk",
+                         "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+                yield f"data: {json.dumps(chunk)}\n\n"
+                if name == "midfail" and i == 1:
+                    raise RuntimeError("connection dropped")
+            end = {**base, "object": "chat.completion.chunk",
+                   "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+            yield f"data: {json.dumps(end)}\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def server_deps():
+    for mod in ("fastapi", "uvicorn", "openai", "httpx"):
+        pytest.importorskip(mod, reason="needs the server extra: pip install 'routekit[server]'")
+
+
+@pytest.fixture(scope="module")
+def upstream(server_deps):
+    received: list = []
+    with running(_fake_upstream_app(received)) as url:
+        yield url, received
+
+
+def _config(upstream_url, **kw):
+    from routekit.server import ServerConfig
+
+    kw.setdefault("strong", Upstream("big-model", f"{upstream_url}/strong/v1", api_key="k"))
+    kw.setdefault("weak", Upstream("small-model", f"{upstream_url}/weak/v1", api_key="k"))
+    kw.setdefault("routers", {"default": "default", "random": "random"})
+    kw.setdefault("aliases", {"cheap": "router-default-p20"})
+    kw.setdefault("prices", {"big-model": {"input": 10.0, "output": 30.0}})
+    return ServerConfig(**kw)
+
+
+@pytest.fixture(scope="module")
+def router_server(upstream):
+    from routekit.server import create_app
+
+    app = create_app(_config(upstream[0]))
+    with running(app) as url:
+        yield url, app
+
+
+@pytest.fixture(scope="module")
+def sdk(router_server):
+    import openai
+
+    return openai.OpenAI(base_url=router_server[0] + "/v1", api_key="unused", max_retries=0, timeout=30)
+
+
+def _user(text):
+    return [{"role": "user", "content": text}]
+
+
+def test_chat_non_streaming_routes_to_the_router_choice(sdk, upstream, default_router):
+    _, received = upstream
+    rates = default_router.win_rates(PROMPTS)
+    thr = round(0.5 * (rates.min() + rates.max()), 6)  # splits PROMPTS; exactly what the model name says
+    seen = set()
+    for p in PROMPTS:
+        want = default_router.route(p, threshold=thr)
+        raw = sdk.chat.completions.with_raw_response.create(model=f"router-default-{thr:.6f}", messages=_user(p),
+                                                            temperature=0.3)
+        r = raw.parse()
+        side = "strong" if want.is_strong else "weak"
+        assert r.choices[0].message.content == f"{side} says: {p}"
+        assert raw.headers["x-routekit-route"] == want.route
+        assert raw.headers["x-routekit-model"] == ("big-model" if want.is_strong else "small-model")
+        assert float(raw.headers["x-routekit-win-rate"]) == pytest.approx(want.win_rate, abs=1e-6)
+        info = r.model_extra["routekit"]
+        assert info["route"] == want.route and info["win_rate"] == pytest.approx(want.win_rate)
+        # the upstream got its own model name and the client's other fields
+        name, body = received[-1]
+        assert name == side and body["model"] == info["model"] and body["temperature"] == 0.3
+        seen.add(want.route)
+    assert seen == {"strong", "weak"}  # the threshold splits the prompts, so both upstreams were used
+
+
+def test_chat_strong_fraction_and_alias(sdk, default_router):
+    assert sdk.chat.completions.create(model="router-default-p0", messages=_user("x")).model_extra["routekit"]["route"] == "weak"
+    assert sdk.chat.completions.create(model="router-default-p100", messages=_user("x")).model_extra["routekit"]["route"] == "strong"
+    p = PROMPTS[1]
+    r = sdk.chat.completions.create(model="cheap", messages=_user(p))
+    want = default_router.route(p, strong_fraction=0.2)
+    assert r.model_extra["routekit"]["threshold"] == pytest.approx(want.threshold)
+    assert r.model_extra["routekit"]["route"] == want.route
+
+
+def test_chat_streaming(sdk, default_router):
+    for frac, side in ((1.0, "strong"), (0.0, "weak")):
+        p = "Stream me an answer please"
+        stream = sdk.chat.completions.create(model=f"router-default-p{int(frac * 100)}", messages=_user(p),
+                                             stream=True)
+        chunks = list(stream)
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert text == f"{side} says: {p}"
+        assert chunks[0].model_extra["routekit"]["route"] == side
+        assert chunks[0].model_extra["routekit"]["win_rate"] == pytest.approx(default_router.win_rate(p))
+        assert "routekit" not in (chunks[1].model_extra or {})
+
+
+def test_multi_turn_scores_user_turns(sdk, default_router):
+    msgs = [{"role": "system", "content": "be brief"}, {"role": "user", "content": PROMPTS[6]},
+            {"role": "assistant", "content": "ok"}, {"role": "user", "content": "and in Rust?"}]
+    r = sdk.chat.completions.create(model="router-default-0.5", messages=msgs)
+    want = default_router.win_rate("and in Rust?\n\n" + PROMPTS[6])
+    assert r.model_extra["routekit"]["win_rate"] == pytest.approx(want)
+
+
+def test_route_endpoint_agrees_with_router(router_server, default_router):
+    import httpx
+
+    url = router_server[0]
+    with httpx.Client(base_url=url) as c:
+        for p in PROMPTS:
+            for kw in ({}, {"threshold": 0.7}, {"strong_fraction": 0.3}):
+                got = c.post("/v1/route", json={"prompt": p, **kw}).json()
+                want = default_router.route(p, **kw)
+                assert got["route"] == want.route and got["router"] == want.router
+                assert got["win_rate"] == pytest.approx(want.win_rate) and got["threshold"] == pytest.approx(want.threshold)
+                assert got["model"] == ("big-model" if want.is_strong else "small-model")
+        rnd = routekit.load("random")
+        got = c.post("/v1/route", json={"messages": _user("abc"), "router": "random", "threshold": 0.5}).json()
+        assert got["win_rate"] == pytest.approx(rnd.win_rate("abc")) and got["router"] == "random"
+
+
+def test_models_health_metrics(router_server, sdk):
+    ids = [m.id for m in sdk.models.list()]
+    assert ids == ["router-default", "router-random", "cheap"]
+    import httpx
+
+    url = router_server[0]
+    h = httpx.get(url + "/health").json()
+    assert h["status"] == "ok" and "default" in h["loaded"]
+    httpx.post(url + "/v1/route", json={"prompt": "metrics please", "strong_fraction": 1.0})
+    sdk.chat.completions.create(model="router-default-p100", messages=_user("cost me"))
+    text = httpx.get(url + "/metrics").text
+    lines = dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    assert float(lines['routekit_requests_total{endpoint="/v1/route",route="strong",status="200"}']) >= 1
+    assert float(lines['routekit_requests_total{endpoint="/v1/chat/completions",route="strong",status="200"}']) >= 1
+    count = float(lines['routekit_router_latency_seconds_count{router="mf"}'])
+    assert count >= 2 and float(lines['routekit_router_latency_seconds_bucket{router="mf",le="+Inf"}']) == count
+    assert float(lines['routekit_router_latency_seconds_sum{router="mf"}']) > 0
+    assert float(lines['routekit_tokens_total{model="big-model",kind="prompt"}']) >= 10
+    assert float(lines['routekit_cost_usd_total{model="big-model"}']) >= (10 * 10 + 4 * 30) / 1e6 - 1e-12
+    assert "# TYPE routekit_router_latency_seconds histogram" in text
+
+
+@pytest.mark.parametrize("body,status", [
+    (b"{not json", 400), (b"[1, 2]", 400), (b'"x"', 400), (b"\xff\xfe", 400),
+    (json.dumps({"messages": _user("x")}).encode(), 400),  # no model
+    (json.dumps({"model": "gpt-4o", "messages": _user("x")}).encode(), 404),
+    (json.dumps({"model": "router-nope-0.5", "messages": _user("x")}).encode(), 404),
+    (json.dumps({"model": "router-default-2", "messages": _user("x")}).encode(), 400),
+    (json.dumps({"model": "router-default-0.5"}).encode(), 400),
+    (json.dumps({"model": "router-default-0.5", "messages": "hi"}).encode(), 400),
+    (json.dumps({"model": "router-default-0.5", "messages": _user("x"), "stream": "yes"}).encode(), 400),
+    (json.dumps({"model": "router-random-p50", "messages": _user("x")}).encode(), 200),
+])
+def test_chat_malformed_requests(router_server, body, status):
+    import httpx
+
+    r = httpx.post(router_server[0] + "/v1/chat/completions", content=body,
+                   headers={"content-type": "application/json"})
+    assert r.status_code == status, r.text
+    if status != 200:
+        assert r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("body", [{}, {"prompt": 3}, {"prompt": "a", "messages": _user("a")},
+                                  {"prompt": "a", "threshold": 2}, {"prompt": "a", "threshold": "x"},
+                                  {"prompt": "a", "threshold": 0.5, "strong_fraction": 0.5},
+                                  {"prompt": "a", "router": 5}])
+def test_route_malformed_requests(router_server, body):
+    import httpx
+
+    r = httpx.post(router_server[0] + "/v1/route", json=body)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_request_too_large(upstream):
+    import httpx
+    from routekit.server import create_app
+
+    app = create_app(_config(upstream[0], max_body_bytes=1000, preload=False, routers={"random": "random"}))
+    with running(app) as url:
+        ok = httpx.post(url + "/v1/route", json={"prompt": "a" * 900})
+        assert ok.status_code == 200
+        big = httpx.post(url + "/v1/route", json={"prompt": "a" * 2000})
+        assert big.status_code == 413
+        # no Content-Length (chunked): counted while reading
+        chunked = httpx.post(url + "/v1/route", content=iter([b'{"prompt": "', b"a" * 2000, b'"}']))
+        assert chunked.status_code == 413
+
+
+def test_bearer_token(upstream):
+    from fastapi.testclient import TestClient
+    from routekit.server import create_app
+
+    app = create_app(_config(upstream[0], api_key="s3cret", routers={"random": "random"}))
+    with TestClient(app) as c:
+        body = {"prompt": "hi"}
+        assert c.post("/v1/route", json=body).status_code == 401
+        assert c.post("/v1/route", json=body, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert c.get("/v1/models").status_code == 401
+        assert c.post("/v1/chat/completions", json={"model": "router-random-p50", "messages": _user("x")}).status_code == 401
+        assert c.post("/v1/route", json=body, headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert c.get("/health").status_code == 200
+
+
+def test_upstream_failures(upstream):
+    import openai
+    from routekit.server import create_app
+
+    url, _ = upstream
+    dead = _free_socket()  # bound but never listening: connections are refused
+    dead_url = f"http://127.0.0.1:{dead.getsockname()[1]}/v1"
+    cfg = _config(url, routers={"random": "random"}, upstream_timeout=0.5, preload=False,
+                  strong=Upstream("big-model", f"{url}/slow/v1", api_key="k"),
+                  weak=Upstream("small-model", dead_url, api_key="k"))
+    with running(create_app(cfg)) as srv:
+        sdk = openai.OpenAI(base_url=srv + "/v1", api_key="unused", max_retries=0, timeout=30)
+        t0 = time.perf_counter()
+        with pytest.raises(openai.APIStatusError) as slow:
+            sdk.chat.completions.create(model="router-random-p100", messages=_user("x"))
+        assert slow.value.status_code == 504 and "timed out" in slow.value.message
+        assert time.perf_counter() - t0 < 2.5
+        with pytest.raises(openai.APIStatusError) as down:
+            sdk.chat.completions.create(model="router-random-p0", messages=_user("x"))
+        assert down.value.status_code == 502 and "unreachable" in down.value.message and "small-model" in down.value.message
+        with pytest.raises(openai.APIStatusError) as down_stream:
+            sdk.chat.completions.create(model="router-random-p0", messages=_user("x"), stream=True)
+        assert down_stream.value.status_code == 502
+        import httpx
+
+        metrics = httpx.get(srv + "/metrics").text
+        assert 'routekit_upstream_errors_total{upstream="strong",kind="timeout"} 1' in metrics
+        assert 'routekit_upstream_errors_total{upstream="weak",kind="connection"} 2' in metrics
+    dead.close()
+
+    cfg = _config(url, routers={"random": "random"}, preload=False,
+                  strong=Upstream("big-model", f"{url}/broken/v1", api_key="k"),
+                  weak=Upstream("small-model", f"{url}/midfail/v1", api_key="k"))
+    with running(create_app(cfg)) as srv:
+        sdk = openai.OpenAI(base_url=srv + "/v1", api_key="unused", max_retries=0, timeout=30)
+        with pytest.raises(openai.APIStatusError) as broken:
+            sdk.chat.completions.create(model="router-random-p100", messages=_user("x"))
+        assert broken.value.status_code == 502 and "the fake upstream broke" in broken.value.message
+        # a stream that breaks after it started ends with an in-band error event
+        import httpx
+
+        r = httpx.post(srv + "/v1/chat/completions", json={"model": "router-random-p0", "stream": True,
+                                                           "messages": _user("one two three four")})
+        assert r.status_code == 200
+        events = [line[6:] for line in r.text.splitlines() if line.startswith("data: ")]
+        assert events[-1] == "[DONE]" and "error" in json.loads(events[-2])
+
+    # no upstream configured: routing still works, chat says why it cannot forward
+    from routekit.server import ServerConfig
+
+    with running(create_app(ServerConfig(routers={"random": "random"}))) as srv:
+        r = httpx.post(srv + "/v1/chat/completions", json={"model": "router-random-p100", "messages": _user("x")})
+        assert r.status_code == 503 and "--strong-model" in r.json()["error"]["message"]
+        assert httpx.post(srv + "/v1/route", json={"prompt": "x"}).status_code == 200
+
+
+def test_slow_client_does_not_block_others(router_server):
+    import httpx
+
+    host, port = router_server[0].removeprefix("http://").split(":")
+    slow = socket.create_connection((host, int(port)))
+    try:
+        # headers promise 10,000 bytes, then the client stalls after a few
+        slow.sendall(b"POST /v1/route HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 10000\r\n\r\n{\"prompt\": \"")
+        time.sleep(0.1)
+        t0 = time.perf_counter()
+        with httpx.Client(base_url=router_server[0], timeout=5) as c:
+            for p in PROMPTS:
+                assert c.post("/v1/route", json={"prompt": p}).status_code == 200
+        assert time.perf_counter() - t0 < 3.0
+    finally:
+        slow.close()
+
+
+def test_scoring_runs_off_the_event_loop(upstream):
+    """While one request's scoring is stuck (a slow router), other requests are still answered."""
+    import httpx
+    from routekit.server import create_app
+
+    class SlowRouter(type(routekit.load("random"))):
+        def _score(self, prompts):
+            if prompts == ["slow"]:
+                time.sleep(1.5)
+            return super()._score(prompts)
+
+    app = create_app(_config(upstream[0], routers={"random": "random"}, preload=False))
+    app.state.routers._routers["random"] = SlowRouter()
+    with running(app) as url:
+        out = {}
+        t = threading.Thread(target=lambda: out.update(r=httpx.post(url + "/v1/route", json={"prompt": "slow"},
+                                                                    timeout=10)))
+        t.start()
+        time.sleep(0.2)
+        t0 = time.perf_counter()
+        assert httpx.post(url + "/v1/route", json={"prompt": "fast"}).status_code == 200
+        assert httpx.get(url + "/health").status_code == 200
+        assert time.perf_counter() - t0 < 1.0
+        t.join()
+        assert out["r"].status_code == 200
+
+
+def test_config_from_file(tmp_path, monkeypatch, server_deps):
+    from routekit.server import ServerConfig
+
+    monkeypatch.setenv("MY_TOKEN", "tok")
+    f = tmp_path / "server.toml"
+    f.write_text('routers = {fast = "random", mf = "mf"}\napi_key_env = "MY_TOKEN"\nmax_body_bytes = 5000\n'
+                 '[strong]\nmodel = "gpt-4o"\n[weak]\nmodel = "llama3"\nbase_url = "http://127.0.0.1:11434/v1"\n'
+                 '[aliases]\ncheap = "router-mf-p20"\n[prices.gpt-4o]\ninput = 2.5\noutput = 10\n')
+    cfg = ServerConfig.from_file(f)
+    assert cfg.routers == {"fast": "random", "mf": "mf"} and cfg.api_key == "tok" and cfg.max_body_bytes == 5000
+    assert cfg.strong == Upstream("gpt-4o") and cfg.weak.base_url == "http://127.0.0.1:11434/v1"
+    assert cfg.aliases == {"cheap": "router-mf-p20"} and cfg.prices["gpt-4o"]["output"] == 10
+    j = tmp_path / "server.json"
+    j.write_text(json.dumps({"routers": ["random"], "colour": "red"}))
+    with pytest.raises(BadInputError, match="colour"):
+        ServerConfig.from_file(j)
+
+
+def test_routing_openai_client_in_process(upstream, default_router):
+    import openai
+    from routekit.client import RoutingOpenAI
+
+    url, received = upstream
+    strong, weak = Upstream("big-model", f"{url}/strong/v1", "k"), Upstream("small-model", f"{url}/weak/v1", "k")
+    with RoutingOpenAI(strong=strong, weak=weak, routers={"default": "default"}, aliases={"fast": "router-default-p0"},
+                       max_retries=0) as client:
+        assert isinstance(client._clients["strong"], openai.OpenAI)
+        for p in PROMPTS[:4]:
+            want = default_router.route(p, threshold=0.75)
+            r = client.chat.completions.create(model="router-default-0.75", messages=_user(p), max_tokens=5)
+            assert r.choices[0].message.content == f"{want.route} says: {p}"
+            assert r.routekit["route"] == want.route and r.routekit["win_rate"] == pytest.approx(want.win_rate)
+            assert received[-1][1]["max_tokens"] == 5
+        s = client.chat.completions.create(model="fast", messages=_user("stream it"), stream=True)
+        assert s.routekit["route"] == "weak"
+        assert "".join(c.choices[0].delta.content or "" for c in s if c.choices) == "weak says: stream it"
+        with pytest.raises(UnknownRouterError):
+            client.chat.completions.create(model="router-mf-0.5", messages=_user("x"))
+
+
+def test_mounted_app_and_injected_clients(upstream):
+    """Mounted inside another app (whose lifespan does not start ours) the server still forwards;
+    ready-made AsyncOpenAI clients can be passed in."""
+    import httpx
+    import openai
+    from fastapi import FastAPI
+    from routekit.server import create_app
+
+    url, received = upstream
+    outer = FastAPI()
+    outer.mount("/router", create_app(_config(url, routers={"random": "random"})))
+    with running(outer) as srv:
+        r = httpx.post(srv + "/router/v1/chat/completions", json={"model": "router-random-p100", "messages": _user("m")})
+        assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "strong says: m"
+    mine = {"strong": openai.AsyncOpenAI(base_url=f"{url}/weak/v1", api_key="k", max_retries=0)}
+    with running(create_app(_config(url, routers={"random": "random"}), upstream_clients=mine)) as srv:
+        r = httpx.post(srv + "/v1/chat/completions", json={"model": "router-random-p100", "messages": _user("i")})
+        assert r.json()["choices"][0]["message"]["content"] == "weak says: i"  # went through the injected client
+
+
+def test_cli_serve_starts_and_checks_token(upstream, tmp_path):
+    s = _free_socket()
+    port = s.getsockname()[1]
+    s.close()
+    env = {**os.environ, "RK_TOKEN": "tok"}
+    cmd = [sys.executable, "-m", "routekit.cli", "serve", "--router", "random", "--port", str(port),
+           "--strong-model", "big-model", "--strong-base-url", f"{upstream[0]}/strong/v1",
+           "--weak-model", "small-model", "--weak-base-url", f"{upstream[0]}/weak/v1",
+           "--api-key-env", "RK_TOKEN", "--alias", "auto=router-random-p100", "--log-level", "warning"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        import httpx
+
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 60
+        while True:
+            try:
+                if httpx.get(base + "/health").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.time() < deadline, proc.stdout.read().decode()
+            time.sleep(0.1)
+        body = {"model": "auto", "messages": _user("cli")}
+        assert httpx.post(base + "/v1/chat/completions", json=body).status_code == 401
+        r = httpx.post(base + "/v1/chat/completions", json=body, headers={"Authorization": "Bearer tok"})
+        assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "strong says: cli"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    bad = subprocess.run([sys.executable, "-m", "routekit.cli", "serve", "--api-key-env", "RK_UNSET_VAR_X"],
+                         capture_output=True, text=True, env={k: v for k, v in os.environ.items() if k != "RK_UNSET_VAR_X"})
+    assert bad.returncode == 2 and "RK_UNSET_VAR_X" in bad.stderr
+
+
+# -- load ---------------------------------------------------------------------------------------
+def _load_test(url: str, concurrency: int, per_client: int) -> dict:
+    import httpx
+
+    lat: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def worker(k: int):
+        with httpx.Client(base_url=url, timeout=30) as c:
+            for i in range(per_client):
+                t0 = time.perf_counter()
+                try:
+                    r = c.post("/v1/route", json={"prompt": f"{PROMPTS[(k + i) % len(PROMPTS)]} #{k}-{i}"})
+                    ok = r.status_code == 200 and r.json()["route"] in ("strong", "weak")
+                except Exception as exc:  # noqa: BLE001 - counted as an error
+                    ok, r = False, exc
+                dt = time.perf_counter() - t0
+                with lock:
+                    lat.append(dt)
+                    if not ok:
+                        errors.append(repr(r))
+
+    t0 = time.perf_counter()
+    ts = [threading.Thread(target=worker, args=(k,)) for k in range(concurrency)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    wall = time.perf_counter() - t0
+    ms = np.array(lat) * 1000
+    return {"requests": len(lat), "errors": len(errors), "first_error": errors[:1], "wall_s": wall,
+            "rps": len(lat) / wall, "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
+
+
+def test_load_route_endpoint(router_server):
+    stats = _load_test(router_server[0], concurrency=8, per_client=50)
+    print(f"\n/v1/route load (8 x 50, mf): {stats}")
+    assert stats["requests"] == 400 and stats["errors"] == 0, stats
+
+
+@pytest.mark.slow
+def test_load_route_endpoint_2000(router_server):
+    stats = _load_test(router_server[0], concurrency=16, per_client=125)
+    print(f"\n/v1/route load (16 x 125, mf): {stats}")
+    assert stats["requests"] == 2000 and stats["errors"] == 0, stats

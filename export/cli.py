@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+CONVERT_KINDS = ("bert", "mf", "causal")  # convert-routellm --kind K calls convert.convert_K
+
 
 def _parser() -> argparse.ArgumentParser:
     from .data import default_data_dir
@@ -47,8 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     w = sub.add_parser("train-sw", help="build a similarity-weighted (SW) ranking router artifact")
     common(w)
     w.add_argument("--tiers", type=int, default=10, help="model tiers (paper: 10)")
-    w.add_argument("--gamma", default="1e4",
-                   help="weight base γ (a number > 1), or 'cv' to pick weighting and γ by cross-validation")
+    w.add_argument("--gamma", default="cv",
+                   help="weight base γ (a number > 1), or 'cv' (default): pick the weighting and γ by "
+                        "prompt-grouped cross-validation on the training battles (--weighting is then ignored)")
     w.add_argument("--weighting", choices=("paper", "reference"), default="paper",
                    help="paper: γ^(1+s); reference (RouteLLM code): γ^(1+s/max s)")
     w.add_argument("--index", choices=("none", "flat", "hnsw"), default="none",
@@ -88,11 +91,100 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--calib-limit", type=int, default=None)
     b.add_argument("--threads", type=int, default=None, help="torch threads for training")
     b.add_argument("--force", action="store_true", help="replace --out if it exists")
+    _add_convert_routellm(sub)
+    from .causal import add_cli as _add_train_causal
+
+    _add_train_causal(sub)
     return p
+
+
+def _add_convert_routellm(sub) -> None:
+    c = sub.add_parser("convert-routellm",
+                       help="convert a RouteLLM checkpoint folder (BERT, MF or causal) into a routekit artifact")
+    c.add_argument("--kind", choices=CONVERT_KINDS, required=True)
+    c.add_argument("--checkpoint", type=Path, required=True, help="the downloaded checkpoint folder")
+    c.add_argument("--out", type=Path, required=True)
+    c.add_argument("--name", default=None, help="artifact name in the manifest (default: the --out folder name)")
+    c.add_argument("--strong", default=None, help="default strong model of the artifact")
+    c.add_argument("--weak", default=None, help="default weak model of the artifact")
+    c.add_argument("--int8", action="store_true", default=None, help="bert/causal: dynamic int8 weights")
+    c.add_argument("--max-length", type=int, default=None, help="bert/causal: token limit")
+    c.add_argument("--models", default=None,
+                   help="mf: JSON file with the model table (list in id order or {name: id}); default RouteLLM's 64")
+    c.add_argument("--embedding-model", default=None, help="mf: embeddings model (default text-embedding-3-small)")
+    c.add_argument("--base-url", default=None,
+                   help="mf: OpenAI-compatible embeddings endpoint stored in the artifact (default: the client's)")
+    c.add_argument("--api-key-env", default=None, help="mf: variable holding the API key (default OPENAI_API_KEY)")
+    c.add_argument("--dimensions", type=int, default=None, help="mf: 'dimensions' sent to the embeddings API")
+    c.add_argument("--calibration-prompts", type=Path, default=None,
+                   help="calibrate on these prompts (.jsonl with 'prompt' or one per line); mf: calls the API")
+    c.add_argument("--calibration-limit", type=int, default=None, help="use the first N calibration prompts")
+    c.add_argument("--calibration-embeddings", type=Path, default=None,
+                   help="mf: calibrate on precomputed prompt embeddings (.npy, n × 1536) instead")
+    c.add_argument("--source", default=None, help="where the checkpoint came from (stored in the manifest)")
+    c.add_argument("--license", default=None, help="licence of the checkpoint (stored in the manifest)")
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra keyword for the converter (VALUE parsed as JSON when it can be)")
+    c.add_argument("--force", action="store_true", default=None, help="replace --out if it exists")
+
+
+def _convert_routellm(args) -> int:
+    """Dispatch ``convert-routellm --kind K`` to ``routekit_export.convert.convert_K``."""
+    import inspect
+
+    from routekit.calibrate import load_prompt_file
+    from routekit.errors import RoutekitError
+
+    from . import convert as C
+
+    def fail(msg: str) -> int:
+        print(f"routekit-export: error: {msg}", file=sys.stderr)
+        return 2
+
+    fn = getattr(C, f"convert_{args.kind}", None)
+    if fn is None:
+        return fail(f"convert-routellm --kind {args.kind} is not available in this build")
+    kw = {"name": args.name, "overwrite": args.force, "strong": args.strong, "weak": args.weak,
+          "int8": args.int8, "max_length": args.max_length, "models": args.models,
+          "embedding_model": args.embedding_model, "base_url": args.base_url, "api_key_env": args.api_key_env,
+          "dimensions": args.dimensions, "source": args.source, "license": args.license}
+    try:
+        if args.calibration_prompts is not None:
+            prompts = load_prompt_file(args.calibration_prompts)[:args.calibration_limit]
+            kw["calibration"] = (prompts, f"{args.calibration_prompts.name}, {len(prompts)} prompts")
+        if args.calibration_embeddings is not None:
+            kw["calibration_embeddings"] = (str(args.calibration_embeddings),
+                                            f"embeddings from {args.calibration_embeddings.name}")
+        for item in args.set:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                return fail(f"--set expects KEY=VALUE, got {item!r}")
+            try:
+                kw[key.replace("-", "_")] = json.loads(value)
+            except ValueError:
+                kw[key.replace("-", "_")] = value
+        kw = {k: v for k, v in kw.items() if v is not None}  # not given: the converter's default
+        params = inspect.signature(fn).parameters
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            unknown = sorted(k for k in kw if k not in params)
+            if unknown:
+                opts = ", ".join("--" + k.replace("_", "-") for k in unknown)
+                return fail(f"{opts}: not an option of convert-routellm --kind {args.kind}")
+        out = fn(args.checkpoint, args.out, **kw)
+    except (RoutekitError, ValueError, OSError) as exc:
+        return fail(str(exc))
+    print(json.dumps({"artifact": str(out or args.out), "kind": args.kind}, indent=2))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "convert-routellm":
+        return _convert_routellm(args)
+    if args.command == "train-causal":
+        from .causal import run_cli
+
+        return run_cli(args)
     from . import data as _data
     from .data import DataError
 

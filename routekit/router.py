@@ -112,9 +112,10 @@ class Router:
         if name not in self.models:
             close = [m for m in self.models if model.lower().split("/")[-1][:6] in m.lower()]
             hint = f" Did you mean {', '.join(close[:3])}?" if close else ""
+            shown = ", ".join(self.models[:100]) + (", …" if len(self.models) > 100 else "")
             raise UnknownModelError(
                 f"model {model!r} is not in router {self.name!r}'s model table "
-                f"({len(self.models)} models; see router.models).{hint}"
+                f"({len(self.models)} models; see router.models).{hint} Known models: {shown}"
             )
         return name
 

@@ -127,8 +127,16 @@ class Encoder:
 
 
 def encoder_from_manifest(manifest, *, providers=None, threads=None, section: str = "encoder") -> Encoder:
-    """Build the Encoder described by ``manifest[section]`` (files must be listed in the manifest)."""
+    """Build the Encoder described by ``manifest[section]`` (files must be listed in the manifest).
+
+    ``{"kind": "openai", ...}`` gives a remote :class:`~routekit.openai_embedder.OpenAIEmbedder`
+    (same call signature; its client is created on the first call).
+    """
     spec = manifest[section]
+    if isinstance(spec, dict) and spec.get("kind") == "openai":
+        from .openai_embedder import OpenAIEmbedder
+
+        return OpenAIEmbedder.from_spec(spec)
     try:
         model_rel, tok_rel = spec["file"], spec["tokenizer"]
         max_length = int(spec.get("max_length", 256))

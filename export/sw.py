@@ -39,7 +39,7 @@ CV_GRID = tuple([("paper", g) for g in (10.0, 1e2, 1e3, 1e4, 1e5, 1e6, 1e8)]
 class SWConfig:
     tiers: int = 10
     weighting: str = "paper"
-    gamma: float | str = 1e4  # a number, or "cv" to pick (weighting, gamma) from CV_GRID
+    gamma: float | str = "cv"  # a number, or "cv" to pick (weighting, gamma) from CV_GRID
     k: int = 256  # default top-k of fast mode
     index: str = "none"  # FAISS index shipped for fast mode: none (flat, built at load) | flat | hnsw
     embed_dtype: str = "float32"
@@ -110,11 +110,13 @@ def _log_sigmoid(x):
 
 def cross_validate(emb: np.ndarray, battle_prompt: np.ndarray, tier_a: np.ndarray, tier_b: np.ndarray,
                    outcome: np.ndarray, n_tiers: int, strong_tier: int, weak_tier: int,
-                   grid=CV_GRID, *, folds: int = 5, seed: int = 0, ridge: float = DEFAULT_RIDGE) -> list[dict]:
+                   grid=CV_GRID, *, folds: int = 5, seed: int = 0, ridge: float = DEFAULT_RIDGE,
+                   pair_mask: np.ndarray | None = None) -> list[dict]:
     """Prompt-grouped k-fold CV of SW weightings on training battles.
 
     For each (weighting, gamma): held-out log-loss (nats per battle, ties as ½ targets) of the
-    battles between the strong and the weak tier (``pair_logloss``) and of all cross-tier battles
+    battles between the strong and the weak tier (``pair_logloss``; ``pair_mask`` narrows these down,
+    e.g. to the battles of the exact model pair) and of all cross-tier battles
     (``all_logloss``), and the AUC of P(strong) on decisive strong-vs-weak battles (``pair_auc``)."""
     n_prompts = emb.shape[0]
     rng = np.random.default_rng(seed)
@@ -124,6 +126,8 @@ def cross_validate(emb: np.ndarray, battle_prompt: np.ndarray, tier_a: np.ndarra
     o = np.asarray(outcome, np.float64)
     cross = ta != tb
     is_pair = cross & (((ta == strong_tier) & (tb == weak_tier)) | ((ta == weak_tier) & (tb == strong_tier)))
+    if pair_mask is not None:  # e.g. only the battles of the exact strong/weak model pair
+        is_pair &= np.asarray(pair_mask, bool)
     results = []
     for weighting, gamma in grid:
         loss_all, loss_pair, n_all, n_pair = 0.0, 0.0, 0, 0
@@ -226,9 +230,16 @@ def build_sw(out: Path, *, encoder_dir: Path, data_dir: Path, cfg: SWConfig | No
 
     weighting, gamma = cfg.weighting, cfg.gamma
     grid = CV_GRID if gamma == "cv" else ((weighting, float(gamma)),)
-    cv = cross_validate(emb, arr["prompt"], ta, tb, arr["outcome"], n_tiers, strong_tier, weak_tier, grid,
-                        folds=cfg.cv_folds, seed=cfg.seed, ridge=cfg.ridge) if len(battles.prompts) >= 2 * cfg.cv_folds else []
+    s_id, w_id = models.index(D.STRONG), models.index(D.WEAK)
+    exact_pair = ((arr["a"] == s_id) & (arr["b"] == w_id)) | ((arr["a"] == w_id) & (arr["b"] == s_id))
+    cv = []
+    if len(battles.prompts) >= 2 * cfg.cv_folds:
+        cv = cross_validate(emb, arr["prompt"], ta, tb, arr["outcome"], n_tiers, strong_tier, weak_tier, grid,
+                            folds=cfg.cv_folds, seed=cfg.seed, ridge=cfg.ridge,
+                            pair_mask=exact_pair if exact_pair.any() else None)
     if gamma == "cv":
+        if not cv:
+            raise D.DataError(f"too few prompts ({len(battles.prompts)}) for {cfg.cv_folds}-fold CV; pass --gamma")
         best = min(cv, key=lambda r: r["pair_logloss"])
         weighting, gamma = best["weighting"], best["gamma"]
     gamma = float(gamma)
@@ -264,8 +275,12 @@ def build_sw(out: Path, *, encoder_dir: Path, data_dir: Path, cfg: SWConfig | No
                 "model_elo": {m: round(float(e), 1) for m, e in sorted(zip(models, elo), key=lambda t: -t[1])},
                 "strong_tier": strong_tier, "weak_tier": weak_tier,
                 "battles_same_tier_ignored": same,
-                "cross_validation": {"folds": cfg.cv_folds, "seed": cfg.seed, "selected_by": "pair_logloss",
-                                     "results": cv},
+                "cross_validation": {
+                    "folds": cfg.cv_folds, "seed": cfg.seed, "grouped_by": "prompt",
+                    "selected_by": "pair_logloss" if cfg.gamma == "cv" else None,
+                    "pair": "held-out battles of the exact strong/weak model pair",
+                    "results": [{k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in r.items()}
+                                for r in cv]},
                 "config": {**asdict(cfg), "gamma": cfg.gamma},
             },
         })

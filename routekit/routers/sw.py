@@ -29,6 +29,11 @@ weight is that of the mean similarity with a second-order (Gaussian) correction 
 residual variance ``(qᵀ EᵀE q − Σ_topk s²)/n_rest − μ²``, capped at the weight of the k-th
 similarity (no remaining prompt is more similar than that).  Its error is measured against exact.
 
+Threads: for one to ``SMALL_BATCH`` queries the similarity pass uses faiss's single-threaded SIMD
+inner-product kernel and the count sum a BLAS-free ``einsum``: a multi-threaded BLAS matrix-vector
+product gained little here and stalled for 10–20 ms whenever another process held a core (2-core box).
+Batches use BLAS.  FAISS searches in fast mode run with FAISS's own OpenMP setting.
+
 Pairs: any two models in the artifact's model table can be scored; they map to their tiers.  If both
 models are in the *same* tier the SW model cannot tell them apart — every prompt then gets 0.5 and a
 warning is issued at load time (use another router or another pair).
@@ -56,6 +61,26 @@ MODES = ("exact", "fast")
 DEFAULT_GAMMA = 10.0
 DEFAULT_RIDGE = 1e-7
 DEFAULT_K = 256
+#: Up to this many queries at once, similarity products run single-threaded (see SWModel._sims).
+SMALL_BATCH = 4
+
+
+def _load_faiss_ip():
+    try:
+        import faiss
+
+        fn, ptr = faiss.fvec_inner_products_ny, faiss.swig_ptr
+    except (ImportError, AttributeError):  # pragma: no cover
+        return None
+
+    def ip(out: np.ndarray, q: np.ndarray, E: np.ndarray) -> None:
+        # out[p] = <q, E[p]>: faiss's single-threaded SIMD kernel (arrays float32, C-contiguous)
+        fn(ptr(out), ptr(q), ptr(E), E.shape[1], E.shape[0])
+
+    return ip
+
+
+_faiss_ip = _load_faiss_ip()
 
 
 # --------------------------------------------------------------------------- Bradley–Terry
@@ -111,7 +136,7 @@ def pair_counts(battle_prompt, tier_a, tier_b, outcome, n_tiers: int):
     a = np.asarray(tier_a, dtype=np.int64)
     b = np.asarray(tier_b, dtype=np.int64)
     o = np.asarray(outcome)
-    o = o.astype(np.float64) / 2.0 if o.dtype.kind in "ui" else o.astype(np.float64)
+    o = o.astype(np.float64) / 2.0 if o.dtype.kind == "u" else o.astype(np.float64)
     if not (p.shape == a.shape == b.shape == o.shape):
         raise BadInputError("battle arrays must have equal lengths")
     if a.size and (min(a.min(), b.min()) < 0 or max(a.max(), b.max()) >= n_tiers):
@@ -166,10 +191,12 @@ class SWModel:
         TT = self.T * self.T
         self.total = np.bincount(pair, weights=cnt, minlength=TT)  # unweighted counts per pair
         self.theta0 = bt_fit(self.total.reshape(self.T, self.T), ridge=self.ridge)
-        # Dense (n_prompts × pairs) count matrix when it is not much bigger than the entry list.
+        # Dense (n_prompts × pairs) count matrix (one BLAS product) unless it is large and sparse; the
+        # entry list (gather + segment sums) wins for e.g. one battle per prompt.
         self.pairs = np.flatnonzero(self.total > 0)
         col = np.searchsorted(self.pairs, pair)
-        self.dense = self.n_prompts * self.pairs.size <= 4 * cnt.size + 4096
+        cells = self.n_prompts * self.pairs.size
+        self.dense = cells <= 2_000_000 or cnt.size >= 0.15 * cells
         if self.dense:
             C = np.zeros((self.n_prompts, self.pairs.size))
             C[prompt, col] = cnt
@@ -189,14 +216,29 @@ class SWModel:
         denom = np.where(smax > 1e-12, smax, np.inf)  # max s <= 0: all weights equal
         return self.log_gamma * (s / denom - 1.0)
 
+    def _sims(self, Q: np.ndarray) -> np.ndarray:
+        """Cosine similarities (B, P) of unit queries to every training prompt.
+
+        A few queries use single-threaded kernels: a multi-threaded BLAS matrix-vector product gains
+        little (it is memory-bound) and stalls badly when another process holds a core."""
+        if Q.shape[0] > SMALL_BATCH:
+            return Q @ self.E.T
+        out = np.empty((Q.shape[0], self.n_prompts), dtype=np.float32)
+        for i, q in enumerate(np.ascontiguousarray(Q, dtype=np.float32)):
+            if _faiss_ip is not None:
+                _faiss_ip(out[i], q, self.E)
+            else:  # pragma: no cover - faiss is a dependency; einsum does not use BLAS threads
+                out[i] = np.einsum("pd,d->p", self.E, q)
+        return out
+
     def _counts_exact(self, Q: np.ndarray) -> np.ndarray:
-        S = Q @ self.E.T  # (B, P)
+        S = self._sims(Q)  # (B, P)
         lw = self._log_weights(S, S.max(axis=1, keepdims=True))
         w = np.exp(lw)
         if self.dense:
-            return w @ self.C
-        vals = w[:, self.ent_prompt] * self.ent_count
-        return np.add.reduceat(vals, self.starts, axis=1)
+            return np.einsum("bp,pk->bk", w, self.C) if w.shape[0] <= SMALL_BATCH else w @ self.C
+        vals = w.T[self.ent_prompt] * self.ent_count[:, None]  # (entries, B), grouped by pair
+        return np.add.reduceat(vals, self.starts, axis=0).T
 
     # ---------------------------------------------------------------------- fast mode
     def _init_fast(self, prompt, col, cnt, k, index) -> None:
@@ -251,13 +293,13 @@ class SWModel:
         top_sim = np.bincount(key, weights=D.ravel()[flat_q] * cnt, minlength=B * npairs).reshape(B, npairs)
         Q64 = Q.astype(np.float64)
         rest_cnt = np.maximum(self.total[self.pairs][None, :] - top_cnt, 0.0)
-        rest_sim = Q64 @ self.M.T - top_sim
+        rest_sim = np.einsum("bd,kd->bk", Q64, self.M) - top_sim
         has = rest_cnt > 1e-9
         mu = np.where(has, rest_sim / np.where(has, rest_cnt, 1.0), 0.0)
         n_rest = self.n_prompts - valid.sum(axis=1)
         Dv = np.where(valid, D, 0.0)
-        s1 = Q64 @ self.E_sum - Dv.sum(axis=1)
-        s2 = np.einsum("bi,ij,bj->b", Q64, self.G, Q64) - (Dv ** 2).sum(axis=1)
+        s1 = np.einsum("bd,d->b", Q64, self.E_sum) - Dv.sum(axis=1)
+        s2 = np.einsum("bj,bj->b", np.einsum("bi,ij->bj", Q64, self.G), Q64) - (Dv ** 2).sum(axis=1)
         nr = np.maximum(n_rest, 1)
         var = np.maximum(s2 / nr - (s1 / nr) ** 2, 0.0)[:, None]
         if self.weighting == "paper":

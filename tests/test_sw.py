@@ -1,0 +1,241 @@
+"""SW ranking router: parity with a straightforward weighted-BT refit, batching, fast mode, export."""
+
+from __future__ import annotations
+
+
+import numpy as np
+import pytest
+
+import routekit
+from routekit.errors import BadInputError
+from routekit.routers.sw import SWModel, bt_fit
+
+
+def synthetic(n_prompts=60, n_battles=400, n_tiers=6, dim=16, seed=0, clusters=4):
+    """Battles whose tier strengths depend on the prompt's cluster, with ties."""
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((clusters, dim)) * 2
+    lab = rng.integers(0, clusters, n_prompts)
+    emb = centers[lab] + rng.standard_normal((n_prompts, dim))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    strength = rng.standard_normal((clusters, n_tiers))
+    bp = rng.integers(0, n_prompts, n_battles)
+    a = rng.integers(0, n_tiers, n_battles)
+    b = (a + rng.integers(1, n_tiers, n_battles)) % n_tiers
+    d = strength[lab[bp], a] - strength[lab[bp], b]
+    pa, tie = 1 / (1 + np.exp(-d)), 0.2
+    u = rng.random(n_battles)
+    out = np.where(u < tie, 0.5, np.where(rng.random(n_battles) < pa, 1.0, 0.0))
+    return emb.astype(np.float32), bp, a, b, out
+
+
+def naive_win_rate(emb, bp, ta, tb, out, T, q, s, w, *, weighting="paper", gamma=10.0):
+    """Independent implementation: one weighted logistic regression over duplicated battle rows
+    (RouteLLM's construction: first copy a tie counts as a win for a, second copy as a loss),
+    tier 0 anchored at 0, fitted by plain IRLS/Newton to convergence."""
+    sims = emb[bp].astype(np.float64) @ q.astype(np.float64)  # one similarity per battle
+    if weighting == "paper":
+        wts = gamma ** (1.0 + sims)
+    else:
+        wts = gamma * gamma ** (sims / sims.max())
+    keep = ta != tb
+    n = keep.sum()
+    X = np.zeros((n, T))
+    X[np.arange(n), ta[keep]] = 1.0
+    X[np.arange(n), tb[keep]] = -1.0
+    X = np.vstack([X, X])[:, 1:]  # anchor tier 0
+    y = np.concatenate([(out[keep] >= 0.5), (out[keep] == 1.0)]).astype(float)
+    sw = np.concatenate([wts[keep], wts[keep]])
+    beta = np.zeros(T - 1)
+    for _ in range(100):
+        p = 1 / (1 + np.exp(-X @ beta))
+        grad = X.T @ (sw * (y - p))
+        H = (X * (sw * p * (1 - p))[:, None]).T @ X
+        step = np.linalg.solve(H, grad)
+        beta += step
+        if np.abs(step).max() < 1e-12:
+            break
+    theta = np.concatenate([[0.0], beta])
+    return 1 / (1 + np.exp(-(theta[s] - theta[w])))
+
+
+@pytest.mark.parametrize("weighting,gamma", [("paper", 10.0), ("paper", 1000.0), ("reference", 10.0)])
+def test_exact_matches_naive_refit(weighting, gamma):
+    emb, bp, a, b, out = synthetic()
+    T = 6
+    model = SWModel(emb, bp, a, b, out, T, weighting=weighting, gamma=gamma)
+    rng = np.random.default_rng(1)
+    queries = emb[rng.integers(0, len(emb), 8)] + 0.3 * rng.standard_normal((8, emb.shape[1])).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    for s, w in [(5, 0), (3, 1), (0, 4)]:
+        got = model.scores(queries, s, w)
+        ref = np.array([naive_win_rate(emb, bp, a, b, out, T, q, s, w, weighting=weighting, gamma=gamma)
+                        for q in queries])
+        assert np.abs(got - ref).max() <= 1e-3, (got, ref)
+        assert np.abs(got - ref).max() <= 1e-5  # in fact it is the same MLE
+
+
+def test_uint8_outcome_codes_and_same_tier_battles():
+    emb, bp, a, b, out = synthetic(seed=3)
+    m1 = SWModel(emb, bp, a, b, out, 6)
+    m2 = SWModel(emb, bp.astype(np.int32), a.astype(np.uint8), b.astype(np.uint8), (out * 2).astype(np.uint8), 6)
+    # same-tier battles carry no information on tier differences and are ignored
+    m3 = SWModel(emb, np.concatenate([bp, bp[:50]]), np.concatenate([a, a[:50]]), np.concatenate([b, a[:50]]),
+                 np.concatenate([out, out[:50]]), 6)
+    assert m3.n_same_tier == 50
+    q = emb[:5]
+    np.testing.assert_allclose(m1.scores(q, 4, 1), m2.scores(q, 4, 1), atol=1e-12)
+    np.testing.assert_allclose(m1.scores(q, 4, 1), m3.scores(q, 4, 1), atol=1e-12)
+    assert np.all(m1.scores(q, 2, 2) == 0.5)
+
+
+def test_bt_fit_recovers_strengths_and_handles_separation():
+    rng = np.random.default_rng(0)
+    theta = np.array([0.0, 0.5, 1.5, -1.0])
+    P = 1 / (1 + np.exp(-(theta[:, None] - theta[None, :])))
+    wins = 1e6 * P
+    np.fill_diagonal(wins, 0)
+    est = bt_fit(wins)
+    np.testing.assert_allclose(est - est.mean(), theta - theta.mean(), atol=1e-4)
+    sep = np.array([[0, 5, 5], [0, 0, 3], [0, 1, 0]], float)  # player 0 never loses: no finite MLE
+    th = bt_fit(sep)
+    assert np.all(np.isfinite(th)) and th[0] > th[1] + 5
+    batch = bt_fit(np.stack([wins, wins * 3 + rng.random((4, 4))]))
+    np.testing.assert_allclose(batch[0], est, atol=1e-8)
+
+
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_batch_equals_single(mode):
+    emb, bp, a, b, out = synthetic(n_prompts=300, n_battles=3000, seed=5)
+    model = SWModel(emb, bp, a, b, out, 6, gamma=100.0, mode=mode, k=40)
+    q = emb[:20]
+    batch = model.scores(q, 5, 2)
+    single = np.array([model.scores(q[i:i + 1], 5, 2)[0] for i in range(20)])
+    np.testing.assert_allclose(batch, single, atol=1e-7)  # BLAS (batch) vs single-thread kernel (one)
+
+
+def test_dense_and_sparse_paths_agree():
+    emb, bp, a, b, out = synthetic(n_prompts=200, n_battles=1500, seed=7)
+    m = SWModel(emb, bp, a, b, out, 6, gamma=50.0)
+    assert m.dense
+    sparse = SWModel(emb, bp, a, b, out, 6, gamma=50.0)
+    # force the entry-list path
+    from routekit.routers.sw import pair_counts
+
+    p, pair, cnt, _ = pair_counts(bp, a, b, out, 6)
+    sparse.dense = False
+    col = np.searchsorted(sparse.pairs, pair)
+    sparse.ent_prompt, sparse.ent_count = p, cnt
+    sparse.starts = np.searchsorted(col, np.arange(sparse.pairs.size))
+    np.testing.assert_allclose(m.scores(emb[:10], 5, 0), sparse.scores(emb[:10], 5, 0), atol=1e-10)
+
+
+@pytest.mark.parametrize("weighting,gamma", [("paper", 100.0), ("reference", 10.0)])
+def test_fast_mode_close_to_exact(weighting, gamma):
+    emb, bp, a, b, out = synthetic(n_prompts=2000, n_battles=20000, seed=11, dim=32, clusters=8)
+    exact = SWModel(emb, bp, a, b, out, 6, weighting=weighting, gamma=gamma)
+    fast = SWModel(emb, bp, a, b, out, 6, weighting=weighting, gamma=gamma, mode="fast", k=200)
+    topk_only = SWModel(emb, bp, a, b, out, 6, weighting=weighting, gamma=gamma, mode="fast", k=200,
+                        remainder="none")
+    rng = np.random.default_rng(2)
+    q = emb[rng.integers(0, 2000, 50)] + 0.5 * rng.standard_normal((50, 32)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    pe, pf, pt = exact.scores(q, 5, 0), fast.scores(q, 5, 0), topk_only.scores(q, 5, 0)
+    err = np.abs(pf - pe)
+    assert err.mean() < 0.01 and err.max() < 0.05, (err.mean(), err.max())
+    assert err.mean() < np.abs(pt - pe).mean()  # the remainder term helps
+
+
+def test_fast_mode_with_all_prompts_is_exact():
+    emb, bp, a, b, out = synthetic(seed=13)
+    exact = SWModel(emb, bp, a, b, out, 6, gamma=100.0)
+    fast = SWModel(emb, bp, a, b, out, 6, gamma=100.0, mode="fast", k=len(emb))
+    np.testing.assert_allclose(exact.scores(emb[:10], 4, 1), fast.scores(emb[:10], 4, 1), atol=1e-9)
+
+
+def test_bad_options():
+    emb, bp, a, b, out = synthetic()
+    with pytest.raises(BadInputError):
+        SWModel(emb, bp, a, b, out, 6, weighting="nope")
+    with pytest.raises(BadInputError):
+        SWModel(emb, bp, a, b, out, 6, gamma=1.0)
+    with pytest.raises(BadInputError):
+        SWModel(emb, bp, a, b, out * 0.3, 6)
+    with pytest.raises(BadInputError):
+        SWModel(emb, bp, a, b + 10, out, 6)
+
+
+def test_tiers_split_sorted_ratings():
+    from routekit_export.sw import compute_tiers, model_ratings
+
+    r = np.array([0.0, 0.1, 5.0, 5.2, 9.0, 0.05])
+    t = compute_tiers(r, 3)
+    assert t.tolist() == [0, 0, 1, 1, 2, 0]
+    assert compute_tiers(r, 10).tolist() == np.argsort(np.argsort(r)).tolist()
+    # BT over models: model 2 beats everyone, model 0 loses to everyone
+    a = np.array([2, 2, 1, 1, 0, 2, 1])
+    b = np.array([0, 1, 0, 0, 1, 0, 2])
+    o = np.array([1, 1, 1, 0.5, 0, 1, 0], float)
+    th = model_ratings(a, b, o, 3)
+    assert th[2] > th[1] > th[0]
+
+
+# --------------------------------------------------------------------------- end to end (real data)
+
+
+@pytest.fixture(scope="module")
+def tiny_sw(tmp_path_factory, encoder_dir, data_root):
+    from routekit_export.cli import main
+
+    out = tmp_path_factory.mktemp("sw") / "sw-tiny"
+    rc = main(["train-sw", "--encoder", str(encoder_dir), "--data", str(data_root), "--out", str(out),
+               "--limit", "300", "--calib-limit", "50", "--tiers", "10", "--index", "hnsw"])
+    assert rc == 0
+    return out
+
+
+TEXTS = ["Prove that there are infinitely many primes.", "hi", "What is the capital of France?",
+         "def f(x):\n    return x ** 2  # explain"]
+
+
+def test_export_cli_end_to_end(tiny_sw):
+    m = routekit.artifact.verify(tiny_sw)
+    assert m.kind == "sw" and m["calibration"]["n"] == 50
+    assert m["training"]["noncommercial_rows_included"] is False
+    spec = m["router"]
+    assert set(spec["model_tiers"]) >= set(m["models"])
+    assert spec["model_tiers"][m["pair"]["strong"]] != spec["model_tiers"][m["pair"]["weak"]]
+    data = m.array("sw.npz")
+    assert data["tier_a"].dtype == np.uint8 and data["battle_prompt"].dtype == np.int32
+    np.testing.assert_allclose(np.linalg.norm(data["embeddings"], axis=1), 1.0, atol=1e-5)
+    router = routekit.load(tiny_sw)
+    d = router.route(TEXTS[0])
+    assert d.route in ("strong", "weak") and 0.0 <= d.win_rate <= 1.0
+    rates = router.win_rates(TEXTS)
+    np.testing.assert_allclose(rates, [router.win_rate(t) for t in TEXTS], atol=1e-9)
+    assert router.route(TEXTS[1], strong_fraction=1.0).route == "strong"
+
+
+def test_loaded_router_fast_mode_and_pairs(tiny_sw):
+    exact = routekit.load(tiny_sw)
+    fast = routekit.load(tiny_sw, mode="fast", k=32)
+    assert fast.sw.mode == "fast" and fast.sw.index.ntotal == exact.sw.n_prompts
+    assert np.abs(fast.win_rates(TEXTS) - exact.win_rates(TEXTS)).max() < 0.1
+    tiers = exact.model_tiers
+    models = exact.models
+    by_tier: dict[int, list[str]] = {}
+    for mname in models:
+        by_tier.setdefault(tiers[mname], []).append(mname)
+    hi, lo = max(by_tier), min(by_tier)
+    other = routekit.load(tiny_sw, strong=by_tier[hi][0], weak=by_tier[lo][0])
+    assert other.calibration is None
+    assert other.win_rates(TEXTS).shape == (4,)
+    same = [v for v in by_tier.values() if len(v) >= 2]
+    if same:
+        with pytest.warns(UserWarning, match="same|both in tier"):
+            r = routekit.load(tiny_sw, strong=same[0][0], weak=same[0][1])
+        assert np.all(r.win_rates(TEXTS) == 0.5)
+    with pytest.raises(BadInputError):
+        routekit.load(tiny_sw, mode="fats")
+    with pytest.raises(BadInputError):
+        routekit.load(tiny_sw, colour="blue")

@@ -146,10 +146,15 @@ def machine() -> dict:
             "env_threads": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "ROUTEKIT_THREADS")}}
 
 
+def peer_assets(out_dir: Path) -> str:
+    """Where the reference harness caches its checkpoints and prompts ($PEER_ASSETS, else under --out)."""
+    return os.environ.get("PEER_ASSETS") or str(Path(out_dir).resolve() / "peer-assets")
+
+
 def run_peer(python: str, script: str, quick: bool, out_dir: Path) -> dict:
     out = out_dir / "peer_results.json"
     cmd = [python, script, "--out", str(out)] + (["--quick"] if quick else [])
-    env = dict(os.environ, PEER_ASSETS=os.environ.get("PEER_ASSETS", str(Path(script).resolve().parent.parent.parent.parent / "peer" / "peer-assets")))
+    env = dict(os.environ, PEER_ASSETS=peer_assets(out_dir))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200)
     if proc.returncode != 0 or not out.is_file():
         return {"error": (proc.stderr or proc.stdout)[-2000:]}
@@ -227,11 +232,12 @@ def main(routers: Sequence[str], *, threads: int | None, out: Path, quick: bool,
         r = bench_router(name, threads=threads, n=n, quick=quick)
         r["cold_start"] = cold_start(name, threads)
         results["routers"].append(r)
-    if peer:
-        from .bench_peer import compare
+    from .bench_peer import compare
 
+    if peer:
         results["peer"] = run_peer(peer_python, peer_script, quick, out)
-        results["peer_lines"], results["targets"] = compare(results, threads=threads, quick=quick)
+        results["peer_assets"] = peer_assets(out)
+    results["peer_lines"], results["targets"] = compare(results, threads=threads, quick=quick)
     results["loadavg_after"] = os.getloadavg()
     (out / "bench.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     try:

@@ -1,0 +1,106 @@
+"""Side-by-side figures against RouteLLM 0.2.0 (its harness ran in its own venv, same session)."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def synthetic_sw(n_battles: int = 55_000, dim: int = 1536, n_models: int = 64, n_tiers: int = 10, seed: int = 7):
+    """Battles shaped like the reference harness's: latent Elo, popularity-skewed pairs, Davidson ties,
+    one random unit prompt embedding per battle; tiers = Elo deciles."""
+    from .routers.sw import SWModel
+
+    rng = np.random.default_rng(seed)
+    elo = 1000 + 110 * rng.standard_normal(n_models)
+    pop = rng.lognormal(0.0, 1.0, n_models)
+    pop /= pop.sum()
+    a = rng.choice(n_models, n_battles, p=pop)
+    b = rng.choice(n_models, n_battles, p=pop)
+    same = a == b
+    b[same] = (b[same] + 1) % n_models
+    pa, pb = 10 ** (elo[a] / 400), 10 ** (elo[b] / 400)
+    u = rng.random(n_battles) * (pa + pb + 0.857 * np.sqrt(pa * pb))
+    outcome = np.where(u < pa, 1.0, np.where(u < pa + 0.857 * np.sqrt(pa * pb), 0.5, 0.0))
+    tiers = np.searchsorted(np.quantile(elo, np.linspace(0, 1, n_tiers + 1)[1:-1]), elo)
+    emb = rng.standard_normal((n_battles, dim), dtype=np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    return SWModel(emb, np.arange(n_battles), tiers[a], tiers[b], outcome, n_tiers,
+                   weighting="reference", gamma=10.0), dim
+
+
+def _p50(fn, items) -> float:
+    for x in items[:3]:
+        fn(x)
+    lat = []
+    for x in items:
+        t = time.perf_counter()
+        fn(x)
+        lat.append(time.perf_counter() - t)
+    return 1000 * statistics.median(lat)
+
+
+def compare(results: dict, *, threads: int | None, quick: bool) -> tuple[list[str], list[str]]:
+    peer = results.get("peer") or {}
+    lines, targets = [], []
+    if "error" in peer:
+        lines.append(f"peer harness failed: {peer['error'][-500:]}")
+    pr = peer.get("routers", {})
+    if pr:
+        lines.append(f"peer: routellm {peer.get('versions', {}).get('routellm')}, torch threads "
+                 f"{peer.get('threads', {}).get('torch_num_threads')}, load {peer.get('load_before', {}).get('proc_loadavg')}")
+    by = {r["router"]: r for r in results["routers"]}
+    # SW: exact scoring given an embedding, same battle count and dimension as the peer's
+    if "sw" in pr:
+        n_b = pr["sw"].get("battles_after_preprocess", 55_000)
+        model, dim = synthetic_sw(n_b)
+        rng = np.random.default_rng(3)
+        q = rng.standard_normal((40 if quick else 200, dim), dtype=np.float32)
+        q /= np.linalg.norm(q, axis=1, keepdims=True)
+        ours = _p50(lambda v: model.scores(v[None], 9, 7), list(q))
+        ratio = pr["sw"]["p50_ms"] / ours
+        lines.append(f"SW  {n_b} battles x {dim}-d, scoring given an embedding: routekit exact p50 {ours:.1f} ms, "
+                     f"RouteLLM p50 {pr['sw']['p50_ms']:.0f} ms -> {ratio:.0f}x")
+        targets.append(f"SW exact >= 100x the reference per request: {ratio:.0f}x  {'MET' if ratio >= 100 else 'NOT MET'}")
+        del model
+    # BERT: our BERT router (if any) on the peer's own prompts
+    bert = next((r for r in results["routers"] if r["kind"] == "bert"), None)
+    if "bert" in pr and bert is not None:
+        import routekit
+
+        assets = Path(results["peer_assets"])
+        prompts = [json.loads(line)["prompt"] for line in open(assets / "prompts.jsonl")
+                   if json.loads(line).get("set") == "timed"][: pr["bert"]["n"]]
+        router = routekit.load(bert["router"], threads=threads)
+        ours = _p50(router.win_rate, prompts)
+        ratio = pr["bert"]["p50_ms"] / ours
+        lines.append(f"BERT same {len(prompts)} prompts: routekit p50 {ours:.1f} ms, RouteLLM BERTRouter p50 "
+                     f"{pr['bert']['p50_ms']:.0f} ms -> {ratio:.0f}x")
+        targets.append(f"BERT >= 20x the reference per request: {ratio:.0f}x  {'MET' if ratio >= 20 else 'NOT MET'}")
+    # MF: head given an embedding (theirs excludes an OpenAI round trip; ours needs no network at all)
+    mf = by.get("mf")
+    if "mf" in pr and mf:
+        row = mf["single"].get(64) or mf["single"].get("64")
+        lines.append(f"MF  head given an embedding: routekit {row['scoring_given_embedding_p50_ms']:.3f} ms vs RouteLLM "
+                     f"{pr['mf']['p50_ms']:.3f} ms (+ one OpenAI embeddings round trip per request, excluded); "
+                     f"routekit end to end incl. local encoder at 64 tokens: {row['p50_ms']:.1f} ms")
+    for r in results["routers"]:
+        row = r["single"].get(64) or r["single"].get("64")
+        if r["kind"] == "mf" and row:
+            targets.append(f"MF single prompt 64 tokens p50 <= 15 ms: {row['p50_ms']:.1f} ms  "
+                           f"{'MET' if row['p50_ms'] <= 15 else 'NOT MET'}")
+        if r["kind"] in ("mf", "sw") and r["batched"]:
+            worst = min(v["fraction_of_encoder"] for v in r["batched"].values())
+            targets.append(f"{r['router']} batched throughput >= 90% of bare encoder: worst {100 * worst:.0f}%  "
+                           f"{'MET' if worst >= 0.9 else 'NOT MET'}")
+        cs = r.get("cold_start", {})
+        if "import_s" in cs:
+            t = cs["import_s"] + cs["load_s"]
+            targets.append(f"{r['router']} import + load <= 1 s: {t:.2f} s {'MET' if t <= 1 else 'NOT MET'}; "
+                           f"RSS <= 400 MB: {cs['peak_rss_mb']:.0f} MB {'MET' if cs['peak_rss_mb'] <= 400 else 'NOT MET'}")
+    return lines, targets

@@ -43,6 +43,11 @@ def load_encoder(folder: Path, threads: int | None = None) -> tuple[Encoder, dic
     if not spec_path.is_file():
         raise SystemExit(f"{folder}: not an encoder folder (run `routekit-export encoder --out {folder}` first)")
     spec = json.loads(spec_path.read_text())
+    if spec.get("kind") == "static":
+        from routekit.session import StaticEncoder
+
+        table = np.load(folder / spec["file"], allow_pickle=False)
+        return StaticEncoder(table, folder / spec["tokenizer"], max_length=spec["max_length"]), spec
     enc = Encoder(folder / spec["file"], folder / spec["tokenizer"], key=spec["sha256"],
                   max_length=spec["max_length"], output=spec.get("output"), threads=threads,
                   row_by_row="dynamic" in spec.get("quantization", ""))

@@ -22,6 +22,13 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--max-length", type=int, default=256)
     e.add_argument("--force", action="store_true", help="replace --out if it exists")
 
+    st = sub.add_parser("static-encoder", help="distil a static token-embedding table (ultra-fast tier)")
+    st.add_argument("--encoder", type=Path, required=True, help="neural encoder folder to distil from")
+    st.add_argument("--out", type=Path, required=True)
+    st.add_argument("--dim", type=int, default=None, help="PCA-reduce the table to this many columns")
+    st.add_argument("--max-length", type=int, default=512)
+    st.add_argument("--force", action="store_true")
+
     def common(sp):
         sp.add_argument("--data", type=Path, default=default_data_dir(), help="data folder (default: %(default)s)")
         sp.add_argument("--encoder", type=Path, required=True, help="folder written by `routekit-export encoder`")
@@ -95,6 +102,9 @@ def _parser() -> argparse.ArgumentParser:
     from .causal import add_cli as _add_train_causal
 
     _add_train_causal(sub)
+    from .linear import add_cli as _add_train_linear
+
+    _add_train_linear(sub)
     return p
 
 
@@ -185,6 +195,10 @@ def main(argv: list[str] | None = None) -> int:
         from .causal import run_cli
 
         return run_cli(args)
+    if args.command == "train-linear":
+        from .linear import run_cli as _run_linear
+
+        return _run_linear(args)
     from . import data as _data
     from .data import DataError
 
@@ -196,6 +210,10 @@ def main(argv: list[str] | None = None) -> int:
 
             out = build_encoder(args.out, int8=not args.fp32, max_length=args.max_length, overwrite=args.force)
             print(f"wrote {out}")
+        elif args.command == "static-encoder":
+            from .static import distill
+
+            print(f"wrote {distill(args.encoder, args.out, dim=args.dim, max_length=args.max_length, overwrite=args.force)}")
         elif args.command == "train-mf":
             from .build import build_mf
             from .mf import MFConfig

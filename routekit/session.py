@@ -56,6 +56,32 @@ def onnx_session(path: Path, *, key: str, providers: Sequence[str] | None = None
         return sess
 
 
+def load_tokenizer(path: Path, max_length: int):
+    """A ``tokenizers.Tokenizer`` that truncates to ``max_length`` and pads to the longest in a batch
+    (the MiniLM tokenizer.json pads and truncates to 128 by default; both are reset here)."""
+    from tokenizers import Tokenizer
+
+    try:
+        tok = Tokenizer.from_file(str(path))
+    except Exception as exc:
+        raise BadArtifactError(f"{path}: not a valid tokenizer.json ({exc})") from exc
+    tok.no_padding()
+    tok.enable_truncation(max_length=int(max_length))
+    pad_token = tok.id_to_token(0) or "[PAD]"
+    tok.enable_padding(pad_id=tok.token_to_id(pad_token) or 0, pad_token=pad_token)
+    return tok
+
+
+def clean_text(text: str, max_chars: int) -> str:
+    """Cut before tokenizing; replace lone surrogates that cannot be encoded as UTF-8."""
+    text = text[:max_chars]
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
 class Encoder:
     """Tokenizer + ONNX model that maps texts to one output row per text.
 
@@ -68,34 +94,18 @@ class Encoder:
     def __init__(self, model: Path, tokenizer: Path, *, key: str, max_length: int = 256,
                  providers: Sequence[str] | None = None, threads: int | None = None,
                  output: str | None = None, chars_per_token: int = 12, row_by_row: bool = False):
-        from tokenizers import Tokenizer
-
         self.max_length = int(max_length)
         # Dynamic int8 models quantise activations with one scale per call, so a row's result would
         # depend on its batch-mates: run such models one text at a time (also faster: no padding).
         self.row_by_row = row_by_row
         self.max_chars = self.max_length * chars_per_token
-        try:
-            tok = Tokenizer.from_file(str(tokenizer))
-        except Exception as exc:
-            raise BadArtifactError(f"{tokenizer}: not a valid tokenizer.json ({exc})") from exc
-        tok.no_padding()
-        tok.enable_truncation(max_length=self.max_length)
-        pad_token = tok.id_to_token(0) or "[PAD]"
-        tok.enable_padding(pad_id=tok.token_to_id(pad_token) or 0, pad_token=pad_token)
-        self.tokenizer = tok
+        self.tokenizer = load_tokenizer(tokenizer, self.max_length)
         self.session = onnx_session(model, key=key, providers=providers, threads=threads)
         self.input_names = {i.name for i in self.session.get_inputs()}
         self.output = output or self.session.get_outputs()[0].name
 
     def _clean(self, text: str) -> str:
-        # Cut before tokenizing; drop lone surrogates that cannot be encoded as UTF-8.
-        text = text[: self.max_chars]
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            text = text.encode("utf-8", "replace").decode("utf-8")
-        return text
+        return clean_text(text, self.max_chars)
 
     def _run(self, texts: list[str]) -> np.ndarray:
         encs = self.tokenizer.encode_batch([self._clean(t) for t in texts])
@@ -126,6 +136,36 @@ class Encoder:
         return out
 
 
+class StaticEncoder:
+    """The "ultra-fast" tier: a token-embedding table distilled from a sentence encoder.
+
+    An embedding is the mean of the table rows of the prompt's tokens (special tokens excluded),
+    L2-normalised.  No neural network runs at query time: tokenizing is the main cost.
+    """
+
+    def __init__(self, table: np.ndarray, tokenizer: Path, *, max_length: int = 512, chars_per_token: int = 12):
+        self.table = np.ascontiguousarray(table, dtype=np.float32)
+        self.max_length = int(max_length)
+        self.max_chars = self.max_length * chars_per_token
+        self.tokenizer = load_tokenizer(tokenizer, self.max_length)
+        self.tokenizer.no_padding()
+        self.row_by_row = False
+
+    def __call__(self, texts: Sequence[str], *, batch_size: int = 256) -> np.ndarray:
+        texts = list(texts)
+        out = np.zeros((len(texts), self.table.shape[1]), dtype=np.float32)
+        if not texts:
+            return out
+        encs = self.tokenizer.encode_batch([clean_text(t, self.max_chars) for t in texts])
+        for i, e in enumerate(encs):
+            ids = [t for t, special in zip(e.ids, e.special_tokens_mask) if not special]
+            if ids:
+                v = self.table[ids].mean(axis=0)
+                n = float(np.linalg.norm(v))
+                out[i] = v / n if n > 0 else v
+        return out
+
+
 def encoder_from_manifest(manifest, *, providers=None, threads=None, section: str = "encoder") -> Encoder:
     """Build the Encoder described by ``manifest[section]`` (files must be listed in the manifest).
 
@@ -142,6 +182,11 @@ def encoder_from_manifest(manifest, *, providers=None, threads=None, section: st
         max_length = int(spec.get("max_length", 256))
     except (KeyError, TypeError, ValueError) as exc:
         raise BadArtifactError(f"{manifest.folder}: invalid {section!r} section ({exc})") from exc
+    if spec.get("kind") == "static":
+        table = manifest.array(model_rel)
+        if not isinstance(table, np.ndarray) or table.ndim != 2:
+            raise BadArtifactError(f"{manifest.folder}: {model_rel} must be a 2-D token-embedding table")
+        return StaticEncoder(table, manifest.path(tok_rel), max_length=max_length)
     return Encoder(manifest.path(model_rel), manifest.path(tok_rel), key=manifest.file_key(model_rel),
                    max_length=max_length, providers=providers, threads=threads, output=spec.get("output"),
                    row_by_row="dynamic" in str(spec.get("quantization", "")))

@@ -87,7 +87,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--tier-width", type=float, default=0.06,
                    help="win-fraction distance that puts a model on the strong/weak side (0: the pair only)")
     b.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
-                   help="stop training after this many minutes (checkpointed; --resume continues)")
+                   help="stop after this many minutes of training in total, earlier runs included "
+                        "(checkpointed; --resume with a larger budget, or none, continues)")
     b.add_argument("--save-every", type=int, default=100)
     b.add_argument("--val-fraction", type=float, default=0.05)
     b.add_argument("--seed", type=int, default=0)

@@ -1,0 +1,480 @@
+"""Fine-tune a BERT-family classifier router (3 labels) with torch, then export it via ``convert_bert``.
+
+Labels (routekit and RouteLLM use the same order): ``0 = strong wins, 1 = tie, 2 = weak wins``;
+the runtime reads P(strong) = softmax[0] = 1 − P(tie) − P(weak wins).
+
+Training examples (every prompt gets a *distribution* over the 3 labels; the loss is the
+cross-entropy against it, so a prompt with one battle has a hard label):
+
+* **Battles** (``train/battles.jsonl``, permissive rows unless ``allow_noncommercial``): the
+  classifier is for one pair, but the pair itself met on only ~300 prompts.  Following the SW
+  router's tiering idea, models are grouped by their overall win fraction in the loaded battles:
+  the *strong side* is every model within ``tier_width`` of the strong model's win fraction, the
+  *weak side* every model within ``tier_width`` of the weak model's (with the Arena-Bench data:
+  gpt-4-1106-preview + gpt-4-0314 vs Mixtral, GPT-3.5 (both), Claude 1 / 2.1 / Instant).  Every
+  battle between a strong-side and a weak-side model on a prompt counts as one outcome for that
+  prompt (oriented from the strong side); the prompt's target is the empirical distribution of
+  those outcomes.  ``tier_width=0`` uses the pair's own battles only.  Battles inside a side, or
+  with models in neither side, say nothing about "does this prompt need the strong tier" and are
+  not used.
+* **Golden labels** (``train/golden.jsonl``: MMLU gold-train split + RouterBench ARC / Winogrande /
+  MBPP, correctness of the exact pair): strong right and weak wrong → strong wins; both right or both
+  wrong → tie; weak right only → weak wins.
+
+The paper's setup (lr 1e-5, weight decay 0.01, batch 16, ~2000 steps, max length 512) is the
+default, except ``max_length=256`` (the runtime's, and ~2× cheaper on CPU).  Training shows a
+progress bar, writes a resumable checkpoint (model, optimizer, scheduler, step) every
+``save_every`` steps and when ``time_budget_s`` runs out, and ends with a Hugging Face folder
+(``model/``: ``config.json``, ``model.safetensors``, ``tokenizer.json``) that ``convert_bert``
+turns into a routekit artifact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import data as D
+
+LABELS = ("strong_wins", "tie", "weak_wins")
+STATE = "train_state.pt"
+
+
+@dataclass
+class BertTrainConfig:
+    lr: float = 1e-5
+    weight_decay: float = 0.01
+    batch_size: int = 16
+    steps: int = 2000
+    max_length: int = 256
+    warmup_fraction: float = 0.0
+    val_fraction: float = 0.05
+    seed: int = 0
+    tier_width: float = 0.06  #: win-fraction distance that puts a model on the strong/weak side (0: pair only)
+    time_budget_s: float | None = None  #: stop (and checkpoint) after this much training wall time
+    save_every: int = 100
+    threads: int | None = None
+
+
+@dataclass
+class Examples:
+    """Prompts with a target distribution over (strong wins, tie, weak wins)."""
+
+    prompts: list[str] = field(default_factory=list)
+    targets: list[list[float]] = field(default_factory=list)
+    sources: dict = field(default_factory=dict)
+    sides: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256()
+        for p, t in zip(self.prompts, self.targets):
+            h.update(p.encode("utf-8", "replace"))
+            h.update(np.asarray(t, np.float32).tobytes())
+        return h.hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- data
+
+
+def model_sides(battles: list[tuple[str, str, str, float]], strong: str, weak: str,
+                tier_width: float) -> tuple[set[str], set[str], dict[str, float]]:
+    """(strong side, weak side, win fraction per model) from (prompt, a, b, outcome) battles."""
+    wins: dict[str, float] = defaultdict(float)
+    games: dict[str, int] = defaultdict(int)
+    for _, a, b, o in battles:
+        wins[a] += o
+        wins[b] += 1.0 - o
+        games[a] += 1
+        games[b] += 1
+    frac = {m: wins[m] / games[m] for m in games}
+    if tier_width <= 0 or strong not in frac or weak not in frac:
+        return {strong}, {weak}, frac
+    s_side = {m for m, f in frac.items() if abs(f - frac[strong]) <= tier_width}
+    w_side = {m for m, f in frac.items() if abs(f - frac[weak]) <= tier_width} - s_side
+    s_side.add(strong)
+    w_side.add(weak)
+    return s_side, w_side, frac
+
+
+def load_examples(data_dir: Path | None = None, *, allow_noncommercial: bool = False, tier_width: float = 0.06,
+                  limit: int | None = None, strong: str = D.STRONG, weak: str = D.WEAK) -> Examples:
+    """Training examples for the (strong, weak) classifier; ``limit`` caps the rows read per file."""
+    train = Path(data_dir or D.default_data_dir()) / "train"
+    outcomes = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5, "tie (bothbad)": 0.5}
+    battles, licences = [], {}
+    for lineno, row in D.read_jsonl(train / "battles.jsonl", ("prompt", "model_a", "model_b", "winner")):
+        if limit is not None and len(battles) >= limit:
+            break
+        if D.is_noncommercial(row.get("license")) and not allow_noncommercial:
+            continue
+        if row["winner"] not in outcomes:
+            raise D.DataError(f"{train / 'battles.jsonl'}:{lineno}: unknown winner {row['winner']!r}")
+        a, b = D.ALIASES.get(row["model_a"], row["model_a"]), D.ALIASES.get(row["model_b"], row["model_b"])
+        battles.append((row["prompt"], a, b, outcomes[row["winner"]], row.get("source", "battles")))
+        licences.setdefault(row.get("source", "battles"), row.get("license", "unknown"))
+    s_side, w_side, frac = model_sides([b[:4] for b in battles], strong, weak, tier_width)
+    counts: dict[str, np.ndarray] = {}
+    src_of: dict[str, str] = {}
+    for prompt, a, b, o, src in battles:
+        if a in s_side and b in w_side:
+            res = o
+        elif b in s_side and a in w_side:
+            res = 1.0 - o
+        else:
+            continue
+        c = counts.setdefault(prompt, np.zeros(3))
+        c[0 if res == 1.0 else 2 if res == 0.0 else 1] += 1
+        src_of.setdefault(prompt, src)
+    ex = Examples()
+    ex.sides = {"strong_side": sorted(s_side), "weak_side": sorted(w_side), "tier_width": tier_width,
+                "win_fraction": {m: round(f, 4) for m, f in sorted(frac.items(), key=lambda kv: -kv[1])}}
+    for prompt, c in counts.items():
+        ex.prompts.append(prompt)
+        ex.targets.append((c / c.sum()).tolist())
+        info = ex.sources.setdefault(src_of[prompt], {"prompts": 0, "battles": 0, "license": licences[src_of[prompt]]})
+        info["prompts"] += 1
+        info["battles"] += int(c.sum())
+    n_golden = 0
+    for lineno, row in D.read_jsonl(train / "golden.jsonl",
+                                    ("prompt", "strong_model", "weak_model", "strong_correct", "weak_correct")):
+        if limit is not None and n_golden >= max(1, limit // 2):
+            break
+        if D.is_noncommercial(row.get("license")) and not allow_noncommercial:
+            continue
+        s_ok, w_ok = row["strong_correct"], row["weak_correct"]
+        if not isinstance(s_ok, bool) or not isinstance(w_ok, bool):
+            raise D.DataError(f"{train / 'golden.jsonl'}:{lineno}: strong_correct/weak_correct must be true or false")
+        rs, rw = D.ALIASES.get(row["strong_model"], row["strong_model"]), D.ALIASES.get(row["weak_model"], row["weak_model"])
+        if {rs, rw} != {strong, weak}:
+            continue
+        if rs != strong:  # the row's "strong" is our weak model: swap
+            s_ok, w_ok = w_ok, s_ok
+        label = 1 if s_ok == w_ok else (0 if s_ok else 2)
+        ex.prompts.append(row["prompt"])
+        ex.targets.append([1.0 if i == label else 0.0 for i in range(3)])
+        src = row.get("source", "golden").split(" ")[0]
+        info = ex.sources.setdefault(src, {"prompts": 0, "license": row.get("license", "unknown")})
+        info["prompts"] += 1
+        n_golden += 1
+    if not ex.prompts:
+        raise D.DataError(f"{train}: no training example for {strong} vs {weak}")
+    return ex
+
+
+def split_examples(ex: Examples, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, val); a prompt is in exactly one of them (decided by a hash of prompt and seed)."""
+    if val_fraction <= 0:
+        return np.arange(len(ex)), np.zeros(0, np.int64)
+    u = np.array([int(hashlib.sha1(f"{seed}:{p}".encode("utf-8", "replace")).hexdigest()[:8], 16) / 2**32
+                  for p in ex.prompts])
+    val = u < val_fraction
+    return np.flatnonzero(~val), np.flatnonzero(val)
+
+
+# --------------------------------------------------------------------------- tokenizer / models
+
+
+def make_tokenizer(tokenizer_json: Path, max_length: int):
+    """The runtime's tokenization (routekit.session.Encoder): truncation to max_length, dynamic padding."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer_json))
+    tok.no_padding()
+    tok.enable_truncation(max_length=max_length)
+    pad = tok.id_to_token(0) or "[PAD]"
+    tok.enable_padding(pad_id=tok.token_to_id(pad) or 0, pad_token=pad)
+    return tok
+
+
+def encode(tok, texts: list[str], max_length: int, chars_per_token: int = 12):
+    """(input_ids, attention_mask) int64 torch tensors, texts cut by characters first (like the runtime)."""
+    import torch
+
+    cut = [t[: max_length * chars_per_token].encode("utf-8", "replace").decode("utf-8") for t in texts]
+    encs = tok.encode_batch(cut)
+    ids = torch.tensor([e.ids for e in encs], dtype=torch.long)
+    mask = torch.tensor([e.attention_mask for e in encs], dtype=torch.long)
+    return ids, mask
+
+
+def tiny_base_model(dest: Path, texts: list[str], *, hidden: int = 32, layers: int = 2, vocab: int = 800,
+                    seed: int = 0) -> Path:
+    """A random tiny BertForSequenceClassification + a WordPiece tokenizer trained on ``texts``
+    (for tests: no download, seconds to fine-tune)."""
+    import torch
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import BertConfig, BertForSequenceClassification
+
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    wp = BertWordPieceTokenizer(lowercase=True)
+    wp.train_from_iterator(texts, vocab_size=vocab, min_frequency=1,
+                           special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], show_progress=False)
+    from tokenizers.processors import BertProcessing
+
+    wp.post_processor = BertProcessing(("[SEP]", wp.token_to_id("[SEP]")), ("[CLS]", wp.token_to_id("[CLS]")))
+    wp.save(str(dest / "tokenizer.json"))
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=wp.get_vocab_size(), hidden_size=hidden, num_hidden_layers=layers,
+                     num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=512,
+                     num_labels=3)
+    BertForSequenceClassification(cfg).save_pretrained(str(dest))
+    return dest
+
+
+def load_classifier(model_dir: Path):
+    """AutoModelForSequenceClassification with 3 labels (eager attention: exports and runs identically)."""
+    from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # "some weights were newly initialised" is expected for a fresh head
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            str(model_dir), num_labels=3, attn_implementation="eager")
+    finally:
+        hf_logging.set_verbosity(level)
+    model.config.id2label = dict(enumerate(LABELS))
+    model.config.label2id = {l: i for i, l in enumerate(LABELS)}
+    return model
+
+
+def tokenizer_file(model_dir: Path) -> Path:
+    path = Path(model_dir) / "tokenizer.json"
+    if not path.is_file():
+        raise SystemExit(f"{model_dir}: no tokenizer.json (a fast tokenizer is required)")
+    return path
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _schedule(cfg: BertTrainConfig):
+    warm = int(cfg.warmup_fraction * cfg.steps)
+
+    def f(step: int) -> float:
+        if step < warm:
+            return (step + 1) / max(1, warm)
+        return max(0.0, (cfg.steps - step) / max(1, cfg.steps - warm))
+
+    return f
+
+
+def _epoch_batches(lengths: np.ndarray, batch: int, seed: int, epoch: int, pool: int = 50) -> list[np.ndarray]:
+    """Batches of one epoch: a fresh permutation, cut into pools of ``pool`` batches, each pool sorted
+    by token length (little padding: ~2.5× faster on this data), batch order shuffled again.
+    Deterministic in (seed, epoch), so a resumed run sees the same batches."""
+    n = len(lengths)
+    rng = np.random.default_rng([seed, epoch])
+    perm = rng.permutation(n)
+    per_epoch = max(1, n // batch)
+    perm = perm[: per_epoch * batch] if n >= batch else perm
+    out = []
+    for s in range(0, len(perm), batch * pool):
+        chunk = perm[s:s + batch * pool]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        out.extend(chunk[i:i + batch] for i in range(0, len(chunk), batch))
+    return [out[i] for i in rng.permutation(len(out))]
+
+
+def evaluate_examples(model, tok, ex: Examples, idx: np.ndarray, cfg: BertTrainConfig, batch: int = 32) -> dict:
+    """Soft cross-entropy, hard-label accuracy and the mean P(strong) on ``idx``."""
+    import torch
+
+    if len(idx) == 0:
+        return {}
+    model.eval()
+    losses, correct, p_strong = [], [], []
+    order = sorted(idx.tolist(), key=lambda i: len(ex.prompts[i]))
+    with torch.no_grad():
+        for s in range(0, len(order), batch):
+            ii = order[s:s + batch]
+            ids, mask = encode(tok, [ex.prompts[i] for i in ii], cfg.max_length)
+            logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.double(), -1)
+            t = torch.tensor([ex.targets[i] for i in ii], dtype=torch.float64)
+            losses.extend((-(t * logp).sum(-1)).tolist())
+            correct.extend((logp.argmax(-1) == t.argmax(-1)).tolist())
+            p_strong.extend(logp[:, 0].exp().tolist())
+    return {"loss": round(float(np.mean(losses)), 5), "accuracy": round(float(np.mean(correct)), 5),
+            "mean_p_strong": round(float(np.mean(p_strong)), 5), "examples": int(len(idx))}
+
+
+def train_bert(ex: Examples, base_dir: Path, work_dir: Path, cfg: BertTrainConfig, *, resume: bool = False,
+               show_progress: bool = True, stop_after: int | None = None) -> tuple[Path, dict]:
+    """Fine-tune ``base_dir`` on ``ex``; returns (Hugging Face folder ``work_dir/model``, metrics).
+
+    ``work_dir`` holds the resumable checkpoint ``train_state.pt`` (weights, optimizer, scheduler,
+    step, RNG state); with ``resume`` training continues from it (same examples and base model
+    required) and ends with the same weights as an uninterrupted run.  ``stop_after`` ends this call
+    after that many steps (checkpointed), like an interrupted run."""
+    import torch
+
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    tok = make_tokenizer(tokenizer_file(base_dir), cfg.max_length)
+    model = load_classifier(base_dir)
+    decay = [p for n, p in model.named_parameters() if not any(k in n for k in ("bias", "LayerNorm"))]
+    no_decay = [p for n, p in model.named_parameters() if any(k in n for k in ("bias", "LayerNorm"))]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg))
+    train_idx, val_idx = split_examples(ex, cfg.val_fraction, cfg.seed)
+    fp = ex.fingerprint()
+    state_path = work_dir / STATE
+    step, history, elapsed = 0, [], 0.0
+    if resume:
+        if not state_path.is_file():
+            raise SystemExit(f"--resume: no checkpoint at {state_path}")
+        st = torch.load(state_path, map_location="cpu", weights_only=False)
+        if st["fingerprint"] != fp or st["base_dir"] != str(base_dir):
+            raise SystemExit(f"--resume: {state_path} was written for other examples or another base model")
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        sched.load_state_dict(st["scheduler"])
+        step, history, elapsed = st["step"], st["history"], st.get("elapsed_s", 0.0)
+        torch.set_rng_state(st["torch_rng"])
+
+    def save_state():
+        tmp = state_path.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "step": step, "history": history, "elapsed_s": elapsed, "fingerprint": fp,
+                    "base_dir": str(base_dir), "config": asdict(cfg), "torch_rng": torch.get_rng_state()}, tmp)
+        os.replace(tmp, state_path)
+
+    targets = torch.tensor(ex.targets, dtype=torch.float32)
+    no_pad = make_tokenizer(tokenizer_file(base_dir), cfg.max_length)
+    no_pad.no_padding()
+    lengths = np.array([len(e.ids) for e in no_pad.encode_batch(
+        [ex.prompts[i][: cfg.max_length * 12].encode("utf-8", "replace").decode("utf-8") for i in train_idx])])
+    epochs: dict[int, list[np.ndarray]] = {}
+    bar = None
+    if show_progress:
+        try:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=cfg.steps, initial=step, desc="fine-tuning BERT router", unit="step", dynamic_ncols=True)
+        except ImportError:
+            bar = None
+    t0 = time.monotonic() - elapsed
+    ema, stopped_early = None, False
+    n_examples_seen = 0
+    model.train()
+    first = step
+    while step < cfg.steps:
+        if (cfg.time_budget_s is not None and time.monotonic() - t0 >= cfg.time_budget_s) or \
+                (stop_after is not None and step - first >= stop_after):
+            stopped_early = True
+            break
+        per_epoch = max(1, len(train_idx) // cfg.batch_size)
+        epoch, pos = divmod(step, per_epoch)
+        if epoch not in epochs:
+            epochs.clear()
+            epochs[epoch] = _epoch_batches(lengths, cfg.batch_size, cfg.seed, epoch)
+        batch = train_idx[epochs[epoch][pos]]
+        ids, mask = encode(tok, [ex.prompts[i] for i in batch], cfg.max_length)
+        logits = model(input_ids=ids, attention_mask=mask).logits
+        loss = -(targets[batch] * torch.log_softmax(logits, -1)).sum(-1).mean()
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        step += 1
+        n_examples_seen += len(batch)
+        lv = loss.item()
+        ema = lv if ema is None else 0.98 * ema + 0.02 * lv
+        elapsed = time.monotonic() - t0
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{ema:.4f}", ex_s=f"{n_examples_seen / max(elapsed, 1e-9):.1f}", refresh=False)
+        if step % 50 == 0 or step == cfg.steps:
+            history.append({"step": step, "train_loss_ema": round(ema, 5), "elapsed_s": round(elapsed, 1)})
+        if cfg.save_every and step % cfg.save_every == 0:
+            save_state()
+    if bar is not None:
+        bar.close()
+    elapsed = time.monotonic() - t0
+    save_state()
+    metrics = {
+        "config": asdict(cfg), "steps_done": step, "stopped_by_time_budget": stopped_early,
+        "train_wall_s": round(elapsed, 1), "examples": {"train": int(len(train_idx)), "val": int(len(val_idx))},
+        "val": evaluate_examples(model, tok, ex, val_idx, cfg), "history": history[-20:],
+    }
+    out = work_dir / "model"
+    shutil.rmtree(out, ignore_errors=True)
+    model.save_pretrained(str(out))
+    shutil.copyfile(tokenizer_file(base_dir), out / "tokenizer.json")
+    (work_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return out, metrics
+
+
+# --------------------------------------------------------------------------- reference scoring (tests)
+
+
+def torch_p_strong(model_dir: Path, texts: list[str], *, max_length: int = 256, strong_label: int = 0) -> np.ndarray:
+    """P(strong) from the torch model, one text at a time (reference for parity tests)."""
+    import torch
+
+    model = load_classifier(model_dir).eval()
+    tok = make_tokenizer(tokenizer_file(model_dir), max_length)
+    out = []
+    with torch.no_grad():
+        for t in texts:
+            ids, mask = encode(tok, [t], max_length)
+            logits = model(input_ids=ids, attention_mask=mask).logits.double()
+            out.append(float(torch.softmax(logits, -1)[0, strong_label]))
+    return np.asarray(out)
+
+
+# --------------------------------------------------------------------------- artifact
+
+
+def build_bert(out: Path, *, data_dir: Path, work_dir: Path, cfg: BertTrainConfig, base_dir: Path | None = None,
+               int8: bool = False, allow_noncommercial: bool = False, limit: int | None = None,
+               calib_limit: int | None = None, resume: bool = False, overwrite: bool = False,
+               name: str = "bert", show_progress: bool = True) -> dict:
+    """Train (or resume), export to ONNX (optionally int8) and write a calibrated ``bert`` artifact."""
+    from .build import calibration_prompts
+    from .convert import convert_bert
+    from .encoder import ENCODER_ID, ENCODER_LICENSE, ENCODER_PACKAGE, minilm_dir
+
+    if Path(out).exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; pass --force to replace it")
+    base = Path(base_dir) if base_dir else minilm_dir()
+    ex = load_examples(data_dir, allow_noncommercial=allow_noncommercial, tier_width=cfg.tier_width, limit=limit)
+    model_dir, metrics = train_bert(ex, base, work_dir, cfg, resume=resume, show_progress=show_progress)
+    prompts, source = calibration_prompts(data_dir, calib_limit)
+    base_desc = (f"{ENCODER_ID} (PyPI package {ENCODER_PACKAGE}, {ENCODER_LICENSE})" if base_dir is None
+                 else str(base_dir))
+    convert_bert(model_dir, out, int8=int8, max_length=cfg.max_length, overwrite=overwrite, name=name,
+                 calibration=(prompts, source), show_progress=show_progress,
+                 source=f"fine-tuned by routekit-export train-bert from {base_desc}",
+                 license=ENCODER_LICENSE if base_dir is None else "unknown",
+                 extra={
+                     "description": "BERT-family classifier router (RouteLLM §4), MiniLM-L6 fine-tuned on 3 labels",
+                     "training": {
+                         "examples": len(ex), "sources": ex.sources, "labelling": ex.sides,
+                         "noncommercial_rows_included": allow_noncommercial,
+                         "note": ("research artifact: trained on CC BY-NC rows, not for commercial use"
+                                  if allow_noncommercial else "AlpacaEval (CC BY-NC 4.0) rows excluded"),
+                     },
+                     "metrics": {"validation": metrics["val"], "steps": metrics["steps_done"],
+                                 "stopped_by_time_budget": metrics["stopped_by_time_budget"],
+                                 "train_wall_s": metrics["train_wall_s"], "config": metrics["config"]},
+                 })
+    metrics["examples_fingerprint"] = ex.fingerprint()
+    return metrics

@@ -23,7 +23,7 @@ from .errors import BadArtifactError, UnknownArtifactError
 FORMAT = "routekit-artifact"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-KINDS = ("mf", "sw", "bert", "causal", "random")
+KINDS = ("mf", "sw", "bert", "causal", "linear", "random")
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -241,6 +241,8 @@ def load(name_or_path: str | os.PathLike = "default", *, providers: Sequence[str
         from .routers.bert import BertRouter as cls
     elif kind == "causal":
         from .routers.causal import CausalRouter as cls
+    elif kind == "linear":
+        from .routers.linear import LinearRouter as cls
     else:
         from .routers.random import RandomRouter
 

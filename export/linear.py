@@ -1,0 +1,390 @@
+"""Train the linear-head router (``kind: linear``) on pair labels and multi-model difficulty.
+
+Signal (all permissive; AlpacaEval is never read):
+
+* **pair gain** per prompt: ``golden.jsonl`` correctness of the strong and weak model
+  (MMLU gold-train split, RouterBench ARC / Winogrande / MBPP) -> strong − weak ∈ {−1, 0, 1};
+  Arena-Bench judge scores of the pair (``multi_model_scores.jsonl``) -> (s − w) / 10.
+* **difficulty** per prompt: the fraction of RouterBench's 11 models that fail it (Arena-Bench:
+  1 − mean score / 10).  A ridge model on the embedding (+ surface features) predicts it; its
+  prediction is one more input of the gain model (stacking), folded into the linear weights.
+
+The gain model is a kernel (dual) ridge regression over ``[c_e·embedding, c_b·tfidf(word pieces),
+c_f·surface features, c_d·difficulty]``; the block scales act as per-block regularisation.  MMLU
+gold rows weigh 1, all other rows ``other_weight``.  K-fold cross-validation (grouped by prompt)
+gives out-of-fold gains, their APGR per source (for model selection) and the Platt map
+P(strong wins) = σ(a·g + c) fitted on soft targets (1 + gain) / 2.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from routekit.routers.linear import FEATURE_NAMES, clean_text, text_features, token_ids, load_bow_tokenizer
+
+from . import data as D
+
+MMLU = "mmlu"
+
+
+@dataclass
+class LinearConfig:
+    emb_scale: float = 0.05
+    bow_scale: float = 0.3
+    feat_scale: float = 0.3
+    diff_scale: float = 0.3
+    other_weight: float = 0.1  # weight of non-MMLU rows (MMLU gold rows weigh 1)
+    ridge: float = 1.0  # λ of the gain model (on the scaled blocks)
+    diff_ridge: float = 10.0  # λ of the difficulty model
+    diff_feat_scale: float = 0.3
+    min_df: int = 3  # word pieces seen in fewer training prompts are dropped
+    folds: int = 5
+    seed: int = 0
+
+
+@dataclass
+class PromptTable:
+    prompts: list[str]
+    source: np.ndarray  # short source name per prompt: mmlu, arc-challenge, winogrande, mbpp, arena
+    strong: np.ndarray  # quality of the strong model (NaN = unknown)
+    weak: np.ndarray
+    difficulty: np.ndarray  # NaN where only the pair was scored
+    sources: dict  # full source name -> {rows, license}
+
+    @property
+    def gain(self) -> np.ndarray:
+        return self.strong - self.weak
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+
+def _short(source: str) -> str:
+    return MMLU if "mmlu" in source else source.split(" ")[0].split("/")[-1] if "/" in source else source
+
+
+def load_prompt_table(data_dir: Path | None = None) -> PromptTable:
+    """One row per unique training prompt with pair qualities and multi-model difficulty."""
+    train = Path(data_dir or D.default_data_dir()) / "train"
+    rows: dict[str, dict] = {}
+    sources: dict[str, dict] = {}
+
+    def note(src, lic, file):
+        info = sources.setdefault(src, {"license": lic})
+        info[file] = info.get(file, 0) + 1  # rows read from that file
+
+    for lineno, r in D.read_jsonl(train / "golden.jsonl", ("prompt", "strong_correct", "weak_correct")):
+        if D.is_noncommercial(r.get("license")):
+            continue
+        s, w = r["strong_correct"], r["weak_correct"]
+        if not isinstance(s, bool) or not isinstance(w, bool):
+            raise D.DataError(f"{train / 'golden.jsonl'}:{lineno}: strong_correct/weak_correct must be true or false")
+        src = r.get("source", "golden")
+        rows.setdefault(r["prompt"], {}).update(src=_short(src), s=float(s), w=float(w))
+        note(src, r.get("license", "unknown"), "golden.jsonl")
+    for lineno, r in D.read_jsonl(train / "multi_model_scores.jsonl", ("prompt", "scores")):
+        if D.is_noncommercial(r.get("license")):
+            continue
+        if not isinstance(r["scores"], dict):
+            raise D.DataError(f"{train / 'multi_model_scores.jsonl'}:{lineno}: scores must be an object")
+        sc = {D.ALIASES.get(k, k): float(v) for k, v in r["scores"].items() if v is not None}
+        if not sc:
+            continue
+        src = r.get("source", "multi")
+        scale = 10.0 if max(sc.values()) > 1.0 or "score 1-10" in r.get("label_kind", "") else 1.0
+        d = rows.setdefault(r["prompt"], {})
+        d.setdefault("src", _short(src))
+        d["diff"] = 1.0 - float(np.mean(list(sc.values()))) / scale
+        if "s" not in d and D.STRONG in sc and D.WEAK in sc:
+            d["s"], d["w"] = sc[D.STRONG] / scale, sc[D.WEAK] / scale
+        note(src, r.get("license", "unknown"), "multi_model_scores.jsonl")
+    prompts = list(rows)
+    get = lambda k: np.array([rows[p].get(k, np.nan) for p in prompts], np.float64)  # noqa: E731
+    return PromptTable(prompts, np.array([rows[p]["src"] for p in prompts]), get("s"), get("w"), get("diff"),
+                       sources)
+
+
+# ------------------------------------------------------------------------------------------ features
+
+
+def surface_features(prompts: list[str]) -> np.ndarray:
+    return np.array([text_features(clean_text(p)) for p in prompts], np.float64).reshape(len(prompts), -1)
+
+
+def build_vocab(ids: list[np.ndarray], min_df: int) -> tuple[np.ndarray, np.ndarray]:
+    """Word-piece ids kept (seen in >= min_df prompts) and their smoothed idf."""
+    df: dict[int, int] = {}
+    for row in ids:
+        for t in np.unique(row).tolist():
+            df[t] = df.get(t, 0) + 1
+    keep = np.array(sorted(t for t, c in df.items() if c >= min_df), np.int64)
+    n = len(ids)
+    idf = np.array([np.log((1 + n) / (1 + df[t])) + 1.0 for t in keep.tolist()], np.float64)
+    return keep, idf
+
+
+def tfidf_matrix(ids: list[np.ndarray], vocab: np.ndarray, idf: np.ndarray) -> np.ndarray:
+    from routekit.routers.linear import tfidf_rows
+
+    col_of_id = np.full(int(vocab.max(initial=-1)) + 1, -1, np.int64)
+    col_of_id[vocab] = np.arange(len(vocab))
+    out = np.zeros((len(ids), len(vocab)), np.float32)
+    for r, (cols, vals) in enumerate(tfidf_rows(ids, col_of_id, idf)):
+        out[r, cols] = vals
+    return out
+
+
+def _ridge(X: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
+    """Primal ridge with an unpenalised intercept (last column of X must be ones)."""
+    A = X.T @ X + lam * np.eye(X.shape[1])
+    A[-1, -1] -= lam
+    return np.linalg.solve(A, X.T @ y)
+
+
+def _platt(g: np.ndarray, target: np.ndarray, iters: int = 50) -> tuple[float, float]:
+    """(a, c) minimising cross-entropy of σ(a·g + c) against soft targets in [0, 1] (Newton)."""
+    a, c = 1.0, 0.0
+    Xg = np.stack([g, np.ones_like(g)], 1)
+    for _ in range(iters):
+        p = 1.0 / (1.0 + np.exp(-(a * g + c)))
+        grad = Xg.T @ (p - target)
+        H = (Xg * (p * (1 - p))[:, None]).T @ Xg + 1e-6 * np.eye(2)
+        step = np.linalg.solve(H, grad)
+        a, c = a - step[0], c - step[1]
+        if np.abs(step).max() < 1e-10:
+            break
+    return float(a), float(c)
+
+
+class _Fit:
+    """Difficulty model + dual ridge gain model on a subset of rows; predicts g for any rows."""
+
+    def __init__(self, cfg: LinearConfig, X, Fz, K_base, gain, diff, weight, train: np.ndarray, B=None):
+        self.cfg = cfg
+        dm = train & ~np.isnan(diff)
+        Xd = np.hstack([X, cfg.diff_feat_scale * Fz, np.ones((len(X), 1))])
+        self.delta = _ridge(Xd[dm], diff[dm], cfg.diff_ridge)
+        d_raw = Xd @ self.delta
+        self.d_mean, self.d_std = float(d_raw[dm].mean()), float(d_raw[dm].std() + 1e-12)
+        self.d = (d_raw - self.d_mean) / self.d_std
+        gm = train & ~np.isnan(gain) & (weight > 0)
+        self.rows = np.flatnonzero(gm)
+        y, w = gain[gm], weight[gm]
+        self.mu = float(np.average(y, weights=w))
+        dd = cfg.diff_scale * self.d
+        K = K_base[np.ix_(self.rows, self.rows)] + np.outer(dd[gm], dd[gm])
+        K[np.diag_indices_from(K)] += cfg.ridge / w
+        self.alpha = np.linalg.solve(K, y - self.mu)
+
+    def predict(self, K_base_cols: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """g for rows ``idx`` given K_base[idx][:, self.rows]."""
+        dd = self.cfg.diff_scale * self.d
+        return K_base_cols @ self.alpha + dd[idx] * (dd[self.rows] @ self.alpha) + self.mu
+
+
+def train_linear(emb: np.ndarray, table: PromptTable, tokenizer, cfg: LinearConfig,
+                 *, log=print) -> tuple[dict[str, np.ndarray], dict]:
+    """Fit the linear head; returns (arrays for ``linear.npz``, metrics incl. cross-validated APGR)."""
+    from routekit.evaluate import EvalDataError, apgr
+
+    n = len(table)
+    X = np.asarray(emb, np.float64)
+    F = surface_features(table.prompts)
+    f_mean, f_std = F.mean(0), F.std(0) + 1e-9
+    Fz = (F - f_mean) / f_std
+    ids = token_ids(tokenizer, [clean_text(p) for p in table.prompts])
+    vocab, idf = build_vocab(ids, cfg.min_df)
+    B = tfidf_matrix(ids, vocab, idf)
+    log(f"linear head: {n} prompts, {len(vocab)} word pieces, {F.shape[1]} surface features")
+    gain, diff = table.gain, table.difficulty
+    weight = np.where(table.source == MMLU, 1.0, cfg.other_weight)
+    c = cfg
+    K_base = (c.emb_scale ** 2) * (X @ X.T) + (c.feat_scale ** 2) * (Fz @ Fz.T)
+    K_base += (c.bow_scale ** 2) * (B @ B.T).astype(np.float64)
+
+    # cross-validation, grouped by prompt (one row per prompt)
+    fold = np.random.default_rng(cfg.seed).integers(0, cfg.folds, n)
+    oof = np.full(n, np.nan)
+    for f in range(cfg.folds):
+        te = np.flatnonzero(fold == f)
+        fit = _Fit(cfg, X, Fz, K_base, gain, diff, weight, fold != f)
+        oof[te] = fit.predict(K_base[np.ix_(te, fit.rows)], te)
+    cv = {}
+    for src in sorted(set(table.source.tolist())):
+        m = (table.source == src) & ~np.isnan(gain)
+        try:
+            cv[src] = round(apgr(oof[m], table.strong[m], table.weak[m]), 4)
+        except EvalDataError:
+            cv[src] = None
+    has = ~np.isnan(gain)
+    a, c0 = _platt(oof[has], (1.0 + gain[has]) / 2.0)
+    log(f"cross-validated APGR by source: {cv}; Platt a={a:.3f} c={c0:.3f}")
+
+    # final fit on all rows, folded into one linear map over (embedding, tf-idf, z-features)
+    fit = _Fit(cfg, X, Fz, K_base, gain, diff, weight, np.ones(n, bool))
+    al, r = fit.alpha, fit.rows
+    w_emb = c.emb_scale ** 2 * (X[r].T @ al)
+    w_bow = c.bow_scale ** 2 * (B[r].T @ al.astype(np.float32)).astype(np.float64)
+    w_feat = c.feat_scale ** 2 * (Fz[r].T @ al)
+    w_d = c.diff_scale ** 2 * float(fit.d[r] @ al)
+    dim = X.shape[1]
+    w_emb = w_emb + w_d * fit.delta[:dim] / fit.d_std
+    w_feat = w_feat + w_d * c.diff_feat_scale * fit.delta[dim:-1] / fit.d_std
+    bias = fit.mu + w_d * (fit.delta[-1] - fit.d_mean) / fit.d_std
+    keep = w_bow != 0
+    weights = {
+        "w_emb": w_emb.astype(np.float32), "w_feat": w_feat.astype(np.float64),
+        "feat_mean": f_mean, "feat_std": f_std,
+        "bow_ids": vocab[keep], "bow_idf": idf[keep].astype(np.float64), "w_bow": w_bow[keep].astype(np.float64),
+        "affine": np.array([bias, a, c0], np.float64),
+    }
+    # in-sample check that the folded weights reproduce the kernel model
+    g_kernel = fit.predict(K_base[:, r], np.arange(n))
+    g_folded = X @ w_emb + (B @ w_bow.astype(np.float32)).astype(np.float64) + Fz @ w_feat + bias
+    metrics = {
+        "config": asdict(cfg),
+        "cv_apgr": cv,
+        "cv_note": f"{cfg.folds}-fold out-of-fold APGR per training source (pair labels), grouped by prompt",
+        "platt": {"a": a, "c": c0},
+        "prompts": n, "vocab": int(keep.sum()),
+        "fold_check_max_abs": float(np.abs(g_kernel - g_folded).max()),
+        "oof_gain": oof, "sources_of_rows": table.source,
+    }
+    return weights, metrics
+
+
+# ------------------------------------------------------------------------------------------ dev metrics
+
+
+def dev_metrics(router, data_dir: Path, *, n_boot: int = 1000) -> dict:
+    """APGR, CPT(50 %) and a bootstrap 95 % CI on the dev benchmarks (undefined ones say why)."""
+    from routekit.evaluate import EvalDataError, bootstrap_apgr, evaluate, load_benchmark
+
+    root = Path(data_dir) / "dev" / "routellm-evals"
+    out = {}
+    for name in ("mmlu", "gsm8k", "mt-bench"):
+        try:
+            ev = load_benchmark(name, root)
+        except EvalDataError as exc:
+            out[name] = {"error": str(exc)}
+            continue
+        w = router.win_rates(ev.prompts)
+        try:
+            res = evaluate(w, ev, router.name)
+            d = res.to_dict()
+            lo, hi = bootstrap_apgr(w, ev, n_boot=n_boot)
+            out[name] = {"n": len(ev), "apgr": round(float(d["apgr"]), 4),
+                         "apgr_ci95": [round(lo, 4), round(hi, 4)],
+                         "cpt50": d.get("cpt50"), "cpt80": d.get("cpt80"),
+                         "dropped_contaminated": ev.n_dropped_contaminated}
+        except EvalDataError as exc:
+            out[name] = {"n": len(ev), "error": str(exc)}
+    return out
+
+
+# ------------------------------------------------------------------------------------------ artifact
+
+
+def build_linear(out: Path, *, encoder_dir: Path, data_dir: Path, cfg: LinearConfig,
+                 calib_limit: int | None = None, overwrite: bool = False, name: str = "linear",
+                 threads: int | None = None, measure_dev: bool = False) -> dict:
+    import routekit
+    from routekit import artifact
+
+    from .build import calibrate_in_place, calibration_prompts, copy_encoder, load_encoder
+    from .embed import embed_texts
+
+    table = load_prompt_table(data_dir)
+    enc, spec = load_encoder(encoder_dir, threads=threads)
+    emb = embed_texts(enc, table.prompts, encoder_key=spec["sha256"])
+    tokenizer = load_bow_tokenizer(Path(encoder_dir) / spec["tokenizer"])
+    weights, metrics = train_linear(emb, table, tokenizer, cfg)
+    prompts, source = calibration_prompts(data_dir, calib_limit)
+    with artifact.ArtifactWriter(out, overwrite=overwrite) as w:
+        enc_section = copy_encoder(encoder_dir, w.dir)
+        np.savez(w.dir / "linear.npz", **weights)
+        w.manifest.update({
+            "name": name, "kind": "linear",
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "routekit_version": routekit.__version__,
+            "description": ("Linear head on MiniLM-L6 embedding + word-piece tf-idf + surface features, "
+                            "trained on pair golden labels and multi-model difficulty (stacked)"),
+            "pair": {"strong": D.STRONG, "weak": D.WEAK},
+            "models": [D.STRONG, D.WEAK],
+            "aliases": {k: v for k, v in D.ALIASES.items() if v in (D.STRONG, D.WEAK)},
+            "encoder": enc_section,
+            "router": {"weights": "linear.npz", "features": list(FEATURE_NAMES), "max_chars": 4000},
+            "training": {
+                "prompts": len(table), "sources": table.sources,
+                "noncommercial_rows_included": False,
+                "note": "golden.jsonl + multi_model_scores.jsonl only; AlpacaEval (CC BY-NC 4.0) never read",
+            },
+            "metrics": {k: metrics[k] for k in ("config", "cv_apgr", "cv_note", "platt", "vocab",
+                                                  "fold_check_max_abs")},
+        })
+        calibrate_in_place(w, prompts, source)
+        if measure_dev:
+            w.write_manifest()
+            router = routekit.load(w.dir)
+            dev = dev_metrics(router, data_dir)
+            w.manifest["metrics"]["dev"] = {
+                "data": "shared/data/dev/routellm-evals (contaminated prompts dropped)",
+                "measured": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                **dev}
+            metrics["dev"] = dev
+    return metrics
+
+
+# ------------------------------------------------------------------------------------------ CLI
+
+
+def add_cli(sub) -> None:
+    """Register ``routekit-export train-linear``."""
+    import argparse
+
+    p = sub.add_parser("train-linear", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       help="train the linear-head router (pair labels + stacked difficulty) and write its artifact")
+    p.add_argument("--data", type=Path, default=D.default_data_dir(), help="data folder")
+    p.add_argument("--encoder", type=Path, required=True, help="folder written by `routekit-export encoder`")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--name", default=None, help="artifact name in the manifest (default: folder name)")
+    p.add_argument("--calib-limit", type=int, default=None, help="calibrate on the first N prompts only")
+    p.add_argument("--threads", type=int, default=None, help="onnxruntime threads for embedding")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    d = LinearConfig()
+    p.add_argument("--emb-scale", type=float, default=d.emb_scale, help="embedding block scale (smaller = more shrinkage)")
+    p.add_argument("--bow-scale", type=float, default=d.bow_scale, help="word-piece tf-idf block scale")
+    p.add_argument("--feat-scale", type=float, default=d.feat_scale, help="surface-feature block scale")
+    p.add_argument("--diff-scale", type=float, default=d.diff_scale, help="stacked difficulty feature scale (0 = off)")
+    p.add_argument("--other-weight", type=float, default=d.other_weight,
+                   help="weight of non-MMLU pair labels (MMLU gold rows weigh 1)")
+    p.add_argument("--ridge", type=float, default=d.ridge)
+    p.add_argument("--min-df", type=int, default=d.min_df)
+    p.add_argument("--folds", type=int, default=d.folds)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--dev-metrics", action="store_true",
+                   help="measure APGR/CPT(50%%) with bootstrap CIs on <data>/dev and record them in the manifest")
+
+
+def run_cli(args) -> int:
+    import json
+    import sys
+
+    cfg = LinearConfig(emb_scale=args.emb_scale, bow_scale=args.bow_scale, feat_scale=args.feat_scale,
+                       diff_scale=args.diff_scale, other_weight=args.other_weight, ridge=args.ridge,
+                       min_df=args.min_df, folds=args.folds, seed=args.seed)
+    try:
+        metrics = build_linear(args.out, encoder_dir=args.encoder, data_dir=args.data, cfg=cfg,
+                               calib_limit=args.calib_limit, overwrite=args.force,
+                               name=args.name or args.out.name, threads=args.threads,
+                               measure_dev=args.dev_metrics)
+    except (D.DataError, FileExistsError) as exc:
+        print(f"routekit-export: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"artifact": str(args.out), "cv_apgr": metrics["cv_apgr"], "dev": metrics.get("dev")},
+                     indent=2))
+    return 0

@@ -1,0 +1,137 @@
+"""Linear-head router: a regularised linear model over cheap prompt features, trained on pair labels.
+
+    g(q) = w_embᵀ v_q + w_bowᵀ tfidf(q) + w_featᵀ z(q) + b          P(strong wins) = σ(a·g(q) + c)
+
+* ``v_q``: the sentence embedding of the artifact's encoder (the same as MF / SW use);
+* ``tfidf(q)``: L2-normalised ``log(1 + count)·idf`` over the encoder tokenizer's word-piece ids
+  (a sparse bag of words; the vocabulary and idf weights are stored in the artifact);
+* ``z(q)``: a few standardised surface features (:func:`text_features`: length, digits, math
+  symbols, lines, numbers, words) that mean-pooled embeddings blur away.
+
+``g`` estimates the expected quality gain of the strong over the weak model on the prompt (strong
+right and weak wrong = +1, the reverse = −1, ties 0); ``σ(a·g + c)`` maps it to a probability, fitted
+on out-of-fold predictions.  Everything is numpy on top of the encoder: one embedding, one tokenizer
+pass, a few dot products.  Weights live in ``linear.npz`` (no pickle).  The head is trained for one
+pair only (``manifest["pair"]``); other pairs are refused.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from ..errors import BadArtifactError, BadInputError
+from ..router import Router
+from ..session import encoder_from_manifest
+
+#: Characters of a prompt that the bag of words and the surface features look at.
+MAX_CHARS = 4000
+_MATH = frozenset("=+-*/^()<>%$\\")
+_NUM = re.compile(r"\d+(?:\.\d+)?")
+FEATURE_NAMES = ("log_chars", "digit_frac", "log_digits", "math_frac", "log_math", "log_lines",
+                 "log_numbers", "log_words")
+
+
+def clean_text(text: str) -> str:
+    text = text[:MAX_CHARS]
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def text_features(text: str) -> list[float]:
+    """Surface features of one (cleaned) prompt, in the order of :data:`FEATURE_NAMES`."""
+    n = max(len(text), 1)
+    digits = sum(c.isdigit() for c in text)
+    math = sum(c in _MATH for c in text)
+    return [float(np.log1p(len(text))), digits / n, float(np.log1p(digits)), math / n, float(np.log1p(math)),
+            float(np.log1p(text.count("\n") + 1)), float(np.log1p(len(_NUM.findall(text)))),
+            float(np.log1p(len(text.split())))]
+
+
+def load_bow_tokenizer(path):
+    """The encoder's tokenizer without padding or truncation (for word-piece counts)."""
+    from tokenizers import Tokenizer
+
+    try:
+        tok = Tokenizer.from_file(str(path))
+    except Exception as exc:
+        raise BadArtifactError(f"{path}: not a valid tokenizer.json ({exc})") from exc
+    tok.no_padding()
+    tok.no_truncation()
+    return tok
+
+
+def token_ids(tokenizer, texts: list[str]) -> list[np.ndarray]:
+    """Word-piece ids of each text without the special tokens ([CLS]/[SEP])."""
+    encs = tokenizer.encode_batch(texts, add_special_tokens=False)
+    return [np.asarray(e.ids, dtype=np.int64) for e in encs]
+
+
+def tfidf_rows(ids: list[np.ndarray], col_of_id: np.ndarray, idf: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Sparse L2-normalised tf-idf rows as (columns, values); ids outside the vocabulary are ignored."""
+    out = []
+    for row in ids:
+        row = row[(row >= 0) & (row < len(col_of_id))]
+        cols = col_of_id[row]
+        cols = cols[cols >= 0]
+        if cols.size == 0:
+            out.append((cols, np.zeros(0, np.float64)))
+            continue
+        uniq, counts = np.unique(cols, return_counts=True)
+        vals = np.log1p(counts) * idf[uniq]
+        out.append((uniq, vals / (np.linalg.norm(vals) + 1e-9)))
+    return out
+
+
+class LinearRouter(Router):
+    kind = "linear"
+
+    def __init__(self, manifest, *, providers=None, threads=None, strong=None, weak=None, **_options):
+        super().__init__(manifest, strong=strong, weak=weak)
+        if not self.is_default_pair:
+            raise BadInputError(f"router {self.name!r} (kind linear) is trained for "
+                                f"{self.default_strong} vs {self.default_weak} only")
+        spec = manifest["router"]
+        w = manifest.array(spec.get("weights", "linear.npz"))
+        try:
+            self.w_emb = np.asarray(w["w_emb"], np.float64)
+            self.w_feat = np.asarray(w["w_feat"], np.float64)
+            self.feat_mean = np.asarray(w["feat_mean"], np.float64)
+            self.feat_std = np.asarray(w["feat_std"], np.float64)
+            bow_ids = np.asarray(w["bow_ids"], np.int64)
+            self.bow_idf = np.asarray(w["bow_idf"], np.float64)
+            self.w_bow = np.asarray(w["w_bow"], np.float64)
+            self.bias, self.scale, self.offset = (float(x) for x in np.asarray(w["affine"], np.float64))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadArtifactError(f"{manifest.folder}: linear weights malformed ({exc})") from exc
+        if not (len(bow_ids) == len(self.bow_idf) == len(self.w_bow)) or len(self.w_feat) != len(FEATURE_NAMES):
+            raise BadArtifactError(f"{manifest.folder}: linear weights have inconsistent shapes")
+        self.col_of_id = np.full(int(bow_ids.max(initial=-1)) + 1, -1, np.int64)
+        self.col_of_id[bow_ids] = np.arange(len(bow_ids))
+        self.encoder = encoder_from_manifest(manifest, providers=providers, threads=threads)
+        if self.w_emb.shape[0] != int(manifest["encoder"].get("dim", self.w_emb.shape[0])):
+            raise BadArtifactError(f"{manifest.folder}: w_emb has {self.w_emb.shape[0]} dims, encoder "
+                                   f"{manifest['encoder'].get('dim')}")
+        self.tokenizer = load_bow_tokenizer(manifest.path(manifest["encoder"]["tokenizer"]))
+
+    def gains(self, embeddings: np.ndarray, prompts: list[str]) -> np.ndarray:
+        """The linear score g (estimated strong-minus-weak quality gain) from embeddings + texts."""
+        texts = [clean_text(p) for p in prompts]
+        feats = (np.array([text_features(t) for t in texts], np.float64).reshape(len(texts), -1)
+                 - self.feat_mean) / self.feat_std
+        bow = np.array([vals @ self.w_bow[cols]
+                        for cols, vals in tfidf_rows(token_ids(self.tokenizer, texts), self.col_of_id, self.bow_idf)])
+        return np.asarray(embeddings, np.float64) @ self.w_emb + bow + feats @ self.w_feat + self.bias
+
+    def scores(self, embeddings: np.ndarray, prompts: list[str]) -> np.ndarray:
+        g = self.gains(embeddings, prompts)
+        return 1.0 / (1.0 + np.exp(-(self.scale * g + self.offset)))
+
+    def _score(self, prompts: list[str]) -> np.ndarray:
+        if not prompts:
+            return np.zeros(0)
+        return self.scores(self.encoder(prompts), prompts)

@@ -1,0 +1,181 @@
+"""The linear-head router: features, training (kernel ridge folded into a linear map), runtime parity."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from routekit.routers.linear import FEATURE_NAMES, MAX_CHARS, clean_text, text_features, tfidf_rows
+
+
+def test_text_features_shape_and_values():
+    f = text_features("What is 12 + 30?\nA. 42")
+    assert len(f) == len(FEATURE_NAMES)
+    names = dict(zip(FEATURE_NAMES, f))
+    assert names["log_lines"] == pytest.approx(np.log1p(2))
+    assert names["log_numbers"] == pytest.approx(np.log1p(3))  # 12, 30, 42
+    assert names["digit_frac"] > 0 and text_features("no digits here")[1] == 0.0
+    assert len(clean_text("x" * (MAX_CHARS + 50))) == MAX_CHARS
+    assert clean_text("a\ud800b").encode("utf-8")  # lone surrogate replaced, not raised
+
+
+def test_tfidf_rows_normalised_and_ignores_unknown_ids():
+    col_of_id = np.array([-1, 0, 1, -1], np.int64)  # ids 1 and 2 are in the vocabulary
+    idf = np.array([1.0, 2.0])
+    (cols, vals), (cols2, vals2) = tfidf_rows([np.array([1, 1, 2, 3, 99]), np.array([0, 3])], col_of_id, idf)
+    assert cols.tolist() == [0, 1]
+    assert np.linalg.norm(vals) == pytest.approx(1.0)
+    assert vals[0] / vals[1] == pytest.approx(np.log1p(2) * 1.0 / (np.log1p(1) * 2.0))
+    assert cols2.size == 0 and vals2.size == 0
+
+
+def test_platt_recovers_parameters():
+    from routekit_export.linear import _platt
+
+    rng = np.random.default_rng(0)
+    g = rng.normal(size=4000)
+    p = 1 / (1 + np.exp(-(2.0 * g - 0.5)))
+    a, c = _platt(g, p)
+    assert a == pytest.approx(2.0, abs=1e-3) and c == pytest.approx(-0.5, abs=1e-3)
+
+
+def _word_tokenizer(words):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {"[UNK]": 0, **{w: i + 1 for i, w in enumerate(words)}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    return tok
+
+
+def _synthetic_table(n=300, seed=0):
+    """Gain is +1 on prompts with the word 'integral' or a high first embedding axis, else 0/−1."""
+    from routekit_export.linear import PromptTable
+
+    rng = np.random.default_rng(seed)
+    words = ["integral", "poem", "story", "sum", "river", "cat", "law", "cell"]
+    prompts, gain, emb = [], [], rng.normal(size=(n, 16))
+    for i in range(n):
+        ws = list(rng.choice(words[1:], size=5))
+        hard = rng.random() < 0.4
+        if hard:
+            ws[2] = "integral"
+        prompts.append(f"q{i} " + " ".join(ws))
+        gain.append(1.0 if (hard or emb[i, 0] > 1.0) and rng.random() < 0.85 else float(rng.choice([0.0, -1.0])))
+    gain = np.array(gain)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    src = np.array(["mmlu" if i % 2 else "arc-challenge" for i in range(n)])
+    strong = (gain >= 0).astype(float)
+    weak = strong - gain
+    diff = np.where(src == "mmlu", np.nan, 1 - (strong + weak) / 2)
+    return PromptTable(prompts, src, strong, weak, diff, {}), emb, _word_tokenizer(words)
+
+
+def test_train_linear_learns_signal_and_folds_exactly():
+    from routekit_export.linear import LinearConfig, train_linear
+
+    table, emb, tok = _synthetic_table()
+    cfg = LinearConfig(emb_scale=0.5, bow_scale=1.0, min_df=2, folds=4)
+    weights, metrics = train_linear(emb, table, tok, cfg, log=lambda *_: None)
+    assert metrics["fold_check_max_abs"] < 1e-4  # the folded linear map equals the kernel model
+    assert metrics["cv_apgr"]["mmlu"] > 0.7 and metrics["cv_apgr"]["arc-challenge"] > 0.7
+    # the word that marks strong-needed prompts gets a positive bag-of-words weight
+    integral_id = tok.token_to_id("integral")
+    w_bow = dict(zip(weights["bow_ids"].tolist(), weights["w_bow"].tolist()))
+    assert w_bow[integral_id] > 0 and w_bow[integral_id] == max(w_bow.values())
+    assert weights["affine"][1] > 0  # Platt slope: larger gain -> larger P(strong wins)
+
+
+def test_train_linear_random_labels_give_chance_cv():
+    from routekit_export.linear import LinearConfig, train_linear
+
+    table, emb, tok = _synthetic_table(seed=1)
+    rng = np.random.default_rng(5)
+    g = rng.choice([-1.0, 0.0, 1.0], size=len(table))
+    table.strong, table.weak = (g >= 0).astype(float), (g >= 0).astype(float) - g
+    _, metrics = train_linear(emb, table, tok, LinearConfig(min_df=2, folds=4), log=lambda *_: None)
+    assert abs(metrics["cv_apgr"]["mmlu"] - 0.5) < 0.15
+
+
+def _write_tiny_data(root, n=80):
+    train, calib = root / "train", root / "calibration"
+    train.mkdir(parents=True)
+    calib.mkdir()
+    rng = np.random.default_rng(0)
+    gold, multi = [], []
+    for i in range(n):
+        hard = i % 2 == 0
+        p = (f"Compute the integral of x^{i % 7 + 2} from 0 to {i + 3}.\nA. {i}\nB. {2 * i}\nAnswer:" if hard
+             else f"Which word names a colour, item {i}?\nA. red\nB. chair\nAnswer:")
+        s, w = (True, bool(rng.random() < 0.2)) if hard else (True, True)
+        src = "routellm-evals/mmlu (gold-train split)" if i < n // 2 else "routerbench/arc-challenge"
+        gold.append({"prompt": p, "strong_model": "gpt-4-1106-preview", "weak_model": "mixtral-8x7b-instruct-v0.1",
+                     "strong_correct": s, "weak_correct": w, "source": src, "license": "Apache-2.0"})
+        if src.startswith("routerbench"):
+            multi.append({"prompt": p, "source": src, "label_kind": "correctness 0/1 (null=missing)",
+                          "scores": {"gpt-4-1106-preview": float(s), "mistralai/mixtral-8x7b-chat": float(w),
+                                     "m3": float(not hard), "m4": None}, "license": "Apache-2.0"})
+    (train / "golden.jsonl").write_text("".join(json.dumps(r) + "\n" for r in gold))
+    (train / "multi_model_scores.jsonl").write_text("".join(json.dumps(r) + "\n" for r in multi))
+    (calib / "prompts.jsonl").write_text("".join(json.dumps({"prompt": f"tell me about topic {i}"}) + "\n"
+                                                 for i in range(20)))
+
+
+def test_prompt_table_from_files(tmp_path):
+    from routekit_export.linear import load_prompt_table
+
+    _write_tiny_data(tmp_path)
+    t = load_prompt_table(tmp_path)
+    assert len(t) == 80
+    assert set(t.source.tolist()) == {"mmlu", "arc-challenge"}
+    assert np.isnan(t.difficulty[t.source == "mmlu"]).all()
+    rb = t.source == "arc-challenge"
+    assert not np.isnan(t.difficulty[rb]).any() and ((t.difficulty[rb] >= 0) & (t.difficulty[rb] <= 1)).all()
+    assert set(t.gain.tolist()) <= {-1.0, 0.0, 1.0}
+
+
+def test_linear_artifact_end_to_end(tmp_path, encoder_dir):
+    """Build through the CLI, load with routekit.load, check runtime = training math and the ranking."""
+    import routekit
+    from routekit_export.cli import main
+
+    _write_tiny_data(tmp_path / "data")
+    out = tmp_path / "lin"
+    rc = main(["train-linear", "--data", str(tmp_path / "data"), "--encoder", str(encoder_dir), "--out", str(out),
+               "--min-df", "1", "--folds", "3", "--emb-scale", "0.3", "--bow-scale", "0.5"])
+    assert rc == 0
+    router = routekit.load(out)
+    assert router.kind == "linear" and router.manifest["training"]["noncommercial_rows_included"] is False
+    assert router.calibration["n"] == 20
+    hard = ["Compute the integral of x^3 from 0 to 99.\nA. 5\nB. 6\nAnswer:"]
+    easy = ["Which word names a colour, item 999?\nA. blue\nB. table\nAnswer:"]
+    wh, we = router.win_rates(hard)[0], router.win_rates(easy)[0]
+    assert wh > we
+    # runtime probability = σ(a·g + c) with g from the stored linear weights
+    w = np.load(out / "linear.npz")
+    emb = router.encoder(hard)
+    g = router.gains(emb, hard)[0]
+    _, a, c = w["affine"]
+    assert wh == pytest.approx(1 / (1 + np.exp(-(a * g + c))), abs=1e-9)
+    with pytest.raises(Exception):
+        routekit.load(out, strong="mixtral-8x7b-instruct-v0.1", weak="gpt-4-1106-preview")
+
+
+@pytest.mark.slow
+def test_linear_real_data_beats_chance_on_mmlu_proxy(encoder_dir, data_root):
+    """Full training on ../shared/data: cross-validated APGR on held-out MMLU gold-train questions."""
+    from routekit_export.build import load_encoder
+    from routekit_export.embed import embed_texts
+    from routekit_export.linear import LinearConfig, load_prompt_table, train_linear
+    from routekit.routers.linear import load_bow_tokenizer
+
+    table = load_prompt_table(data_root)
+    assert "alpaca" not in " ".join(table.sources).lower()
+    enc, spec = load_encoder(encoder_dir, threads=1)
+    emb = embed_texts(enc, table.prompts, encoder_key=spec["sha256"], show_progress=False)
+    tok = load_bow_tokenizer(encoder_dir / spec["tokenizer"])
+    _, metrics = train_linear(emb, table, tok, LinearConfig(), log=lambda *_: None)
+    assert metrics["cv_apgr"]["mmlu"] > 0.62  # random ≈ 0.47–0.5; measured 0.67
+    assert metrics["fold_check_max_abs"] < 1e-4

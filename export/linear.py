@@ -238,7 +238,7 @@ def train_linear(emb: np.ndarray, table: PromptTable, tokenizer, cfg: LinearConf
     keep = w_bow != 0
     weights = {
         "w_emb": w_emb.astype(np.float32), "w_feat": w_feat.astype(np.float64),
-        "feat_mean": f_mean, "feat_std": f_std,
+        "feat_mean": f_mean, "feat_std": f_std, "feat_lo": F.min(0), "feat_hi": F.max(0),
         "bow_ids": vocab[keep], "bow_idf": idf[keep].astype(np.float64), "w_bow": w_bow[keep].astype(np.float64),
         "affine": np.array([bias, a, c0], np.float64),
     }

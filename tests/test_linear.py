@@ -159,6 +159,13 @@ def test_linear_artifact_end_to_end(tmp_path, encoder_dir):
     g = router.gains(emb, hard)[0]
     _, a, c = w["affine"]
     assert wh == pytest.approx(1 / (1 + np.exp(-(a * g + c))), abs=1e-9)
+    # surface features are clipped to the training range: an empty prompt does not extrapolate
+    raw = np.array(text_features(""))
+    assert (raw < w["feat_lo"]).any()
+    z = (np.clip(raw, w["feat_lo"], w["feat_hi"]) - w["feat_mean"]) / w["feat_std"]
+    e0 = router.encoder([""])
+    assert router.gains(e0, [""])[0] == pytest.approx(float(e0[0] @ w["w_emb"] + z @ w["w_feat"] + w["affine"][0]),
+                                                     abs=1e-6)
     with pytest.raises(Exception):
         routekit.load(out, strong="mixtral-8x7b-instruct-v0.1", weak="gpt-4-1106-preview")
 

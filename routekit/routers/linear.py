@@ -6,7 +6,8 @@
 * ``tfidf(q)``: L2-normalised ``log(1 + count)·idf`` over the encoder tokenizer's word-piece ids
   (a sparse bag of words; the vocabulary and idf weights are stored in the artifact);
 * ``z(q)``: a few standardised surface features (:func:`text_features`: length, digits, math
-  symbols, lines, numbers, words) that mean-pooled embeddings blur away.
+  symbols, lines, numbers, words) that mean-pooled embeddings blur away, clipped to the range seen
+  in training (``feat_lo``/``feat_hi``) so that very short or long prompts do not extrapolate.
 
 ``g`` estimates the expected quality gain of the strong over the weak model on the prompt (strong
 right and weak wrong = +1, the reverse = −1, ties 0); ``σ(a·g + c)`` maps it to a probability, fitted
@@ -106,6 +107,10 @@ class LinearRouter(Router):
             self.bow_idf = np.asarray(w["bow_idf"], np.float64)
             self.w_bow = np.asarray(w["w_bow"], np.float64)
             self.bias, self.scale, self.offset = (float(x) for x in np.asarray(w["affine"], np.float64))
+            # optional: raw feature range seen in training; features are clipped to it (no extrapolation)
+            files = getattr(w, "files", w)
+            self.feat_lo = np.asarray(w["feat_lo"], np.float64) if "feat_lo" in files else None
+            self.feat_hi = np.asarray(w["feat_hi"], np.float64) if "feat_hi" in files else None
         except (KeyError, TypeError, ValueError) as exc:
             raise BadArtifactError(f"{manifest.folder}: linear weights malformed ({exc})") from exc
         if not (len(bow_ids) == len(self.bow_idf) == len(self.w_bow)) or len(self.w_feat) != len(FEATURE_NAMES):
@@ -121,8 +126,10 @@ class LinearRouter(Router):
     def gains(self, embeddings: np.ndarray, prompts: list[str]) -> np.ndarray:
         """The linear score g (estimated strong-minus-weak quality gain) from embeddings + texts."""
         texts = [clean_text(p) for p in prompts]
-        feats = (np.array([text_features(t) for t in texts], np.float64).reshape(len(texts), -1)
-                 - self.feat_mean) / self.feat_std
+        raw = np.array([text_features(t) for t in texts], np.float64).reshape(len(texts), -1)
+        if self.feat_lo is not None and self.feat_hi is not None:
+            raw = np.clip(raw, self.feat_lo, self.feat_hi)
+        feats = (raw - self.feat_mean) / self.feat_std
         bow = np.array([vals @ self.w_bow[cols]
                         for cols, vals in tfidf_rows(token_ids(self.tokenizer, texts), self.col_of_id, self.bow_idf)])
         return np.asarray(embeddings, np.float64) @ self.w_emb + bow + feats @ self.w_feat + self.bias

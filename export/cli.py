@@ -27,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--out", type=Path, required=True)
     st.add_argument("--dim", type=int, default=None, help="PCA-reduce the table to this many columns")
     st.add_argument("--max-length", type=int, default=512)
+    st.add_argument("--fp16", action="store_true", help="store the table as float16 (half the size)")
     st.add_argument("--force", action="store_true")
 
     def common(sp):
@@ -214,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "static-encoder":
             from .static import distill
 
-            print(f"wrote {distill(args.encoder, args.out, dim=args.dim, max_length=args.max_length, overwrite=args.force)}")
+            print(f"wrote {distill(args.encoder, args.out, dim=args.dim, max_length=args.max_length, overwrite=args.force, fp16=args.fp16)}")
         elif args.command == "train-mf":
             from .build import build_mf
             from .mf import MFConfig

@@ -21,7 +21,7 @@ from .build import ENCODER_SPEC
 
 
 def distill(encoder_dir: Path, out: Path, *, dim: int | None = None, max_length: int = 512,
-            batch_size: int = 512, overwrite: bool = False) -> Path:
+            batch_size: int = 512, overwrite: bool = False, fp16: bool = False) -> Path:
     from .build import load_encoder
 
     out = Path(out)
@@ -49,11 +49,11 @@ def distill(encoder_dir: Path, out: Path, *, dim: int | None = None, max_length:
     tmp = out.with_name(f".{out.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    np.save(tmp / "static.npy", rows.astype(np.float32))
+    np.save(tmp / "static.npy", rows.astype(np.float16 if fp16 else np.float32))
     shutil.copyfile(Path(encoder_dir) / spec["tokenizer"], tmp / "tokenizer.json")
     new = {"kind": "static", "file": "static.npy", "tokenizer": "tokenizer.json", "dim": int(rows.shape[1]),
            "max_length": max_length, "pooling": "mean of distilled token vectors", "normalize": True,
-           "quantization": "fp32", "source": f"distilled from {spec.get('source')} ({spec.get('quantization')})",
+           "quantization": "fp16" if fp16 else "fp32", "source": f"distilled from {spec.get('source')} ({spec.get('quantization')})",
            "license": spec.get("license"), "sha256": artifact.sha256_file(tmp / "static.npy")}
     (tmp / ENCODER_SPEC).write_text(json.dumps(new, indent=2) + "\n")
     if out.exists():

@@ -87,7 +87,7 @@ def test_bytes_prompt_decoded(default_router):
 
 
 def test_other_pair_and_unknown_model():
-    r = routekit.load("default", strong="claude-2.1", weak="llama-13b")
+    r = routekit.load("mf", strong="claude-2.1", weak="llama-13b")
     assert r.strong_model == "claude-2.1" and r.weak_model == "llama-13b"
     wr = r.win_rate("Write a haiku about autumn.")
     assert 0 <= wr <= 1
@@ -96,15 +96,17 @@ def test_other_pair_and_unknown_model():
         r.route("x")
     assert r.route("x", threshold=0.5).model in ("claude-2.1", "llama-13b")
     # aliases from other sources resolve to the table's names
-    r2 = routekit.load("default", weak="mistralai/Mixtral-8x7B-Instruct-v0.1")
+    r2 = routekit.load("mf", weak="mistralai/Mixtral-8x7B-Instruct-v0.1")
     assert r2.weak_model == "mixtral-8x7b-instruct-v0.1"
     with pytest.raises(UnknownModelError, match="gpt-4o"):
         routekit.load("default", strong="gpt-4o")
+    with pytest.raises(UnknownModelError, match="gpt-4o"):
+        routekit.load("mf", strong="gpt-4o")
 
 
 def test_router_path_and_repr(default_router):
     assert default_router.path is not None and (default_router.path / "manifest.json").is_file()
-    assert "mf" in repr(default_router)
+    assert default_router.kind in repr(default_router) and default_router.name in repr(default_router)
 
 
 def test_random_router_is_reproducible():

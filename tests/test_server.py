@@ -318,7 +318,7 @@ def test_route_endpoint_agrees_with_router(router_server, default_router):
         assert got["win_rate"] == pytest.approx(rnd.win_rate("abc")) and got["router"] == "random"
 
 
-def test_models_health_metrics(router_server, sdk):
+def test_models_health_metrics(router_server, sdk, default_router):
     ids = [m.id for m in sdk.models.list()]
     assert ids == ["router-default", "router-random", "cheap"]
     import httpx
@@ -332,9 +332,10 @@ def test_models_health_metrics(router_server, sdk):
     lines = dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
     assert float(lines['routekit_requests_total{endpoint="/v1/route",route="strong",status="200"}']) >= 1
     assert float(lines['routekit_requests_total{endpoint="/v1/chat/completions",route="strong",status="200"}']) >= 1
-    count = float(lines['routekit_router_latency_seconds_count{router="mf"}'])
-    assert count >= 2 and float(lines['routekit_router_latency_seconds_bucket{router="mf",le="+Inf"}']) == count
-    assert float(lines['routekit_router_latency_seconds_sum{router="mf"}']) > 0
+    name = default_router.name  # the histogram is labelled with the router's own name
+    count = float(lines[f'routekit_router_latency_seconds_count{{router="{name}"}}'])
+    assert count >= 2 and float(lines[f'routekit_router_latency_seconds_bucket{{router="{name}",le="+Inf"}}']) == count
+    assert float(lines[f'routekit_router_latency_seconds_sum{{router="{name}"}}']) > 0
     assert float(lines['routekit_tokens_total{model="big-model",kind="prompt"}']) >= 10
     assert float(lines['routekit_cost_usd_total{model="big-model"}']) >= (10 * 10 + 4 * 30) / 1e6 - 1e-12
     assert "# TYPE routekit_router_latency_seconds histogram" in text

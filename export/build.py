@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import shutil
 from pathlib import Path
@@ -102,8 +101,6 @@ def build_mf(out: Path, *, encoder_dir: Path, data_dir: Path, cfg, allow_noncomm
         np.savez(w.dir / "mf.npz", **weights)
         w.manifest.update({
             "name": name, "kind": "mf",
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "routekit_version": routekit.__version__,
             "description": "Matrix-factorisation router (RouteLLM §4) on MiniLM-L6 embeddings",
             "pair": {"strong": D.STRONG, "weak": D.WEAK},
             "models": battles.models,

@@ -29,7 +29,6 @@ Real Llama-3-8B weights: see ``docs/causal.md``.  The same code runs a tiny rand
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import math
 import shutil
@@ -406,7 +405,6 @@ def write_causal_artifact(out: Path, model, tokenizer, spec: PromptSpec, *, name
     Pass ``model``/``tokenizer`` objects to save them, or ``model_dir`` (a folder already holding
     ``config.json`` + safetensors weights) to copy its weight files as they are.
     """
-    import routekit
     from routekit import artifact
 
     from .build import calibrate_in_place
@@ -424,8 +422,6 @@ def write_causal_artifact(out: Path, model, tokenizer, spec: PromptSpec, *, name
         tokenizer.save_pretrained(dest)
         w.manifest.update({
             "name": name, "kind": "causal",
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "routekit_version": routekit.__version__,
             "description": description,
             "pair": {"strong": strong, "weak": weak},
             "models": [strong, weak],

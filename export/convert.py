@@ -9,7 +9,6 @@ uses the same order.
 
 from __future__ import annotations
 
-import datetime as _dt
 import shutil
 import tempfile
 from pathlib import Path
@@ -117,8 +116,6 @@ def convert_bert(checkpoint_dir, out_dir, int8: bool = False, *, max_length: int
         _tokenizer_json(checkpoint_dir, w.dir / "tokenizer.json")
         w.manifest.update({
             "name": name or out_dir.name, "kind": "bert",
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "routekit_version": routekit.__version__,
             "description": "BERT-family 3-label classifier router (RouteLLM §4)",
             "pair": {"strong": strong, "weak": weak},
             "models": [strong, weak],
@@ -301,7 +298,6 @@ def convert_mf(checkpoint_dir, out_dir, *, models=None, strong: str = D.STRONG, 
     ``calibration=(prompts, description)`` embeds the prompts through the API (network, key),
     ``calibration_embeddings=(array n × text_dim or .npy path, description)`` uses vectors you have.
     """
-    import json
 
     import numpy as np
 
@@ -333,8 +329,6 @@ def convert_mf(checkpoint_dir, out_dir, *, models=None, strong: str = D.STRONG, 
         np.savez(w.dir / "mf.npz", **weights)
         w.manifest.update({
             "name": name or out_dir.name, "kind": "mf",
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "routekit_version": routekit.__version__,
             "description": (f"Matrix-factorisation router converted from a RouteLLM MF checkpoint; prompts are "
                             f"embedded with {embedding_model} through the OpenAI API "
                             "(pip install 'routekit[openai]', key in $" + api_key_env + ")"),

@@ -309,8 +309,6 @@ def build_linear(out: Path, *, encoder_dir: Path, data_dir: Path, cfg: LinearCon
         np.savez(w.dir / "linear.npz", **weights)
         w.manifest.update({
             "name": name, "kind": "linear",
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "routekit_version": routekit.__version__,
             "description": ("Linear head on MiniLM-L6 embedding + word-piece tf-idf + surface features, "
                             "trained on pair golden labels and multi-model difficulty (stacked)"),
             "pair": {"strong": D.STRONG, "weak": D.WEAK},

@@ -15,14 +15,12 @@ its held-out battles between the strong and the weak tier.
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-import routekit
 from routekit import artifact
 from routekit.routers.sw import DEFAULT_RIDGE, SWModel, bt_fit
 
@@ -261,8 +259,6 @@ def build_sw(out: Path, *, encoder_dir: Path, data_dir: Path, cfg: SWConfig | No
         same = int((ta == tb).sum())
         w.manifest.update({
             "name": name, "kind": "sw",
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "routekit_version": routekit.__version__,
             "description": "Similarity-weighted ranking router (RouteLLM §4.1): per-prompt weighted "
                            "Bradley-Terry over model tiers, on MiniLM-L6 embeddings",
             "pair": {"strong": D.STRONG, "weak": D.WEAK},

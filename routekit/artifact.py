@@ -251,6 +251,12 @@ class ArtifactWriter:
 
     def write_manifest(self) -> None:
         """Hash every file in the folder and write ``manifest.json`` (called again on exit)."""
+        import datetime
+
+        from . import __version__
+
+        self.manifest.setdefault("created", datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+        self.manifest.setdefault("routekit_version", __version__)
         self.manifest["files"] = {
             p.relative_to(self.dir).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
             for p in self.iter_files()

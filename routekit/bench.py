@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -108,7 +106,7 @@ def bench_router(name: str, *, threads: int | None, n: int, quick: bool) -> dict
         ps = prompts_with_tokens(enc.tokenizer, nt, n, seed=nt)
         t = time_calls(router.win_rate, ps)
         row = {"p50_ms": _pct(t, 50), "p99_ms": _pct(t, 99), "n": len(t)}
-        if hasattr(router, "scores"):
+        if router.kind in ("mf", "sw"):  # scoring given an embedding: the head alone
             embs = [enc([p]) for p in ps]
             row["encoder_p50_ms"] = _pct(time_calls(enc, [[p] for p in ps]), 50)
             row["scoring_given_embedding_p50_ms"] = _pct(time_calls(router.scores, embs), 50)

@@ -45,7 +45,7 @@ def write_report(routers: Sequence[str], data_dir: Path, out: Path, *, threads: 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     loaded = [load(name, threads=threads) for name in routers]
-    summaries, rows = {}, {}
+    summaries = {}
     for bench in ev.BENCHMARKS:
         evalset = ev.load_benchmark(bench, data_dir)
         rates = [_rates(r, evalset, cache) for r in loaded]

@@ -3,10 +3,8 @@
 import json
 
 import numpy as np
-import pytest
 
 import routekit
-from routekit.session import Encoder
 
 TEXTS = ["Prove that there are infinitely many primes.", "hi", "Écris un poème. 海の詩。",
          "def f(x):\n    return x ** 2  # square", "Summarise the causes of World War I. " * 30]

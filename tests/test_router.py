@@ -1,5 +1,3 @@
-import json
-import math
 import subprocess
 import sys
 import threading

@@ -25,6 +25,7 @@ import numpy as np
 from ..errors import BadArtifactError, BadInputError
 from ..router import Router
 from ..session import encoder_from_manifest
+from ..session import clean_text as _clean_text
 
 #: Characters of a prompt that the bag of words and the surface features look at.
 MAX_CHARS = 4000
@@ -35,12 +36,7 @@ FEATURE_NAMES = ("log_chars", "digit_frac", "log_digits", "math_frac", "log_math
 
 
 def clean_text(text: str) -> str:
-    text = text[:MAX_CHARS]
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "replace").decode("utf-8")
-    return text
+    return _clean_text(text, MAX_CHARS)
 
 
 def text_features(text: str) -> list[float]:

@@ -17,7 +17,7 @@ class RandomRouter(Router):
     kind = "random"
 
     def __init__(self, seed: int = 0, manifest=None, **_ignored):
-        super().__init__(manifest, name=f"random" if seed == 0 else f"random:{seed}")
+        super().__init__(manifest, name="random" if seed == 0 else f"random:{seed}")
         self.seed = int(seed)
 
     def _score(self, prompts: list[str]) -> np.ndarray:

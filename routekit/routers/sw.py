@@ -62,7 +62,7 @@ DEFAULT_GAMMA = 10.0
 DEFAULT_RIDGE = 1e-7
 DEFAULT_K = 256
 #: Up to this many queries at once, similarity products run single-threaded (see SWModel._sims).
-SMALL_BATCH = 4
+SMALL_BATCH = 256
 
 
 def _load_faiss_ip():
@@ -201,6 +201,7 @@ class SWModel:
             C = np.zeros((self.n_prompts, self.pairs.size))
             C[prompt, col] = cnt
             self.C = C
+            self.CT = np.ascontiguousarray(C.T, dtype=np.float32)  # pair-major, for the SIMD kernel
         else:
             self.ent_prompt, self.ent_count = prompt, cnt
             self.starts = np.searchsorted(col, np.arange(self.pairs.size))
@@ -236,7 +237,14 @@ class SWModel:
         lw = self._log_weights(S, S.max(axis=1, keepdims=True))
         w = np.exp(lw)
         if self.dense:
-            return np.einsum("bp,pk->bk", w, self.C) if w.shape[0] <= SMALL_BATCH else w @ self.C
+            if w.shape[0] > SMALL_BATCH:
+                return w @ self.C
+            if _faiss_ip is None:  # pragma: no cover - faiss is a dependency
+                return np.einsum("bp,pk->bk", w, self.C)
+            out = np.empty((w.shape[0], self.CT.shape[0]), dtype=np.float32)
+            for i, row in enumerate(np.ascontiguousarray(w, dtype=np.float32)):
+                _faiss_ip(out[i], row, self.CT)  # W[pair] = <w, C[:, pair]>, single-threaded SIMD
+            return out.astype(np.float64)
         vals = w.T[self.ent_prompt] * self.ent_count[:, None]  # (entries, B), grouped by pair
         return np.add.reduceat(vals, self.starts, axis=0).T
 

@@ -339,7 +339,7 @@ def train_bert(ex: Examples, base_dir: Path, work_dir: Path, cfg: BertTrainConfi
     if resume:
         if not state_path.is_file():
             raise SystemExit(f"--resume: no checkpoint at {state_path}")
-        st = torch.load(state_path, map_location="cpu", weights_only=False)
+        st = torch.load(state_path, map_location="cpu", weights_only=True)  # tensors and plain containers only
         if st["fingerprint"] != fp or st["base_dir"] != str(base_dir):
             raise SystemExit(f"--resume: {state_path} was written for other examples or another base model")
         model.load_state_dict(st["model"])

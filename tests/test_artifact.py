@@ -97,7 +97,11 @@ def test_pickle_is_never_loaded(tmp_path):
     m = artifact.read_manifest(out, verify=False)
     with pytest.raises(BadArtifactError, match="numpy"):
         m.array("x.npy")
-    np.save(out / "x.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    # an .npy header that declares an object array (its payload would be a pickle)
+    header = "{'descr': '|O', 'fortran_order': False, 'shape': (1,), }"
+    header += " " * (63 - len(header) % 64) + "\n"
+    (out / "x.npy").write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode()
+                                + pickle.dumps(Evil()))
     with pytest.raises(BadArtifactError):
         m.array("x.npy")
     assert not marker.exists()

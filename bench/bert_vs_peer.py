@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """routekit's BERT router vs RouteLLM 0.2.0's own ``BERTRouter``: p50 latency per request, one run.
 
-    python bench/bert_vs_peer.py [--router /work/build/bert] [--no-peer]
+    python bench/bert_vs_peer.py [--router bert] [--no-peer]
 
 routekit side: ``routekit.load(router)``, ``win_rate(prompt)`` one prompt per call (what a service
 does per request), 2 onnxruntime threads, after warm-up on the peer's 50 warm-up prompts; timed on
@@ -32,9 +32,11 @@ import tempfile
 import time
 from pathlib import Path
 
-PEER_PY = "/work/peer/venv/bin/python"
-PEER_SCRIPT = "/work/shared/bench/peer/bench_peer.py"
-PEER_ASSETS = "/work/peer/peer-assets"
+_ROOT = Path(__file__).resolve().parents[2]  # the folder holding this repo, ../shared and ../peer
+
+PEER_PY = os.environ.get("PEER_PYTHON", str(_ROOT / "peer" / "venv" / "bin" / "python"))
+PEER_SCRIPT = str(_ROOT / "shared" / "bench" / "peer" / "bench_peer.py")
+PEER_ASSETS = os.environ.get("PEER_ASSETS", str(_ROOT / "peer" / "peer-assets"))
 
 
 def uptime() -> str:
@@ -52,7 +54,7 @@ def pct(lat, q: float) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--router", default="/work/build/bert", help="bert artifact folder or shipped name")
+    ap.add_argument("--router", default="bert", help="bert artifact folder or shipped name")
     ap.add_argument("--assets", default=os.environ.get("PEER_ASSETS", PEER_ASSETS))
     ap.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads (the peer uses 2)")
     ap.add_argument("--no-peer", action="store_true", help="time routekit only")

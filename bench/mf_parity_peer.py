@@ -1,6 +1,6 @@
 """Parity of a converted MF artifact with RouteLLM 0.2.0's own MatrixFactorizationRouter.
 
-Needs a second virtualenv with ``routellm==0.2.0`` (default ``/work/peer/venv``, or ``--peer-python``).
+Needs a second virtualenv with ``routellm==0.2.0`` (default ``../peer/venv`` beside this repo, ``$PEER_PYTHON`` or ``--peer-python``).
 For each checkpoint (the peer bench's random MF checkpoint, plus one written here in the same
 on-disk format with larger weights so that win rates spread over (0, 1)):
 
@@ -29,8 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-PEER_PYTHON = "/work/peer/venv/bin/python"
-PEER_CKPT = "/work/peer/peer-assets/mf_ckpt"
+_ROOT = Path(__file__).resolve().parents[2]  # the folder holding this repo, ../shared and ../peer
+PEER_PYTHON = os.environ.get("PEER_PYTHON", str(_ROOT / "peer" / "venv" / "bin" / "python"))
+PEER_CKPT = os.environ.get("PEER_ASSETS", str(_ROOT / "peer" / "peer-assets")) + "/mf_ckpt"
 PAIRS = [("gpt-4-1106-preview", "mixtral-8x7b-instruct-v0.1"), ("claude-2.1", "llama-2-7b-chat"),
          ("gpt-3.5-turbo-0613", "gpt-4-0613"), ("zephyr-7b-beta", "RWKV-4-Raven-14B")]
 
@@ -42,6 +43,7 @@ import numpy as np, torch
 torch.set_num_threads(1)
 import routellm.routers.matrix_factorization.model as mfmod
 from routellm.routers.routers import MatrixFactorizationRouter
+
 ckpt, emb_path, pairs = sys.argv[1], sys.argv[2], json.loads(open(sys.argv[3]).read())
 emb = np.load(emb_path)
 table = {f"prompt-{i}": emb[i].tolist() for i in range(len(emb))}

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Measure a real SW artifact: latency, fast-vs-exact error and dev APGR next to an MF artifact.
 
-    python bench/sw_real.py --sw /work/build/sw --mf /work/build/mf-int8 [--data ../shared/data]
+    python bench/sw_real.py [--sw sw] [--mf mf] [--data ../shared/data]
 
 * exact-mode single-prompt latency, p50 over ``--n`` calibration prompts: scoring given an embedding
   (similarities + weighted counts + Newton) and end to end (``router.win_rate(prompt)``);
@@ -39,8 +39,8 @@ def p50_ms(fn, items, warmup=5):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sw", default="/work/build/sw")
-    ap.add_argument("--mf", default="/work/build/mf-int8")
+    ap.add_argument("--sw", default="sw")
+    ap.add_argument("--mf", default="mf")
     ap.add_argument("--data", default=os.environ.get("ROUTEKIT_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data")))
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--k", type=int, nargs="*", default=[64, 256, 1024])

@@ -31,8 +31,10 @@ import numpy as np
 
 from routekit.routers.sw import SWModel
 
-PEER_PY = "/work/peer/venv/bin/python"
-PEER_SCRIPT = "/work/shared/bench/peer/bench_peer.py"
+_ROOT = Path(__file__).resolve().parents[2]  # the folder holding this repo, ../shared and ../peer
+
+PEER_PY = os.environ.get("PEER_PYTHON", str(_ROOT / "peer" / "venv" / "bin" / "python"))
+PEER_SCRIPT = str(_ROOT / "shared" / "bench" / "peer" / "bench_peer.py")
 
 
 def uptime() -> str:

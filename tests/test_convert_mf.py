@@ -211,9 +211,11 @@ def test_parity_with_routellm_reference_code(tmp_path):
     import sys
     from pathlib import Path
 
-    peer = Path("/work/peer/venv/bin/python")
+    import os
+
+    peer = Path(os.environ.get("PEER_PYTHON", Path(__file__).resolve().parents[2] / "peer" / "venv" / "bin" / "python"))
     if not peer.is_file():
-        pytest.skip("no RouteLLM 0.2.0 venv at /work/peer/venv")
+        pytest.skip(f"no RouteLLM 0.2.0 venv at {peer} (set PEER_PYTHON)")
     script = Path(__file__).resolve().parent.parent / "bench" / "mf_parity_peer.py"
     res = subprocess.run([sys.executable, str(script), "--peer-python", str(peer), "--tol", "1e-6",
                           "--json", str(tmp_path / "parity.json")], capture_output=True, text=True, timeout=900)

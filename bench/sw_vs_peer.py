@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from routekit.bench_peer import synthetic_battles
 from routekit.routers.sw import SWModel
 
 _ROOT = Path(__file__).resolve().parents[2]  # the folder holding this repo, ../shared and ../peer
@@ -39,22 +40,6 @@ PEER_SCRIPT = str(_ROOT / "shared" / "bench" / "peer" / "bench_peer.py")
 
 def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-
-
-def synthetic_battles(n: int, n_models: int = 64, seed: int = 7):
-    rng = np.random.default_rng(seed)
-    elo = 1000 + 110 * rng.standard_normal(n_models)
-    pop = rng.lognormal(0.0, 1.0, n_models)
-    pop /= pop.sum()
-    a = rng.choice(n_models, n, p=pop)
-    b = rng.choice(n_models, n, p=pop)
-    while (same := a == b).any():
-        b[same] = rng.choice(n_models, same.sum(), p=pop)
-    pa, pb = 10 ** (elo[a] / 400), 10 ** (elo[b] / 400)
-    tie = 0.857 * np.sqrt(pa * pb)  # Davidson ties
-    u = rng.random(n) * (pa + pb + tie)
-    outcome = np.where(u < pa, 1.0, np.where(u < pa + tie, 0.5, 0.0))
-    return a, b, outcome, elo
 
 
 def p50(lat):

@@ -10,22 +10,31 @@ from pathlib import Path
 import numpy as np
 
 
-def synthetic_sw(n_battles: int = 55_000, dim: int = 1536, n_models: int = 64, n_tiers: int = 10, seed: int = 7):
-    """Battles shaped like the reference harness's: latent Elo, popularity-skewed pairs, Davidson ties,
-    one random unit prompt embedding per battle; tiers = Elo deciles."""
-    from .routers.sw import SWModel
-
+def synthetic_battles(n: int, n_models: int = 64, seed: int = 7):
+    """Battles shaped like the reference harness's: latent Elo, popularity-skewed pairs, Davidson
+    ties.  Returns (model_a, model_b, outcome 1/0.5/0, latent elo)."""
     rng = np.random.default_rng(seed)
     elo = 1000 + 110 * rng.standard_normal(n_models)
     pop = rng.lognormal(0.0, 1.0, n_models)
     pop /= pop.sum()
-    a = rng.choice(n_models, n_battles, p=pop)
-    b = rng.choice(n_models, n_battles, p=pop)
+    a = rng.choice(n_models, n, p=pop)
+    b = rng.choice(n_models, n, p=pop)
     same = a == b
     b[same] = (b[same] + 1) % n_models
     pa, pb = 10 ** (elo[a] / 400), 10 ** (elo[b] / 400)
-    u = rng.random(n_battles) * (pa + pb + 0.857 * np.sqrt(pa * pb))
-    outcome = np.where(u < pa, 1.0, np.where(u < pa + 0.857 * np.sqrt(pa * pb), 0.5, 0.0))
+    tie = 0.857 * np.sqrt(pa * pb)
+    u = rng.random(n) * (pa + pb + tie)
+    outcome = np.where(u < pa, 1.0, np.where(u < pa + tie, 0.5, 0.0))
+    return a, b, outcome, elo
+
+
+def synthetic_sw(n_battles: int = 55_000, dim: int = 1536, n_models: int = 64, n_tiers: int = 10, seed: int = 7):
+    """An SW model over :func:`synthetic_battles` with one random unit prompt embedding per battle;
+    tiers = Elo deciles."""
+    from .routers.sw import SWModel
+
+    a, b, outcome, elo = synthetic_battles(n_battles, n_models, seed)
+    rng = np.random.default_rng(seed + 1)
     tiers = np.searchsorted(np.quantile(elo, np.linspace(0, 1, n_tiers + 1)[1:-1]), elo)
     emb = rng.standard_normal((n_battles, dim), dtype=np.float32)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)

@@ -346,7 +346,8 @@ def train_bert(ex: Examples, base_dir: Path, work_dir: Path, cfg: BertTrainConfi
         opt.load_state_dict(st["optimizer"])
         sched.load_state_dict(st["scheduler"])
         step, history, elapsed = st["step"], st["history"], st.get("elapsed_s", 0.0)
-        torch.set_rng_state(st["torch_rng"])
+        if "torch_rng" in st:  # checkpoints from before RNG state was saved resume without it
+            torch.set_rng_state(st["torch_rng"])
 
     def save_state():
         tmp = state_path.with_suffix(".tmp")

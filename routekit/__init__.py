@@ -9,9 +9,9 @@ Importing routekit loads nothing: models are read on the first ``load()`` or ``r
 
 from .errors import (BadArtifactError, BadInputError, MissingExtraError, RoutekitError,
                      UnknownArtifactError, UnknownModelError)
-from .router import Decision, Router, load, route
+from .router import Decision, Router, RouterSet, load, route
 
 __version__ = "0.1.0"
 
-__all__ = ["load", "route", "Router", "Decision", "RoutekitError", "BadArtifactError", "BadInputError",
+__all__ = ["load", "route", "Router", "RouterSet", "Decision", "RoutekitError", "BadArtifactError", "BadInputError",
            "UnknownArtifactError", "UnknownModelError", "MissingExtraError", "__version__"]

@@ -148,6 +148,11 @@ class Router:
         out = np.asarray(scores, dtype=np.float64).reshape(-1)
         return np.clip(np.nan_to_num(out, nan=0.5), 0.0, 1.0)
 
+    def score_embeddings(self, embeddings: np.ndarray, prompts: list[str]) -> np.ndarray | None:
+        """Win rates from precomputed encoder outputs, for routers whose head sits on a shared
+        sentence encoder (MF, SW, linear); ``None`` where the whole model is the router."""
+        return None
+
     def win_rate(self, prompt: str) -> float:
         """P(strong beats weak) for one prompt."""
         return float(self._finish(self._score([as_prompt(prompt)]))[0])
@@ -248,6 +253,54 @@ def load(name_or_path: str | os.PathLike = "default", *, providers: Sequence[str
 
         return RandomRouter(seed=int(manifest.get("router", {}).get("seed", 0)), manifest=manifest)
     return cls(manifest, **kw)
+
+
+class RouterSet:
+    """Several routers scored together, running each distinct encoder once per batch.
+
+    Routers whose artifacts ship the same encoder file (same sha256) share one embedding pass;
+    the others (BERT, causal, random) score on their own.  ``win_rates`` returns one array per
+    router, in the order given, identical to each router's own ``win_rates``.
+    """
+
+    def __init__(self, routers: Sequence[Router | str], **load_options: Any):
+        self.routers = [r if isinstance(r, Router) else load(r, **load_options) for r in routers]
+
+    @staticmethod
+    def _encoder_key(router: Router) -> tuple | None:
+        spec = router.manifest.get("encoder") if router.manifest else None
+        if not isinstance(spec, dict) or "file" not in spec or getattr(router, "encoder", None) is None:
+            return None
+        if type(router).score_embeddings is Router.score_embeddings:
+            return None
+        return (router.manifest.file_key(spec["file"]), int(spec.get("max_length", 256)))
+
+    def win_rates(self, prompts: Iterable[str], *, batch_size: int = 64) -> list[np.ndarray]:
+        items = as_prompts(prompts)
+        out: list[np.ndarray | None] = [None] * len(self.routers)
+        groups: dict[tuple, list[int]] = {}
+        for i, r in enumerate(self.routers):
+            key = self._encoder_key(r)
+            if key is None:
+                out[i] = r.win_rates(items, batch_size=batch_size)
+            else:
+                groups.setdefault(key, []).append(i)
+        for members in groups.values():
+            first = self.routers[members[0]]
+            emb = first.encoder(items, batch_size=batch_size) if items else None
+            for i in members:
+                rates = self.routers[i].score_embeddings(emb, items) if items else np.zeros(0)
+                out[i] = Router._finish(rates)
+        return out  # type: ignore[return-value]
+
+    def route(self, prompt: str, **kw: Any) -> list[Decision]:
+        """One decision per router for ``prompt`` (``threshold``/``strong_fraction`` as for Router.route)."""
+        rates = self.win_rates([prompt])
+        decisions = []
+        for r, w in zip(self.routers, rates):
+            thr, forced = r._resolve_threshold(kw.get("threshold"), kw.get("strong_fraction"))
+            decisions.append(r._decide(float(w[0]), thr, forced))
+        return decisions
 
 
 _DEFAULT: Router | None = None

@@ -154,3 +154,26 @@ def test_import_is_lazy():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "", f"imported at import time: {out.stdout}"
+
+
+def test_router_set_shares_one_encoder_pass(monkeypatch):
+    names = ["linear", "mf", "sw", "bert", "random"]
+    rs = routekit.RouterSet(names)
+    prompts = PROMPTS + ["Solve 3x + 5 = 20.", "Tell me a joke about cats."]
+    expected = [routekit.load(n).win_rates(prompts) for n in names]
+    calls = []
+    shared = rs.routers[0].encoder
+    original = type(shared).__call__
+
+    def counting(self, texts, **kw):
+        calls.append(len(list(texts)))
+        return original(self, texts, **kw)
+
+    monkeypatch.setattr(type(shared), "__call__", counting)
+    got = rs.win_rates(prompts)
+    for n, g, e in zip(names, got, expected):
+        np.testing.assert_allclose(g, e, atol=1e-9, err_msg=n)
+    # linear, mf and sw ship the same MiniLM file: one pass for the three (+1 for bert's classifier)
+    assert calls.count(len(prompts)) == 2, calls
+    ds = rs.route("hi", strong_fraction=0.5)
+    assert [d.router for d in ds] == [r.name for r in rs.routers]

@@ -134,6 +134,9 @@ class LinearRouter(Router):
         g = self.gains(embeddings, prompts)
         return 1.0 / (1.0 + np.exp(-(self.scale * g + self.offset)))
 
+    def score_embeddings(self, embeddings: np.ndarray, prompts: list[str]) -> np.ndarray:
+        return self.scores(embeddings, prompts)
+
     def _score(self, prompts: list[str]) -> np.ndarray:
         if not prompts:
             return np.zeros(0)

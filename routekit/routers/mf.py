@@ -47,5 +47,8 @@ class MFRouter(Router):
         logits = embeddings @ self._u + self._c
         return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
 
+    def score_embeddings(self, embeddings: np.ndarray, prompts: list[str]) -> np.ndarray:
+        return self.scores(embeddings)
+
     def _score(self, prompts: list[str]) -> np.ndarray:
         return self.scores(self.encoder(prompts))

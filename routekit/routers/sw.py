@@ -435,6 +435,9 @@ class SWRouter(Router):
         """Win rates from precomputed prompt embeddings (n × d)."""
         return self.sw.scores(embeddings, self.strong_tier, self.weak_tier)
 
+    def score_embeddings(self, embeddings: np.ndarray, prompts: list[str]) -> np.ndarray:
+        return self.scores(embeddings)
+
     def _score(self, prompts: list[str]) -> np.ndarray:
         if not prompts:
             return np.zeros(0)

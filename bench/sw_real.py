@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 import routekit
+from routekit.calibrate import load_prompt_file
 from routekit.evaluate import evaluate, load_benchmark
 
 
@@ -51,7 +52,7 @@ def main() -> None:
     sw = routekit.load(args.sw)
     out["sw"] = {"path": args.sw, "weighting": sw.sw.weighting, "gamma": sw.sw.gamma, "prompts": sw.sw.n_prompts,
                  "dense": sw.sw.dense, "strong_tier": sw.strong_tier, "weak_tier": sw.weak_tier}
-    cal = [json.loads(line)["prompt"] for line in open(Path(args.data) / "calibration" / "prompts.jsonl")][: args.n]
+    cal = load_prompt_file(Path(args.data) / "calibration" / "prompts.jsonl")[: args.n]
     emb = sw.encoder(cal)
     out["latency_exact_p50_ms"] = {
         "scoring_given_embedding": p50_ms(lambda e: sw.scores(e[None]), list(emb)),

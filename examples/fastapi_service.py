@@ -14,10 +14,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-import routekit
 from routekit.server import ServerConfig, Upstream, create_app
-
-router = routekit.load("mf")  # load once at import; Router objects are thread-safe
 
 routing_app = create_app(ServerConfig(
     routers={"mf": "mf"},
@@ -25,6 +22,8 @@ routing_app = create_app(ServerConfig(
     weak=Upstream("llama3.1", "http://127.0.0.1:11434/v1"),  # e.g. a local Ollama
     aliases={"auto": "router-mf-p30"},
 ))
+# the same Router object the routing app uses (loaded once; Router objects are thread-safe)
+router = routing_app.state.routers.get("mf")
 
 app = FastAPI(title="my service")
 app.mount("/router", routing_app)  # routers and upstream clients load on first use when mounted

@@ -42,6 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
+from routekit.session import clean_text, load_tokenizer
+
 from . import data as D
 
 LABELS = ("strong_wins", "tie", "weak_wins")
@@ -185,23 +187,16 @@ def split_examples(ex: Examples, val_fraction: float, seed: int) -> tuple[np.nda
 # --------------------------------------------------------------------------- tokenizer / models
 
 
-def make_tokenizer(tokenizer_json: Path, max_length: int):
+def make_tokenizer(tokenizer_json: Path, max_length: int, *, pad: bool = True):
     """The runtime's tokenization (routekit.session.Encoder): truncation to max_length, dynamic padding."""
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_file(str(tokenizer_json))
-    tok.no_padding()
-    tok.enable_truncation(max_length=max_length)
-    pad = tok.id_to_token(0) or "[PAD]"
-    tok.enable_padding(pad_id=tok.token_to_id(pad) or 0, pad_token=pad)
-    return tok
+    return load_tokenizer(tokenizer_json, max_length, pad=pad)
 
 
 def encode(tok, texts: list[str], max_length: int, chars_per_token: int = 12):
     """(input_ids, attention_mask) int64 torch tensors, texts cut by characters first (like the runtime)."""
     import torch
 
-    cut = [t[: max_length * chars_per_token].encode("utf-8", "replace").decode("utf-8") for t in texts]
+    cut = [clean_text(t, max_length * chars_per_token) for t in texts]
     encs = tok.encode_batch(cut)
     ids = torch.tensor([e.ids for e in encs], dtype=torch.long)
     mask = torch.tensor([e.attention_mask for e in encs], dtype=torch.long)
@@ -357,10 +352,9 @@ def train_bert(ex: Examples, base_dir: Path, work_dir: Path, cfg: BertTrainConfi
         os.replace(tmp, state_path)
 
     targets = torch.tensor(ex.targets, dtype=torch.float32)
-    no_pad = make_tokenizer(tokenizer_file(base_dir), cfg.max_length)
-    no_pad.no_padding()
+    no_pad = make_tokenizer(tokenizer_file(base_dir), cfg.max_length, pad=False)
     lengths = np.array([len(e.ids) for e in no_pad.encode_batch(
-        [ex.prompts[i][: cfg.max_length * 12].encode("utf-8", "replace").decode("utf-8") for i in train_idx])])
+        [clean_text(ex.prompts[i], cfg.max_length * 12) for i in train_idx])])
     epochs: dict[int, list[np.ndarray]] = {}
     bar = None
     if show_progress:

@@ -88,10 +88,10 @@ def calibration_prompts(data_dir: Path, limit: int | None = None) -> tuple[list[
 
 def build_mf(out: Path, *, encoder_dir: Path, data_dir: Path, cfg, allow_noncommercial: bool = False,
              limit: int | None = None, calib_limit: int | None = None, overwrite: bool = False,
-             name: str = "mf", threads: int | None = None) -> dict:
+             name: str = "mf", threads: int | None = None, extra: list[str] | None = None) -> dict:
     from .mf import train_mf
 
-    battles = D.load_training(data_dir, allow_noncommercial=allow_noncommercial, limit=limit)
+    battles = D.load_training(data_dir, allow_noncommercial=allow_noncommercial, limit=limit, extra=extra)
     enc, spec = load_encoder(encoder_dir, threads=threads)
     emb = embed_texts(enc, battles.prompts, encoder_key=spec["sha256"])
     weights, metrics, _ = train_mf(emb, battles.arrays(), len(battles.models), cfg)

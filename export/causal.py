@@ -113,9 +113,6 @@ class Examples:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def histogram(self) -> dict[str, int]:
-        return {str(k): int(sum(1 for y in self.labels if y == k)) for k in range(1, 6)}
-
 
 def load_examples(data_dir: Path | None = None, *, strong: str = D.STRONG, weak: str = D.WEAK,
                   allow_noncommercial: bool = False, limit: int | None = None) -> Examples:
@@ -469,7 +466,7 @@ def build_causal(out: Path, *, data_dir: Path, cfg: CausalConfig, base_dir: Path
                 "base_model": {"source": source, "architecture": type(model).__name__,
                                "parameters": int(sum(p.numel() for p in model.parameters()))},
                 "training": {"examples": len(examples), "sources": examples.sources,
-                             "labels": examples.histogram(),
+                             "labels": metrics["labels"],
                              "label_mapping": "judge margin s-w: >=4:1, >=2:2, >0:3, 0:4, <0:5; winner only: "
                                               "strong 2, tie 4, weak 5; golden: only strong right 1, both "
                                               "wrong 4, weak right 5",

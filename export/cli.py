@@ -201,10 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         from .linear import run_cli as _run_linear
 
         return _run_linear(args)
-    from . import data as _data
     from .data import DataError
-
-    _data.EXTRA_SOURCES[:] = getattr(args, "extra_battles", [])
 
     try:
         if args.command == "encoder":
@@ -225,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             metrics = build_mf(args.out, encoder_dir=args.encoder, data_dir=args.data, cfg=cfg,
                                allow_noncommercial=args.allow_noncommercial, limit=args.limit,
                                calib_limit=args.calib_limit, overwrite=args.force,
-                               name=args.name or args.out.name, threads=args.threads)
+                               name=args.name or args.out.name, threads=args.threads, extra=args.extra_battles)
             print(json.dumps({"artifact": str(args.out), **metrics["final"]}, indent=2))
         elif args.command == "train-sw":
             from .sw import SWConfig, build_sw
@@ -236,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             info = build_sw(args.out, encoder_dir=args.encoder, data_dir=args.data, cfg=cfg,
                             allow_noncommercial=args.allow_noncommercial, limit=args.limit,
                             calib_limit=args.calib_limit, overwrite=args.force,
-                            name=args.name or args.out.name, threads=args.threads)
+                            name=args.name or args.out.name, threads=args.threads, extra=args.extra_battles)
             print(json.dumps({"artifact": str(args.out), **info}, indent=2))
         elif args.command == "train-bert":
             from .bert import BertTrainConfig, build_bert, load_examples, tiny_base_model

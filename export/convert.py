@@ -18,8 +18,8 @@ import routekit
 from routekit import artifact
 
 from . import data as D
+from .bert import LABELS as BERT_LABELS
 
-BERT_LABELS = ("strong_wins", "tie", "weak_wins")
 
 
 def _classifier_module(model):

@@ -176,19 +176,15 @@ def add_multi_model_file(out: Battles, path: Path, *, sources: tuple[str, ...] =
             out.add(row["prompt"], ma, mb, 0.5 if va == vb else float(va > vb), src, row.get("license", "unknown"))
 
 
-#: Extra battle sources for every ``load_training`` call (set by ``routekit-export --extra-battles``):
-#: local files in the hub schema (see export/hub.py) or ``hf:<dataset name>`` (needs network).
-EXTRA_SOURCES: list[str] = []
-
-
 def load_training(data_dir: Path | None = None, *, allow_noncommercial: bool = False,
                   multi_model: bool = True, limit: int | None = None,
                   extra: list[str] | None = None) -> Battles:
     """All permissive training battles from ``data_dir/train`` (pair battles + multi-model battles),
-    plus ``extra`` sources (default :data:`EXTRA_SOURCES`)."""
+    plus ``extra`` sources: local files in the hub schema (see export/hub.py) or ``hf:<dataset name>``
+    (needs network)."""
     train = Path(data_dir or default_data_dir()) / "train"
     out = Battles()
-    for src in (EXTRA_SOURCES if extra is None else extra):
+    for src in extra or ():
         from . import hub
 
         if src.startswith("hf:"):

@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-from pathlib import Path
 
 import numpy as np
 
 from routekit._progress import progress
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("ROUTEKIT_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "routekit")
-    return Path(base)
+from routekit.artifact import cache_dir
 
 
 def embed_texts(encoder, texts: list[str], *, encoder_key: str, batch_size: int = 64,

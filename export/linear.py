@@ -163,7 +163,7 @@ def _platt(g: np.ndarray, target: np.ndarray, iters: int = 50) -> tuple[float, f
 class _Fit:
     """Difficulty model + dual ridge gain model on a subset of rows; predicts g for any rows."""
 
-    def __init__(self, cfg: LinearConfig, X, Fz, K_base, gain, diff, weight, train: np.ndarray, B=None):
+    def __init__(self, cfg: LinearConfig, X, Fz, K_base, gain, diff, weight, train: np.ndarray):
         self.cfg = cfg
         dm = train & ~np.isnan(diff)
         Xd = np.hstack([X, cfg.diff_feat_scale * Fz, np.ones((len(X), 1))])

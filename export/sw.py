@@ -205,9 +205,10 @@ def _write_index(emb: np.ndarray, kind: str, path: Path) -> dict | None:
 
 def build_sw(out: Path, *, encoder_dir: Path, data_dir: Path, cfg: SWConfig | None = None,
              allow_noncommercial: bool = False, limit: int | None = None, calib_limit: int | None = None,
-             overwrite: bool = False, name: str = "sw", threads: int | None = None) -> dict:
+             overwrite: bool = False, name: str = "sw", threads: int | None = None,
+             extra: list[str] | None = None) -> dict:
     cfg = cfg or SWConfig()
-    battles = D.load_training(data_dir, allow_noncommercial=allow_noncommercial, limit=limit)
+    battles = D.load_training(data_dir, allow_noncommercial=allow_noncommercial, limit=limit, extra=extra)
     arr = battles.arrays()
     models = battles.models
     ratings = model_ratings(arr["a"], arr["b"], arr["outcome"], len(models))

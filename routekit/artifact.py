@@ -34,6 +34,14 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def cache_dir() -> Path:
+    """routekit's user cache folder: ``$ROUTEKIT_CACHE``, else ``$XDG_CACHE_HOME/routekit`` (~/.cache/routekit).
+    Never inside the installed package."""
+    base = os.environ.get("ROUTEKIT_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "routekit")
+    return Path(base)
+
+
 def artifacts_root() -> Path:
     """Folder holding the shipped artifacts: package data when installed, ``artifacts/`` in a checkout."""
     env = os.environ.get("ROUTEKIT_ARTIFACTS")
@@ -114,8 +122,9 @@ class Manifest:
         """Cache key for a listed file: its sha256 when verified, else its path, size and mtime."""
         if self.verified:
             return self.files[rel]["sha256"]
-        st = self.path(rel).stat()
-        return f"{self.path(rel).resolve()}:{st.st_size}:{st.st_mtime_ns}"
+        path = self.path(rel).resolve()
+        st = path.stat()
+        return f"{path}:{st.st_size}:{st.st_mtime_ns}"
 
     @property
     def kind(self) -> str:

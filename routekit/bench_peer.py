@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
@@ -43,14 +41,9 @@ def synthetic_sw(n_battles: int = 55_000, dim: int = 1536, n_models: int = 64, n
 
 
 def _p50(fn, items) -> float:
-    for x in items[:3]:
-        fn(x)
-    lat = []
-    for x in items:
-        t = time.perf_counter()
-        fn(x)
-        lat.append(time.perf_counter() - t)
-    return 1000 * statistics.median(lat)
+    from .bench import _pct, time_calls
+
+    return _pct(time_calls(fn, items), 50)
 
 
 def compare(results: dict, *, threads: int | None, quick: bool) -> tuple[list[str], list[str]]:
@@ -82,8 +75,9 @@ def compare(results: dict, *, threads: int | None, quick: bool) -> tuple[list[st
         import routekit
 
         assets = Path(results["peer_assets"])
-        prompts = [json.loads(line)["prompt"] for line in open(assets / "prompts.jsonl")
-                   if json.loads(line).get("set") == "timed"][: pr["bert"]["n"]]
+        with open(assets / "prompts.jsonl") as f:
+            rows = [json.loads(line) for line in f]
+        prompts = [r["prompt"] for r in rows if r.get("set") == "timed"][: pr["bert"]["n"]]
         router = routekit.load(bert["router"], threads=threads)
         ours = _p50(router.win_rate, prompts)
         ratio = pr["bert"]["p50_ms"] / ours

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -167,23 +166,14 @@ def cmd_artifacts(args) -> int:
 
 
 def _cache_dir() -> Path:
-    base = os.environ.get("ROUTEKIT_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "routekit")
-    return Path(base)
+    from .artifact import cache_dir
 
-
-def _router_key(router) -> str:
-    if router.manifest is not None:
-        key = router.manifest.content_hash
-    else:
-        key = hashlib.sha256(router.name.encode()).hexdigest()[:16]
-    return f"{key}-{router.strong_model}-{router.weak_model}".replace("/", "_")
+    return cache_dir()
 
 
 def cmd_eval(args) -> int:
-    import numpy as np
-
     from . import evaluate as ev
+    from .report import cached_win_rates
 
     data = args.data or _default_data()
     kw = {}
@@ -193,18 +183,10 @@ def cmd_eval(args) -> int:
         kw["weak_model"] = args.weak_model
     evalset = ev.load_benchmark(args.benchmark, data, drop_contaminated=not args.keep_contaminated, **kw)
     cache = (args.out or _cache_dir()) / "winrates"
-    results, all_rates = [], []
-    for name in args.router or ["default"]:
-        router = _load(name, args.threads)
-        path = cache / f"{args.benchmark}-{evalset.data_hash[:16]}-{_router_key(router)}.npy"
-        if path.is_file() and not args.no_cache:
-            rates = np.load(path, allow_pickle=False)
-        else:
-            rates = router.win_rates(evalset.prompts, show_progress=not args.json)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            np.save(path, rates)
-        results.append(ev.evaluate(rates, evalset, name))
-        all_rates.append(rates)
+    names = args.router or ["default"]
+    routers = [_load(name, args.threads) for name in names]
+    all_rates = cached_win_rates(routers, evalset, cache, refresh=args.no_cache, show_progress=not args.json)
+    results = [ev.evaluate(rates, evalset, name) for name, rates in zip(names, all_rates)]
     summary = ev.report(results, evalset, all_rates)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)

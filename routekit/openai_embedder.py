@@ -38,6 +38,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .artifact import cache_dir
 from .errors import RoutekitError, require
 
 DEFAULT_MODEL = "text-embedding-3-small"
@@ -60,10 +61,8 @@ class EmbeddingServiceError(RoutekitError):
 
 
 def cache_root() -> Path:
-    """routekit's user cache folder: ``$ROUTEKIT_CACHE`` or ``$XDG_CACHE_HOME/routekit`` (~/.cache/routekit)."""
-    base = os.environ.get("ROUTEKIT_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "routekit")
-    return Path(base)
+    """routekit's user cache folder (see :func:`routekit.artifact.cache_dir`)."""
+    return cache_dir()
 
 
 def cache_key(model: str, dimensions: int | None, text: str) -> str:
@@ -284,12 +283,13 @@ class OpenAIEmbedder:
         keys = [cache_key(self.model, self.dimensions, t) for t in texts]
         cache = self.cache
         found = cache.get_many(keys, dim=self.dim) if cache is not None else {}
-        todo = list(dict.fromkeys(t for t, k in zip(texts, keys) if k not in found))
+        key_of = dict(zip(texts, keys))
+        todo = list(dict.fromkeys(t for t, k in key_of.items() if k not in found))
         bs = int(batch_size or self.batch_size)
         for start in range(0, len(todo), bs):
             chunk = todo[start:start + bs]
             vecs = self._embed(chunk)
-            new = [(cache_key(self.model, self.dimensions, t), v) for t, v in zip(chunk, vecs)]
+            new = [(key_of[t], v) for t, v in zip(chunk, vecs)]
             found.update(new)
             if cache is not None:
                 cache.put_many(new)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -20,17 +21,33 @@ PAPER_BEST = {"mmlu": ("0.603", "SW, Arena + 1,500 MMLU gold labels"),
 START, END = "<!-- eval-table:start -->", "<!-- eval-table:end -->"
 
 
-def _rates(router, evalset, cache: Path | None) -> np.ndarray:
-    key = router.manifest.content_hash if router.manifest else router.name
-    path = cache / f"{evalset.name}-{evalset.data_hash[:16]}-{key}-{router.strong_model}-{router.weak_model}.npy".replace(
-        "/", "_") if cache else None
-    if path is not None and path.is_file():
-        return np.load(path, allow_pickle=False)
-    rates = router.win_rates(evalset.prompts, show_progress=True)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, rates)
-    return rates
+def router_cache_key(router) -> str:
+    """What a router's win rates depend on: artifact content (or the built-in name) and the pair."""
+    key = router.manifest.content_hash if router.manifest is not None else \
+        hashlib.sha256(router.name.encode()).hexdigest()[:16]
+    return f"{key}-{router.strong_model}-{router.weak_model}".replace("/", "_")
+
+
+def cached_win_rates(routers: Sequence, evalset: ev.EvalSet, cache: Path | None, *, refresh: bool = False,
+                     show_progress: bool = True) -> list[np.ndarray]:
+    """Win rates of every router on ``evalset``, read from / written to ``cache`` (keyed by benchmark,
+    data hash and :func:`router_cache_key`).  Misses are scored together with a
+    :class:`~routekit.router.RouterSet`, so routers that share an encoder embed the prompts once."""
+    from .router import RouterSet
+
+    paths = [cache / f"{evalset.name}-{evalset.data_hash[:16]}-{router_cache_key(r)}.npy" if cache else None
+             for r in routers]
+    out = [np.load(p, allow_pickle=False) if p is not None and p.is_file() and not refresh else None
+           for p in paths]
+    misses = [i for i, r in enumerate(out) if r is None]
+    if misses:
+        fresh = RouterSet([routers[i] for i in misses]).win_rates(evalset.prompts, show_progress=show_progress)
+        for i, rates in zip(misses, fresh):
+            out[i] = rates
+            if paths[i] is not None:
+                paths[i].parent.mkdir(parents=True, exist_ok=True)
+                np.save(paths[i], rates)
+    return out
 
 
 def _fmt_ci(d: dict) -> str:
@@ -48,7 +65,7 @@ def write_report(routers: Sequence[str], data_dir: Path, out: Path, *, threads: 
     summaries = {}
     for bench in ev.BENCHMARKS:
         evalset = ev.load_benchmark(bench, data_dir)
-        rates = [_rates(r, evalset, cache) for r in loaded]
+        rates = cached_win_rates(loaded, evalset, cache)
         try:
             results = [ev.evaluate(w, evalset, name) for w, name in zip(rates, routers)]
         except BadInputError as exc:  # e.g. strong and weak tie on a tiny sample

@@ -275,23 +275,30 @@ class RouterSet:
             return None
         return (router.manifest.file_key(spec["file"]), int(spec.get("max_length", 256)))
 
-    def win_rates(self, prompts: Iterable[str], *, batch_size: int = 64) -> list[np.ndarray]:
-        items = as_prompts(prompts)
+    def _score_chunk(self, items: list[str], batch_size: int) -> list[np.ndarray]:
         out: list[np.ndarray | None] = [None] * len(self.routers)
         groups: dict[tuple, list[int]] = {}
         for i, r in enumerate(self.routers):
             key = self._encoder_key(r)
             if key is None:
-                out[i] = r.win_rates(items, batch_size=batch_size)
+                out[i] = r._score(items)
             else:
                 groups.setdefault(key, []).append(i)
         for members in groups.values():
-            first = self.routers[members[0]]
-            emb = first.encoder(items, batch_size=batch_size) if items else None
+            emb = self.routers[members[0]].encoder(items, batch_size=batch_size)
             for i in members:
-                rates = self.routers[i].score_embeddings(emb, items) if items else np.zeros(0)
-                out[i] = Router._finish(rates)
-        return out  # type: ignore[return-value]
+                out[i] = self.routers[i].score_embeddings(emb, items)
+        return [Router._finish(o) for o in out]
+
+    def win_rates(self, prompts: Iterable[str], *, batch_size: int = 64,
+                  show_progress: bool = False) -> list[np.ndarray]:
+        items = as_prompts(prompts)
+        if not items:
+            return [np.zeros(0) for _ in self.routers]
+        chunks = range(0, len(items), batch_size)
+        parts = [self._score_chunk(items[i:i + batch_size], batch_size)
+                 for i in progress(chunks, total=len(chunks), desc="scoring", enabled=show_progress, unit="batch")]
+        return [np.concatenate([p[k] for p in parts]) for k in range(len(self.routers))]
 
     def route(self, prompt: str, **kw: Any) -> list[Decision]:
         """One decision per router for ``prompt`` (``threshold``/``strong_fraction`` as for Router.route)."""

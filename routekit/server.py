@@ -41,6 +41,7 @@ from typing import Any, Mapping
 from .client import (DEFAULT_CONTEXT_CHARS, RouterCache, RouteSpec, UnknownRouterError, Upstream, parse_model,
                      prompt_from_messages)
 from .errors import BadInputError, RoutekitError, require
+from .router import as_prompt
 
 require("fastapi", "server", "the routing server")
 require("openai", "server", "the routing server")
@@ -326,9 +327,7 @@ def create_app(config: ServerConfig | None = None, *, upstream_clients: Mapping[
 
     def info(d) -> dict[str, Any]:
         up = ups["strong" if d.is_strong else "weak"]
-        return {"route": d.route, "model": up.model if up else d.model, "win_rate": d.win_rate,
-                "threshold": d.threshold, "router": d.router, "strong_model": d.strong_model,
-                "weak_model": d.weak_model}
+        return {**d.to_dict(), "model": up.model if up else d.model}
 
     def headers(i: Mapping[str, Any]) -> dict[str, str]:
         return {"x-routekit-route": i["route"], "x-routekit-model": i["model"],
@@ -364,9 +363,7 @@ def create_app(config: ServerConfig | None = None, *, upstream_clients: Mapping[
             if ("prompt" in body) == ("messages" in body):
                 raise BadInputError("pass exactly one of 'prompt' or 'messages'")
             if "prompt" in body:
-                if not isinstance(body["prompt"], str):
-                    raise BadInputError("'prompt' must be a string")
-                text = body["prompt"]
+                text = as_prompt(body["prompt"])
             else:
                 text = prompt_from_messages(body["messages"], turns=cfg.turns, context_chars=cfg.context_chars)
             name = body.get("router")

@@ -56,9 +56,9 @@ def onnx_session(path: Path, *, key: str, providers: Sequence[str] | None = None
         return sess
 
 
-def load_tokenizer(path: Path, max_length: int):
-    """A ``tokenizers.Tokenizer`` that truncates to ``max_length`` and pads to the longest in a batch
-    (the MiniLM tokenizer.json pads and truncates to 128 by default; both are reset here)."""
+def load_tokenizer(path: Path, max_length: int, *, pad: bool = True):
+    """A ``tokenizers.Tokenizer`` that truncates to ``max_length`` and (with ``pad``) pads to the longest
+    in a batch (the MiniLM tokenizer.json pads and truncates to 128 by default; both are reset here)."""
     from tokenizers import Tokenizer
 
     try:
@@ -67,8 +67,9 @@ def load_tokenizer(path: Path, max_length: int):
         raise BadArtifactError(f"{path}: not a valid tokenizer.json ({exc})") from exc
     tok.no_padding()
     tok.enable_truncation(max_length=int(max_length))
-    pad_token = tok.id_to_token(0) or "[PAD]"
-    tok.enable_padding(pad_id=tok.token_to_id(pad_token) or 0, pad_token=pad_token)
+    if pad:
+        pad_token = tok.id_to_token(0) or "[PAD]"
+        tok.enable_padding(pad_id=tok.token_to_id(pad_token) or 0, pad_token=pad_token)
     return tok
 
 
@@ -147,9 +148,7 @@ class StaticEncoder:
         self.table = np.ascontiguousarray(table, dtype=np.float32)
         self.max_length = int(max_length)
         self.max_chars = self.max_length * chars_per_token
-        self.tokenizer = load_tokenizer(tokenizer, self.max_length)
-        self.tokenizer.no_padding()
-        self.row_by_row = False
+        self.tokenizer = load_tokenizer(tokenizer, self.max_length, pad=False)
 
     def __call__(self, texts: Sequence[str], *, batch_size: int = 256) -> np.ndarray:
         texts = list(texts)

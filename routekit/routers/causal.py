@@ -51,6 +51,7 @@ import numpy as np
 
 from ..errors import BadArtifactError, BadInputError, require
 from ..router import Router
+from ..session import clean_text
 
 SCORE_TOKENS = tuple(f"[[{k}]]" for k in range(1, 6))
 #: Scores whose probabilities sum to P(strong): the reference's ``1 - P(score >= 4)``.
@@ -154,11 +155,7 @@ class PromptEncoder:
         return list(self.tokenizer(text, add_special_tokens=self.spec.add_special_tokens)["input_ids"])
 
     def encode(self, prompt: str) -> list[int]:
-        prompt = prompt[: self.max_length * CHARS_PER_TOKEN]
-        try:
-            prompt.encode("utf-8")
-        except UnicodeEncodeError:  # lone surrogates
-            prompt = prompt.encode("utf-8", "replace").decode("utf-8")
+        prompt = clean_text(prompt, self.max_length * CHARS_PER_TOKEN)
         ids = self._ids(self.spec.render(prompt, self.tokenizer))
         for _ in range(4):  # cut the *user prompt* (never the instructions) until the whole fits
             over = len(ids) - self.max_length

@@ -8,7 +8,8 @@ Setup (not timed), like ``../shared/bench/peer/bench_peer.py``: 55,000 synthetic
 models with latent Elo strengths (popularity-skewed pairings, Davidson ties), one random unit
 1536-d prompt embedding per battle, Bradley–Terry ratings -> 10 tiers.  Timed: routekit's exact
 SW scoring *given an embedding* (similarity to all 55k prompts + weighted tier-pair counts + Newton
-BT solve), RouteLLM's weighting ``10·10^(s/max s)``, p50 over ``--n`` random unit query vectors.
+BT solve; ``--precision``: int8 (default) or float32 similarities), RouteLLM's weighting
+``10·10^(s/max s)``, p50 over ``--n`` random unit query vectors.
 The peer figure also excludes its embedding call (stubbed), so both are pure scoring.
 ``--peer`` runs ``bench_peer.py --quick --only sw`` right after (20 timed requests) and prints both
 p50s and their ratio; compare them only within one run (the machine is shared).
@@ -54,6 +55,9 @@ def main() -> None:
     ap.add_argument("--peer", action="store_true", help="run RouteLLM's SW bench right after, in a subprocess")
     ap.add_argument("--fast", action="store_true",
                     help="also time mode='fast' on an IVF index (nlist 256, nprobe 16) and its |ΔP| vs exact")
+    ap.add_argument("--precision", choices=("int8", "float32"), default="int8",
+                    help="exact mode's similarity pass (default int8, the router's default)")
+    ap.add_argument("--threads", type=int, default=None, help="onnxruntime threads for the int8 pass")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     args = ap.parse_args()
     from routekit_export.sw import compute_tiers, model_ratings
@@ -66,7 +70,7 @@ def main() -> None:
     emb = rng.standard_normal((args.battles, args.dim), dtype=np.float32)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     model = SWModel(emb, np.arange(args.battles), tiers[a], tiers[b], outcome, 10,
-                    weighting="reference", gamma=10.0)
+                    weighting="reference", gamma=10.0, precision=args.precision, threads=args.threads)
     fast = None
     if args.fast:
         import faiss
@@ -99,7 +103,7 @@ def main() -> None:
         lat_sim.append(time.perf_counter() - t)
     res["routekit"] = {"mode": "exact", "p50_ms": p50(lat), "p90_ms": round(1e3 * float(np.quantile(lat, 0.9)), 3),
                        "similarity_only_p50_ms": p50(lat_sim), "n": len(lat),
-                       "storage": f"{model.n_prompts} x {model.dim} float32, count path "
+                       "storage": f"{model.n_prompts} x {model.dim}, similarities in {model.precision}, count path "
                                   f"{'dense' if model.dense else 'entry list'}",
                        "sample_win_rate": float(model.scores(q[5][None], strong, weak)[0])}
     if fast is not None:

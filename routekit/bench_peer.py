@@ -26,9 +26,10 @@ def synthetic_battles(n: int, n_models: int = 64, seed: int = 7):
     return a, b, outcome, elo
 
 
-def synthetic_sw(n_battles: int = 55_000, dim: int = 1536, n_models: int = 64, n_tiers: int = 10, seed: int = 7):
+def synthetic_sw(n_battles: int = 55_000, dim: int = 1536, n_models: int = 64, n_tiers: int = 10, seed: int = 7,
+                 **options):
     """An SW model over :func:`synthetic_battles` with one random unit prompt embedding per battle;
-    tiers = Elo deciles."""
+    tiers = Elo deciles.  ``options`` go to :class:`~routekit.routers.sw.SWModel` (e.g. ``precision``)."""
     from .routers.sw import SWModel
 
     a, b, outcome, elo = synthetic_battles(n_battles, n_models, seed)
@@ -37,7 +38,7 @@ def synthetic_sw(n_battles: int = 55_000, dim: int = 1536, n_models: int = 64, n
     emb = rng.standard_normal((n_battles, dim), dtype=np.float32)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     return SWModel(emb, np.arange(n_battles), tiers[a], tiers[b], outcome, n_tiers,
-                   weighting="reference", gamma=10.0), dim
+                   weighting="reference", gamma=10.0, **options), dim
 
 
 def _p50(fn, items) -> float:
@@ -59,16 +60,23 @@ def compare(results: dict, *, threads: int | None, quick: bool) -> tuple[list[st
     # SW: exact scoring given an embedding, same battle count and dimension as the peer's
     if "sw" in pr:
         n_b = pr["sw"].get("battles_after_preprocess", 55_000)
-        model, dim = synthetic_sw(n_b)
         rng = np.random.default_rng(3)
-        q = rng.standard_normal((40 if quick else 200, dim), dtype=np.float32)
+        q = rng.standard_normal((40 if quick else 200, 1536), dtype=np.float32)
         q /= np.linalg.norm(q, axis=1, keepdims=True)
-        ours = _p50(lambda v: model.scores(v[None], 9, 7), list(q))
-        ratio = pr["sw"]["p50_ms"] / ours
-        lines.append(f"SW  {n_b} battles x {dim}-d, scoring given an embedding: routekit exact p50 {ours:.1f} ms, "
-                     f"RouteLLM p50 {pr['sw']['p50_ms']:.0f} ms -> {ratio:.0f}x")
-        targets.append(f"SW exact >= 100x the reference per request: {ratio:.0f}x  {'MET' if ratio >= 100 else 'NOT MET'}")
-        del model
+        ours, probs = {}, {}
+        for precision in ("int8", "float32"):  # exact mode: every battle, similarities in int8 or float32
+            model, dim = synthetic_sw(n_b, precision=precision, threads=threads)
+            ours[precision] = _p50(lambda v: model.scores(v[None], 9, 7), list(q))
+            probs[precision] = model.scores(q, 9, 7)
+            del model
+        err = np.abs(probs["int8"] - probs["float32"])
+        ratio = {p: pr["sw"]["p50_ms"] / t for p, t in ours.items()}
+        lines.append(f"SW  {n_b} battles x {dim}-d, scoring given an embedding: routekit exact p50 "
+                     f"{ours['int8']:.1f} ms (int8 similarities; float32: {ours['float32']:.1f} ms), RouteLLM p50 "
+                     f"{pr['sw']['p50_ms']:.0f} ms -> {ratio['int8']:.0f}x (float32: {ratio['float32']:.0f}x); "
+                     f"int8 vs float32 |dP| mean {err.mean():.1e}, max {err.max():.1e}")
+        targets.append(f"SW exact >= 100x the reference per request: {ratio['int8']:.0f}x  "
+                       f"{'MET' if ratio['int8'] >= 100 else 'NOT MET'} (float32 similarities: {ratio['float32']:.0f}x)")
     # BERT: our BERT router (if any) on the peer's own prompts
     bert = next((r for r in results["routers"] if r["kind"] == "bert"), None)
     if "bert" in pr and bert is not None:

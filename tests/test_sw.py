@@ -63,7 +63,7 @@ def naive_win_rate(emb, bp, ta, tb, out, T, q, s, w, *, weighting="paper", gamma
 def test_exact_matches_naive_refit(weighting, gamma):
     emb, bp, a, b, out = synthetic()
     T = 6
-    model = SWModel(emb, bp, a, b, out, T, weighting=weighting, gamma=gamma)
+    model = SWModel(emb, bp, a, b, out, T, weighting=weighting, gamma=gamma, precision="float32")
     rng = np.random.default_rng(1)
     queries = emb[rng.integers(0, len(emb), 8)] + 0.3 * rng.standard_normal((8, emb.shape[1])).astype(np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
@@ -73,6 +73,37 @@ def test_exact_matches_naive_refit(weighting, gamma):
                         for q in queries])
         assert np.abs(got - ref).max() <= 1e-3, (got, ref)
         assert np.abs(got - ref).max() <= 1e-5  # in fact it is the same MLE
+
+
+def test_int8_similarities_stay_close_to_float32():
+    """Default exact mode reads int8 prompt embeddings: same battles, cosines rounded to ~1e-3."""
+    emb, bp, a, b, out = synthetic(n_prompts=1500, n_battles=12000, seed=21, dim=384, clusters=6)
+    i8 = SWModel(emb, bp, a, b, out, 6, weighting="reference", gamma=1e4)
+    f32 = SWModel(emb, bp, a, b, out, 6, weighting="reference", gamma=1e4, precision="float32")
+    assert i8.precision == "int8" and f32.precision == "float32"
+    rng = np.random.default_rng(4)
+    q = emb[rng.integers(0, 1500, 64)] + 0.5 * rng.standard_normal((64, 384)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    s8, s32 = i8._sims(q), f32._sims(q)
+    assert 0 < np.abs(s8 - s32).max() < 5e-3  # really quantised, and only by rounding
+    err = np.abs(i8.scores(q, 5, 0) - f32.scores(q, 5, 0))
+    assert err.mean() < 2e-3 and err.max() < 1e-2, (err.mean(), err.max())  # measured: 9e-4, 4e-3 (γ = 1e4)
+    # a query's result does not depend on its batch-mates (one quantisation scale per query)
+    np.testing.assert_array_equal(s8[3:4], i8._sims(q[3:4]))
+
+
+def test_int8_inner_product_edge_cases():
+    from routekit.errors import BadArtifactError
+    from routekit.session import Int8InnerProduct
+
+    M = np.zeros((5, 8), dtype=np.float32)
+    M[1, 2], M[3] = 0.5, -1.0
+    ip = Int8InnerProduct(M)
+    q = np.arange(16, dtype=np.float32).reshape(2, 8) / 10
+    np.testing.assert_allclose(ip(q), q @ M.T, atol=0.02)  # a zero row stays zero, no NaN
+    assert ip(np.zeros((0, 8))).shape == (0, 5)
+    with pytest.raises(BadArtifactError):
+        Int8InnerProduct(np.zeros((0, 8)))
 
 
 def test_uint8_outcome_codes_and_same_tier_battles():
@@ -148,7 +179,7 @@ def test_fast_mode_close_to_exact(weighting, gamma):
 
 def test_fast_mode_with_all_prompts_is_exact():
     emb, bp, a, b, out = synthetic(seed=13)
-    exact = SWModel(emb, bp, a, b, out, 6, gamma=100.0)
+    exact = SWModel(emb, bp, a, b, out, 6, gamma=100.0, precision="float32")
     fast = SWModel(emb, bp, a, b, out, 6, gamma=100.0, mode="fast", k=len(emb))
     np.testing.assert_allclose(exact.scores(emb[:10], 4, 1), fast.scores(emb[:10], 4, 1), atol=1e-9)
 
@@ -239,3 +270,16 @@ def test_loaded_router_fast_mode_and_pairs(tiny_sw):
         routekit.load(tiny_sw, mode="fats")
     with pytest.raises(BadInputError):
         routekit.load(tiny_sw, colour="blue")
+    with pytest.raises(BadInputError, match="precision"):
+        routekit.load(tiny_sw, precision="float16")
+    with pytest.raises(BadInputError, match="gamma"):
+        routekit.load(tiny_sw, gamma=0.5)
+
+
+def test_loaded_router_precisions_agree(tiny_sw):
+    i8 = routekit.load(tiny_sw)
+    f32 = routekit.load(tiny_sw, precision="float32")
+    assert i8.sw.precision == "int8" and f32.sw.precision == "float32"
+    assert i8.calibration is not None  # precision is not an override of the calibrated model
+    err = np.abs(i8.win_rates(TEXTS) - f32.win_rates(TEXTS))
+    assert err.max() < 1e-2, err

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """routekit's BERT router vs RouteLLM 0.2.0's own ``BERTRouter``: p50 latency per request, one run.
 
-    python bench/bert_vs_peer.py [--router bert] [--no-peer]
+    python bench/bert_vs_peer.py [--router bert] [--baseline OTHER] [--no-peer]
 
 routekit side: ``routekit.load(router)``, ``win_rate(prompt)`` one prompt per call (what a service
 does per request), 2 onnxruntime threads, after warm-up on the peer's 50 warm-up prompts; timed on
@@ -12,6 +12,10 @@ routekit's p50 is also reported on exactly those prompts, and the ratio uses tha
 routekit is timed on them once more right after the peer, to show how much the load moved during the
 run.  Compare only numbers from one run: the machine is shared, and the two runtimes need not slow
 down by the same factor under contention, so note the load averages printed with the ratio.
+
+``--baseline OTHER`` times a second routekit artifact (e.g. the previously shipped one) on the same
+prompts, alternating blocks of requests with ``--router`` so both see the same load; ``--lengths``
+adds p50s on prompts of exactly those token counts (``routekit.bench.prompts_with_tokens``).
 
 The two models differ by design: routekit ships a fine-tuned MiniLM-L6 (6 layers × 384, int8,
 256 tokens), the reference a BERT-base (12 layers × 768, fp32, 512 tokens).  Token counts of both
@@ -60,6 +64,9 @@ def main() -> int:
     ap.add_argument("--no-peer", action="store_true", help="time routekit only")
     ap.add_argument("--peer-n", type=int, default=None, help="peer timed requests (default: its --quick count, 30)")
     ap.add_argument("--out", default=None, help="write all figures as JSON here")
+    ap.add_argument("--baseline", default=None, help="a second bert artifact timed on the same prompts")
+    ap.add_argument("--lengths", default="64,128,256", help="token counts for extra p50s ('' for none)")
+    ap.add_argument("--length-n", type=int, default=100, help="prompts per token count")
     args = ap.parse_args()
 
     import routekit
@@ -73,21 +80,37 @@ def main() -> int:
     router = routekit.load(args.router, threads=args.threads)
     enc = router.encoder
     ntok = [len(enc.tokenizer.encode(enc._clean(p)).ids) for p in timed]
-    for p in warm:
-        router.win_rate(p)
+    routers = {"routekit": router}
+    if args.baseline:
+        routers["baseline"] = routekit.load(args.baseline, threads=args.threads)
+    for r in routers.values():
+        for p in warm:
+            r.win_rate(p)
     gc.collect()
 
-    def time_all(items):
+    def time_all(items, r=router):
         out = []
         pc = time.perf_counter
         t0 = pc()
         for p in items:
             s = pc()
-            router.win_rate(p)
+            r.win_rate(p)
             out.append(pc() - s)
         return out, pc() - t0
 
-    lat, wall = time_all(timed)
+    def time_alternating(items, block=25):
+        """Latencies per router on ``items``, blocks of requests alternating between the routers."""
+        lats, walls = {k: [] for k in routers}, {k: 0.0 for k in routers}
+        for s in range(0, len(items), block):
+            for k, r in routers.items():
+                l, w = time_all(items[s:s + block], r)
+                lats[k] += l
+                walls[k] += w
+                time.sleep(0.02)  # let the other session's idle threads stop spinning
+        return lats, walls
+
+    lats, walls = time_alternating(timed)
+    lat, wall = lats["routekit"], walls["routekit"]
     ours = {"router": str(router.path), "n": len(lat), "p50_ms": p50(lat), "p90_ms": pct(lat, 90),
             "p99_ms": pct(lat, 99), "mean_ms": round(1e3 * statistics.fmean(lat), 3),
             "req_per_s": round(len(lat) / wall, 2), "threads": args.threads,
@@ -97,7 +120,28 @@ def main() -> int:
     print(f"routekit BERT ({ours['quantization']}, {enc.max_length} tokens max, {args.threads} threads): "
           f"n {ours['n']}  p50 {ours['p50_ms']} ms  p90 {ours['p90_ms']} ms  p99 {ours['p99_ms']} ms  "
           f"{ours['req_per_s']} req/s  (tokens p50 {ours['tokens_p50']}, mean {ours['tokens_mean']})", flush=True)
-    result = {"prompts_sha256": sha, "routekit": ours, "load_after_routekit": uptime()}
+    result = {"prompts_sha256": sha, "routekit": ours}
+    if args.baseline:
+        b = routers["baseline"]
+        bl = lats["baseline"]
+        result["baseline"] = {"router": str(b.path), "n": len(bl), "p50_ms": p50(bl), "p90_ms": pct(bl, 90),
+                              "quantization": b.manifest["encoder"].get("quantization"),
+                              "layers": b.manifest["encoder"].get("layers"),
+                              "max_length": b.encoder.max_length}
+        print(f"baseline {b.path.name} ({result['baseline']['quantization']}): p50 {p50(bl)} ms  "
+              f"p90 {pct(bl, 90)} ms on the same prompts, alternating blocks  "
+              f"(routekit / baseline p50: {p50(lat) / p50(bl):.3f})", flush=True)
+    lengths = [int(x) for x in args.lengths.split(",") if x.strip()]
+    if lengths:
+        from routekit.bench import prompts_with_tokens
+
+        result["p50_ms_by_tokens"] = {}
+        for nt in lengths:
+            items = prompts_with_tokens(enc.tokenizer, nt, args.length_n, seed=nt)
+            ll, _ = time_alternating(items)
+            result["p50_ms_by_tokens"][nt] = {k: p50(v) for k, v in ll.items()}
+            print(f"  {nt:4d} tokens: " + "  ".join(f"{k} p50 {p50(v)} ms" for k, v in ll.items()), flush=True)
+    result["load_after_routekit"] = uptime()
 
     if not args.no_peer:
         gc.collect()

@@ -252,6 +252,71 @@ def tokenizer_file(model_dir: Path) -> Path:
     return path
 
 
+def truncate_layers(model_dir: Path, dest: Path, layers: int) -> Path:
+    """Copy a BERT classifier folder keeping only its first ``layers`` encoder layers.
+
+    Embeddings, pooler and classification head are kept as they are; the result is a starting point
+    for a short re-fine-tune (``train-bert --base DIR --layers N``): per-request cost on CPU scales
+    with the layer count (4 of 6 layers: ~2/3 of the time)."""
+    model_dir, dest = Path(model_dir), Path(dest)
+    model = load_classifier(model_dir)
+    encoder = model.base_model.encoder
+    n = len(encoder.layer)
+    if not 1 <= int(layers) <= n:
+        raise ValueError(f"layers must be in 1..{n} for {model_dir}, got {layers}")
+    encoder.layer = encoder.layer[: int(layers)]
+    model.config.num_hidden_layers = int(layers)
+    dest.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(dest))
+    shutil.copyfile(tokenizer_file(model_dir), dest / "tokenizer.json")
+    return dest
+
+
+def distill_examples(ex: Examples, teacher_dir: Path, *, alpha: float = 1.0, max_length: int = 256,
+                     batch_size: int = 32, show_progress: bool = False,
+                     extra_prompts: list[str] | None = None) -> Examples:
+    """``ex`` with targets ``alpha · teacher + (1 − alpha) · labels``: the teacher classifier's softmax on
+    each prompt (same tokenization as training and the runtime).  Distilling a layer-dropped student
+    from the full model keeps the full model's ranking of prompts, which is what routing uses.
+    ``extra_prompts`` (unlabelled, e.g. chat prompts unlike the labelled data) are appended with the
+    teacher's targets only; prompts already in ``ex`` are skipped."""
+    import torch
+
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    seen = set(ex.prompts)
+    extra = [p for p in dict.fromkeys(extra_prompts or []) if p not in seen]
+    labels = np.asarray(ex.targets, dtype=np.float64).reshape(len(ex), 3)
+    ex = Examples(list(ex.prompts) + extra, list(ex.targets) + [[1 / 3] * 3] * len(extra), ex.sources, ex.sides)
+    teacher = load_classifier(Path(teacher_dir)).eval()
+    tok = make_tokenizer(tokenizer_file(Path(teacher_dir)), max_length)
+    order = sorted(range(len(ex)), key=lambda i: len(ex.prompts[i]))
+    soft = np.zeros((len(ex), 3))
+    bar = None
+    if show_progress:
+        try:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(ex), desc="teacher targets", unit="prompt", dynamic_ncols=True)
+        except ImportError:
+            bar = None
+    with torch.no_grad():
+        for s in range(0, len(order), batch_size):
+            ii = order[s:s + batch_size]
+            ids, mask = encode(tok, [ex.prompts[i] for i in ii], max_length)
+            soft[ii] = torch.softmax(teacher(input_ids=ids, attention_mask=mask).logits.double(), -1).numpy()
+            if bar is not None:
+                bar.update(len(ii))
+    if bar is not None:
+        bar.close()
+    mixed = soft.copy()
+    mixed[: len(labels)] = alpha * soft[: len(labels)] + (1.0 - alpha) * labels
+    sources = dict(ex.sources)
+    sources["distillation"] = {"teacher": str(teacher_dir), "alpha": alpha, "max_length": max_length,
+                               "unlabelled_prompts": len(extra)}
+    return Examples(list(ex.prompts), [[float(x) for x in row] for row in mixed], sources, dict(ex.sides))
+
+
 # --------------------------------------------------------------------------- training
 
 
@@ -441,8 +506,15 @@ def torch_p_strong(model_dir: Path, texts: list[str], *, max_length: int = 256, 
 def build_bert(out: Path, *, data_dir: Path, work_dir: Path, cfg: BertTrainConfig, base_dir: Path | None = None,
                int8: bool = False, allow_noncommercial: bool = False, limit: int | None = None,
                calib_limit: int | None = None, resume: bool = False, overwrite: bool = False,
-               name: str = "bert", show_progress: bool = True) -> dict:
-    """Train (or resume), export to ONNX (optionally int8) and write a calibrated ``bert`` artifact."""
+               name: str = "bert", show_progress: bool = True, layers: int | None = None,
+               teacher_dir: Path | None = None, distill_alpha: float = 1.0,
+               distill_prompts: tuple[list[str], str] | None = None) -> dict:
+    """Train (or resume), export to ONNX (optionally int8) and write a calibrated ``bert`` artifact.
+
+    ``layers`` keeps only the base model's first N encoder layers (:func:`truncate_layers`, written to
+    ``work_dir/base-lN``); ``teacher_dir`` trains on the teacher's soft labels mixed with the data's
+    (:func:`distill_examples`, weight ``distill_alpha`` on the teacher); ``distill_prompts=(prompts,
+    description)`` adds unlabelled prompts scored by the teacher only."""
     from .build import calibration_prompts
     from .convert import convert_bert
     from .encoder import ENCODER_ID, ENCODER_LICENSE, ENCODER_PACKAGE, minilm_dir
@@ -450,17 +522,40 @@ def build_bert(out: Path, *, data_dir: Path, work_dir: Path, cfg: BertTrainConfi
     if Path(out).exists() and not overwrite:
         raise FileExistsError(f"{out} exists; pass --force to replace it")
     base = Path(base_dir) if base_dir else minilm_dir()
-    ex = load_examples(data_dir, allow_noncommercial=allow_noncommercial, tier_width=cfg.tier_width, limit=limit)
-    model_dir, metrics = train_bert(ex, base, work_dir, cfg, resume=resume, show_progress=show_progress)
-    prompts, source = calibration_prompts(data_dir, calib_limit)
     base_desc = (f"{ENCODER_ID} (PyPI package {ENCODER_PACKAGE}, {ENCODER_LICENSE})" if base_dir is None
                  else str(base_dir))
+    ex = load_examples(data_dir, allow_noncommercial=allow_noncommercial, tier_width=cfg.tier_width, limit=limit)
+    labelled = ex
+    if layers:
+        cut = Path(work_dir) / f"base-l{int(layers)}"
+        if not (resume and (cut / "config.json").is_file()):
+            truncate_layers(base, cut, int(layers))
+        base, base_desc = cut, f"the first {int(layers)} layers of {base_desc}"
+    if teacher_dir is not None:
+        ex = distill_examples(ex, Path(teacher_dir), alpha=distill_alpha, max_length=cfg.max_length,
+                              show_progress=show_progress,
+                              extra_prompts=distill_prompts[0] if distill_prompts else None)
+        if distill_prompts:
+            ex.sources["distillation"]["unlabelled_source"] = distill_prompts[1]
+    model_dir, metrics = train_bert(ex, base, work_dir, cfg, resume=resume, show_progress=show_progress)
+    if teacher_dir is not None:  # validation loss/accuracy against the data's own labels too
+        import torch
+
+        if cfg.threads:
+            torch.set_num_threads(int(cfg.threads))
+        _, val_idx = split_examples(labelled, cfg.val_fraction, cfg.seed)
+        metrics["val_vs_labels"] = evaluate_examples(
+            load_classifier(model_dir), make_tokenizer(tokenizer_file(model_dir), cfg.max_length), labelled,
+            val_idx, cfg)
+    prompts, source = calibration_prompts(data_dir, calib_limit)
     convert_bert(model_dir, out, int8=int8, max_length=cfg.max_length, overwrite=overwrite, name=name,
                  calibration=(prompts, source), show_progress=show_progress,
                  source=f"fine-tuned by routekit-export train-bert from {base_desc}",
                  license=ENCODER_LICENSE if base_dir is None else "unknown",
                  extra={
-                     "description": "BERT-family classifier router (RouteLLM §4), MiniLM-L6 fine-tuned on 3 labels",
+                     "description": "BERT-family classifier router (RouteLLM §4), MiniLM-L6 fine-tuned on 3 labels"
+                                    + (f" (first {int(layers)} layers kept)" if layers else "")
+                                    + (" by distillation from a teacher" if teacher_dir is not None else ""),
                      "training": {
                          "examples": len(ex), "sources": ex.sources, "labelling": ex.sides,
                          "noncommercial_rows_included": allow_noncommercial,
@@ -468,6 +563,9 @@ def build_bert(out: Path, *, data_dir: Path, work_dir: Path, cfg: BertTrainConfi
                                   if allow_noncommercial else "AlpacaEval (CC BY-NC 4.0) rows excluded"),
                      },
                      "metrics": {"validation": metrics["val"], "steps": metrics["steps_done"],
+                                 **({"validation_vs_labels": metrics["val_vs_labels"],
+                                     "distillation": ex.sources.get("distillation")}
+                                    if teacher_dir is not None else {}),
                                  "stopped_by_time_budget": metrics["stopped_by_time_budget"],
                                  "train_wall_s": metrics["train_wall_s"], "config": metrics["config"]},
                  })

@@ -79,6 +79,15 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--tiny", action="store_true",
                    help="fine-tune a tiny random BERT (2 layers, 32-d, WordPiece trained on the data): smoke tests")
     b.add_argument("--int8", action="store_true", help="dynamic per-channel int8 ONNX (scored one prompt at a time)")
+    b.add_argument("--layers", type=int, default=None,
+                   help="keep only the first N encoder layers of --base before fine-tuning (CPU time ~ N)")
+    b.add_argument("--teacher", type=Path, default=None,
+                   help="a trained classifier folder: train on its soft labels (distillation)")
+    b.add_argument("--distill-alpha", type=float, default=1.0,
+                   help="weight of the teacher's labels against the data's (default: %(default)s)")
+    b.add_argument("--distill-prompts", type=Path, default=None,
+                   help="with --teacher: extra unlabelled prompts (JSONL with 'prompt', or one per line) "
+                        "trained on the teacher's labels only")
     b.add_argument("--steps", type=int, default=2000)
     b.add_argument("--lr", type=float, default=1e-5)
     b.add_argument("--weight-decay", type=float, default=0.01)
@@ -237,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"artifact": str(args.out), **info}, indent=2))
         elif args.command == "train-bert":
             from .bert import BertTrainConfig, build_bert, load_examples, tiny_base_model
+            from .data import read_prompts
 
             cfg = BertTrainConfig(lr=args.lr, weight_decay=args.weight_decay, batch_size=args.batch_size,
                                   steps=args.steps, max_length=args.max_length, warmup_fraction=args.warmup,
@@ -253,7 +263,10 @@ def main(argv: list[str] | None = None) -> int:
             metrics = build_bert(args.out, data_dir=args.data, work_dir=work, cfg=cfg, base_dir=base,
                                  int8=args.int8, allow_noncommercial=args.allow_noncommercial, limit=args.limit,
                                  calib_limit=args.calib_limit, resume=args.resume, overwrite=args.force,
-                                 name=args.name or args.out.name)
+                                 name=args.name or args.out.name, layers=args.layers,
+                                 teacher_dir=args.teacher, distill_alpha=args.distill_alpha,
+                                 distill_prompts=None if args.distill_prompts is None else
+                                 (read_prompts(args.distill_prompts), str(args.distill_prompts)))
             print(json.dumps({"artifact": str(args.out), "steps": metrics["steps_done"],
                               "stopped_by_time_budget": metrics["stopped_by_time_budget"],
                               "train_wall_s": metrics["train_wall_s"], "val": metrics["val"]}, indent=2))

@@ -54,6 +54,76 @@ def export_classifier_onnx(model, out: Path, opset: int = 17) -> Path:
     return out
 
 
+def drop_attention_mask(src: Path, dst: Path) -> bool:
+    """Write ``src`` without its attention-mask additions to ``dst`` (a graph for one unpadded prompt
+    per run); ``False`` (and nothing written) if the graph's mask path is not the expected one.
+
+    A BERT export turns ``attention_mask`` into an additive bias, ``(1 − mask) · min_float``, added to
+    the attention scores of every layer.  With one prompt per run and no padding the mask is all ones
+    and the bias all zeros, so those ``Add`` nodes (each a 12 × L × L pass per layer) are bypassed.
+    ``attention_mask`` stays a graph input (unused), so callers feed the same inputs as before.
+    """
+    import onnx
+
+    model = onnx.load(str(src))
+    g = model.graph
+    consts = {t.name for t in g.initializer}
+    consts |= {o for n in g.node if n.op_type == "Constant" for o in n.output}
+    # tensors computed from attention_mask and constants only (the extended-mask chain)
+    derived, changed = {"attention_mask"}, True
+    while changed:
+        changed = False
+        for n in g.node:
+            ins = [i for i in n.input if i]
+            if ins and any(i in derived for i in ins) and all(i in derived or i in consts for i in ins):
+                new = set(n.output) - derived
+                if new:
+                    derived |= new
+                    changed = True
+    bypass = {}
+    for n in g.node:
+        if any(i in derived for i in n.input) and not set(n.output) <= derived:
+            others = [i for i in n.input if i not in derived]
+            if n.op_type != "Add" or len(n.input) != 2 or len(others) != 1:
+                return False  # the mask is used some other way: keep the graph as it is
+            bypass[n.output[0]] = others[0]
+    if not bypass or any(o.name in bypass for o in g.output):
+        return False
+    for n in g.node:
+        for k, i in enumerate(n.input):
+            if i in bypass:
+                n.input[k] = bypass[i]
+    keep = [n for n in g.node if n.output[0] not in bypass]
+    outputs = {o.name for o in g.output}
+    while True:  # drop the now unused mask chain
+        used = {i for n in keep for i in n.input} | outputs
+        alive = [n for n in keep if any(o in used for o in n.output)]
+        if len(alive) == len(keep):
+            break
+        keep = alive
+    del g.node[:]
+    g.node.extend(keep)
+    onnx.save(model, str(dst))
+    return True
+
+
+def _same_one_prompt_outputs(a: Path, b: Path, tol: float = 1e-5) -> bool:
+    """Whether two classifier graphs give the same logits for single unpadded prompts."""
+    import numpy as np
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sa, sb = (ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"]) for p in (a, b))
+    rng = np.random.default_rng(0)
+    for n in (1, 5, 37):
+        ids = rng.integers(1, 100, (1, n)).astype(np.int64)  # small ids: valid for any vocab
+        feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+        if np.abs(sa.run(None, feeds)[0] - sb.run(None, feeds)[0]).max() > tol:
+            return False
+    return True
+
+
 def _tokenizer_json(checkpoint_dir: Path, dest: Path) -> None:
     src = checkpoint_dir / "tokenizer.json"
     if src.is_file():
@@ -79,17 +149,27 @@ def _default_max_length(checkpoint_dir: Path, config) -> int:
     return min(limit, 512)
 
 
+#: onnxruntime graph transformers the runtime skips for int8 BERT graphs (manifest
+#: ``encoder.ort_disabled_optimizers``).  ORT 1.32's fused SkipLayerNormalization kernel took ~0.3 ms
+#: per call at 256 tokens × 384 on the 2-core dev box (AVX-512) where the unfused Add + LayerNorm take
+#: ~0.1 ms: the int8 classifier ran ~10 % faster without the fusion (fp32: no difference).
+INT8_DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
+
+
 def convert_bert(checkpoint_dir, out_dir, int8: bool = False, *, max_length: int | None = None,
                  strong: str = D.STRONG, weak: str = D.WEAK, labels: Sequence[str] = BERT_LABELS,
                  name: str | None = None, overwrite: bool = False,
                  calibration: tuple[list[str], str] | None = None, source: str | None = None,
-                 license: str = "unknown", extra: dict | None = None, show_progress: bool = False) -> Path:
+                 license: str = "unknown", extra: dict | None = None, show_progress: bool = False,
+                 one_prompt_graph: bool | None = None) -> Path:
     """Write a routekit ``bert`` artifact at ``out_dir`` from a 3-label HF classifier folder.
 
     ``labels`` names the classifier outputs in order (must contain ``strong_wins``; default is
     RouteLLM's order).  ``int8`` applies dynamic per-channel int8 quantization (the runtime then
-    scores prompts one at a time).  ``calibration=(prompts, description)`` stores the win-rate
-    quantiles so that ``strong_fraction=`` works.  ``extra`` is merged into the manifest.
+    scores prompts one at a time).  ``one_prompt_graph`` (default: with ``int8``) also removes the
+    attention-mask additions (:func:`drop_attention_mask`): the manifest then says
+    ``"batch_size": 1`` and the runtime never pads.  ``calibration=(prompts, description)`` stores
+    the win-rate quantiles so that ``strong_fraction=`` works.  ``extra`` is merged into the manifest.
     """
     from .build import calibrate_in_place
     from .bert import load_classifier
@@ -109,6 +189,12 @@ def convert_bert(checkpoint_dir, out_dir, int8: bool = False, *, max_length: int
         with tempfile.TemporaryDirectory(dir=w.dir.parent, prefix=".bert-onnx-") as tmp:
             fp32 = Path(tmp) / "classifier.onnx"
             export_classifier_onnx(model, fp32)
+            one = int8 if one_prompt_graph is None else bool(one_prompt_graph)
+            if one:
+                nomask = Path(tmp) / "classifier.nomask.onnx"
+                one = drop_attention_mask(fp32, nomask) and _same_one_prompt_outputs(fp32, nomask)
+                if one:
+                    fp32 = nomask
             if int8:
                 quantize_int8(fp32, w.dir / "classifier.onnx")
             else:
@@ -125,7 +211,10 @@ def convert_bert(checkpoint_dir, out_dir, int8: bool = False, *, max_length: int
                 "max_length": max_length, "n_labels": 3,
                 "quantization": "int8-dynamic-per-channel" if int8 else "fp32",
                 "architecture": type(model).__name__,
+                "layers": int(getattr(model.config, "num_hidden_layers", 0)) or None,
                 "source": source or f"converted from {checkpoint_dir.name}", "license": license,
+                **({"batch_size": 1, "attention_mask": "unused: one unpadded prompt per run"} if one else {}),
+                **({"ort_disabled_optimizers": list(INT8_DISABLED_OPTIMIZERS)} if int8 else {}),
             },
             "router": {
                 "labels": labels,

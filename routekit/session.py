@@ -30,13 +30,18 @@ def default_providers() -> list[str]:
     return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
 
 
-def onnx_session(path: Path, *, key: str, providers: Sequence[str] | None = None, threads: int | None = None):
-    """A shared, fully optimised ORT session for ``path`` (``key`` is the file's sha256)."""
+def onnx_session(path: Path, *, key: str, providers: Sequence[str] | None = None, threads: int | None = None,
+                 disabled_optimizers: Sequence[str] = ()):
+    """A shared, fully optimised ORT session for ``path`` (``key`` is the file's sha256).
+
+    ``disabled_optimizers`` names onnxruntime graph transformers to skip (an artifact can carry
+    them, measured for its graph: e.g. ``SkipLayerNormFusion`` on int8 BERT graphs)."""
     import onnxruntime as ort
 
     providers = list(providers) if providers else default_providers()
     threads = int(threads) if threads else int(os.environ.get("ROUTEKIT_THREADS", 0)) or None
-    cache_key = (key, tuple(providers), threads)
+    disabled = tuple(sorted({str(d) for d in disabled_optimizers or ()}))
+    cache_key = (key, tuple(providers), threads) + ((disabled,) if disabled else ())
     with _LOCK:
         sess = _SESSIONS.get(cache_key)
         if sess is not None:
@@ -49,7 +54,8 @@ def onnx_session(path: Path, *, key: str, providers: Sequence[str] | None = None
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
         try:
-            sess = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+            extra = {"disabled_optimizers": list(disabled)} if disabled else {}
+            sess = ort.InferenceSession(str(path), sess_options=opts, providers=providers, **extra)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise BadArtifactError(f"{path}: onnxruntime could not load this model ({exc})") from exc
         _SESSIONS[cache_key] = sess
@@ -94,14 +100,18 @@ class Encoder:
 
     def __init__(self, model: Path, tokenizer: Path, *, key: str, max_length: int = 256,
                  providers: Sequence[str] | None = None, threads: int | None = None,
-                 output: str | None = None, chars_per_token: int = 12, row_by_row: bool = False):
+                 output: str | None = None, chars_per_token: int = 12, row_by_row: bool = False,
+                 disabled_optimizers: Sequence[str] = ()):
         self.max_length = int(max_length)
         # Dynamic int8 models quantise activations with one scale per call, so a row's result would
         # depend on its batch-mates: run such models one text at a time (also faster: no padding).
+        # So are graphs exported for one unpadded prompt per run (manifest ``"batch_size": 1``: no
+        # attention-mask path, see routekit_export.convert.drop_attention_mask).
         self.row_by_row = row_by_row
         self.max_chars = self.max_length * chars_per_token
         self.tokenizer = load_tokenizer(tokenizer, self.max_length)
-        self.session = onnx_session(model, key=key, providers=providers, threads=threads)
+        self.session = onnx_session(model, key=key, providers=providers, threads=threads,
+                                    disabled_optimizers=disabled_optimizers)
         self.input_names = {i.name for i in self.session.get_inputs()}
         self.output = output or self.session.get_outputs()[0].name
 
@@ -179,6 +189,8 @@ def encoder_from_manifest(manifest, *, providers=None, threads=None, section: st
     try:
         model_rel, tok_rel = spec["file"], spec["tokenizer"]
         max_length = int(spec.get("max_length", 256))
+        disabled = spec.get("ort_disabled_optimizers") or []
+        disabled = [disabled] if isinstance(disabled, str) else [str(d) for d in disabled]
     except (KeyError, TypeError, ValueError) as exc:
         raise BadArtifactError(f"{manifest.folder}: invalid {section!r} section ({exc})") from exc
     if spec.get("kind") == "static":
@@ -188,7 +200,8 @@ def encoder_from_manifest(manifest, *, providers=None, threads=None, section: st
         return StaticEncoder(table, manifest.path(tok_rel), max_length=max_length)
     return Encoder(manifest.path(model_rel), manifest.path(tok_rel), key=manifest.file_key(model_rel),
                    max_length=max_length, providers=providers, threads=threads, output=spec.get("output"),
-                   row_by_row="dynamic" in str(spec.get("quantization", "")))
+                   row_by_row="dynamic" in str(spec.get("quantization", "")) or spec.get("batch_size") == 1,
+                   disabled_optimizers=disabled)
 
 
 # --------------------------------------------------------------------------- int8 inner products

@@ -230,3 +230,105 @@ def test_minilm_finetune_export_parity(tmp_path, data_root):
     out = convert_bert(model_dir, tmp_path / "art", max_length=64)
     got = routekit.load(out).win_rates(TEXTS)
     assert np.abs(got - torch_p_strong(model_dir, TEXTS, max_length=64)).max() <= 1e-4
+
+
+def test_int8_one_prompt_graph_drops_mask_and_matches(tmp_path, data_root):
+    """int8 exports drop the attention-mask additions (one unpadded prompt per run): same scores as
+    the int8 graph that keeps them, the runtime never pads, and the manifest says so."""
+    import onnx
+
+    out32, _, _ = _tiny_artifact(tmp_path, data_root, calibrate=False)
+    from routekit_export.convert import convert_bert
+
+    model_dir = tmp_path / "work" / "model"
+    fast = convert_bert(model_dir, tmp_path / "fast", int8=True, max_length=256)
+    masked = convert_bert(model_dir, tmp_path / "masked", int8=True, max_length=256, one_prompt_graph=False)
+    rf, rm = routekit.load(fast), routekit.load(masked)
+    enc = rf.manifest["encoder"]
+    assert enc["batch_size"] == 1 and enc["ort_disabled_optimizers"] == ["SkipLayerNormFusion"]
+    assert enc["layers"] == 2 and "batch_size" not in rm.manifest["encoder"]
+    assert rf.encoder.row_by_row and rm.encoder.row_by_row
+
+    def mask_consumers(folder):
+        g = onnx.load(str(folder / "classifier.onnx")).graph
+        return [n.op_type for n in g.node if "attention_mask" in n.input]
+
+    assert mask_consumers(fast) == [] and mask_consumers(masked) != []
+    got = rf.win_rates(TEXTS)
+    np.testing.assert_allclose(got, rm.win_rates(TEXTS), atol=1e-6)
+    np.testing.assert_allclose(got, [rf.win_rate(t) for t in TEXTS], atol=1e-7)
+    assert np.abs(got - routekit.load(out32).win_rates(TEXTS)).max() < 0.02
+    # the session really skips the fusion the manifest names (and is not shared with one that fuses)
+    assert rf.encoder.session is not rm.encoder.session
+
+
+def test_fp32_one_prompt_graph_is_opt_in(tmp_path, data_root):
+    from routekit_export.bert import torch_p_strong
+    from routekit_export.convert import convert_bert
+
+    _, model_dir, _ = _tiny_artifact(tmp_path, data_root, steps=1, calibrate=False)
+    out = convert_bert(model_dir, tmp_path / "one32", max_length=256, one_prompt_graph=True)
+    r = routekit.load(out)
+    assert r.encoder.row_by_row and r.manifest["encoder"]["quantization"] == "fp32"
+    assert "ort_disabled_optimizers" not in r.manifest["encoder"]
+    # one prompt per run, no padding: still torch's numbers, batched or not
+    assert np.abs(r.win_rates(TEXTS) - torch_p_strong(model_dir, TEXTS, max_length=256)).max() <= 1e-4
+
+
+def test_truncate_layers_and_distillation_targets(tmp_path, data_root):
+    import torch
+
+    from routekit_export.bert import (distill_examples, load_classifier, load_examples, tiny_base_model,
+                                      truncate_layers)
+
+    ex = load_examples(data_root, limit=60)
+    base = tiny_base_model(tmp_path / "base", ex.prompts)
+    cut = truncate_layers(base, tmp_path / "cut", 1)
+    full, small = load_classifier(base).eval(), load_classifier(cut).eval()
+    assert small.config.num_hidden_layers == 1 and len(small.bert.encoder.layer) == 1
+    sd_full, sd_small = full.state_dict(), small.state_dict()
+    assert all(torch.equal(sd_small[k], sd_full[k]) for k in sd_small)  # kept weights unchanged
+    assert not any(k.startswith("bert.encoder.layer.1.") for k in sd_small)
+    with pytest.raises(ValueError):
+        truncate_layers(base, tmp_path / "bad", 3)
+    soft = distill_examples(ex, base, alpha=1.0)
+    t = np.asarray(soft.targets)
+    np.testing.assert_allclose(t.sum(1), 1.0, atol=1e-9)
+    assert soft.prompts == ex.prompts and soft.sources["distillation"]["alpha"] == 1.0
+    half = np.asarray(distill_examples(ex, base, alpha=0.5).targets)
+    np.testing.assert_allclose(half, 0.5 * t + 0.5 * np.asarray(ex.targets), atol=1e-9)
+    np.testing.assert_allclose(distill_examples(ex, base, alpha=0.0).targets, ex.targets, atol=1e-12)
+    # unlabelled prompts get the teacher's targets whatever alpha is; prompts already labelled are skipped
+    more = distill_examples(ex, base, alpha=0.0, extra_prompts=["an unlabelled prompt", ex.prompts[0], "x"] * 2)
+    assert more.prompts == ex.prompts + ["an unlabelled prompt", "x"]
+    assert more.sources["distillation"]["unlabelled_prompts"] == 2
+    np.testing.assert_allclose(more.targets[:len(ex)], ex.targets, atol=1e-12)
+    both = np.asarray(distill_examples(ex, base, alpha=1.0, extra_prompts=["x"]).targets)
+    np.testing.assert_allclose(both[:len(ex)], t, atol=1e-9)
+    np.testing.assert_allclose(np.asarray(more.targets)[-1], both[-1], atol=1e-9)
+
+
+def test_cli_train_bert_layers_and_teacher(tmp_path, data_root, capsys):
+    from routekit_export.cli import main
+
+    teacher = tmp_path / "teacher"
+    args = ["train-bert", "--tiny", "--data", str(data_root), "--out", str(teacher), "--limit", "200",
+            "--steps", "2", "--batch-size", "8", "--calib-limit", "20", "--threads", "1"]
+    assert main(args) == 0
+    capsys.readouterr()
+    student = tmp_path / "student"
+    extra = tmp_path / "extra.txt"
+    extra.write_text("an unlabelled chat prompt\nanother one\n")
+    assert main(["train-bert", "--data", str(data_root), "--out", str(student), "--limit", "200",
+                 "--base", str(tmp_path / "teacher.train" / "model"), "--layers", "1",
+                 "--teacher", str(tmp_path / "teacher.train" / "model"), "--int8",
+                 "--distill-prompts", str(extra),
+                 "--steps", "2", "--batch-size", "8", "--calib-limit", "20", "--threads", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["steps"] == 2
+    m = routekit.artifact.verify(student)
+    assert m["encoder"]["layers"] == 1 and m["encoder"]["batch_size"] == 1
+    assert m["metrics"]["distillation"]["alpha"] == 1.0 and "validation_vs_labels" in m["metrics"]
+    assert m["metrics"]["distillation"]["unlabelled_prompts"] == 2
+    assert "first 1 layers" in m["description"]
+    r = routekit.load(student)
+    assert 0.0 <= r.win_rate("hello") <= 1.0

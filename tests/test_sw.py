@@ -283,3 +283,31 @@ def test_loaded_router_precisions_agree(tiny_sw):
     assert i8.calibration is not None  # precision is not an override of the calibrated model
     err = np.abs(i8.win_rates(TEXTS) - f32.win_rates(TEXTS))
     assert err.max() < 1e-2, err
+
+
+def test_count_blocks_hold_the_same_counts():
+    """Prompts grouped by the tier pairs they battle in (one pair / a fixed model set / everything)."""
+    rng = np.random.default_rng(9)
+    T, n1, n2, n3 = 6, 150, 120, 70
+    bp, a, b = [], [], []
+    for p in range(n1):                       # one battle of tiers 5 vs 2
+        bp.append(p), a.append(5), b.append(2)
+    for p in range(n1, n1 + n2):              # tiers {0, 1, 3} all against each other
+        for x, y in ((0, 1), (0, 3), (1, 3)):
+            bp.append(p), a.append(x), b.append(y)
+    for p in range(n1 + n2, n1 + n2 + n3):    # random pairs
+        for _ in range(8):
+            x, y = rng.choice(T, 2, replace=False)
+            bp.append(p), a.append(x), b.append(y)
+    bp, a, b = map(np.array, (bp, a, b))
+    out = rng.choice([0.0, 0.5, 1.0], bp.size)
+    emb = rng.standard_normal((n1 + n2 + n3, 24)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    m = SWModel(emb, bp, a, b, out, T, precision="float32")
+    assert m.dense and len(m.blocks) >= 3
+    assert sum(ct.size for *_, ct in m.blocks) < m.C.size / 2
+    q = emb[:5] + 0.2 * rng.standard_normal((5, 24)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    S = q.astype(np.float64) @ emb.T.astype(np.float64)
+    w = np.exp(m._log_weights(S, S.max(axis=1, keepdims=True)))
+    np.testing.assert_allclose(m._counts_exact(q), w @ m.C, rtol=1e-5)

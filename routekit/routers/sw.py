@@ -110,7 +110,7 @@ def check_options(*, weighting=None, gamma=None, mode="exact", remainder="moment
 
 
 def bt_fit(wins: np.ndarray, *, ridge: float = DEFAULT_RIDGE, theta0: np.ndarray | None = None,
-           tol: float = 1e-8, max_iter: int = 50, max_step: float = 4.0) -> np.ndarray:
+           tol: float = 1e-6, max_iter: int = 50, max_step: float = 4.0) -> np.ndarray:
     """Weighted Bradley–Terry MLE from win-count matrices, batched.
 
     ``wins[..., i, j]`` is the (weighted) number of wins of player ``i`` over ``j`` (a tie adds ½ to
@@ -119,9 +119,14 @@ def bt_fit(wins: np.ndarray, *, ridge: float = DEFAULT_RIDGE, theta0: np.ndarray
     with the shape of ``wins`` minus its last axis, in natural-log logit units.
     """
     W = np.asarray(wins, dtype=np.float64)
-    single = W.ndim == 2
-    if single:
-        W = W[None]
+    if W.ndim == 2 or W.shape[0] == 1:  # one query (the latency path): fewer array operations
+        W1 = W.reshape(W.shape[-2:]).copy()
+        np.fill_diagonal(W1, 0.0)
+        N1 = W1 + W1.T
+        lam1 = ridge * float(N1.sum()) / (2.0 * W1.shape[0])
+        th = np.zeros(W1.shape[0]) if theta0 is None else np.array(theta0, dtype=np.float64)
+        th = _bt_newton_one(W1, N1, lam1 if lam1 > 0 else 1e-12, th, tol, max_iter, max_step)
+        return th if W.ndim == 2 else th[None]
     B, T, _ = W.shape
     W = W.copy()
     W[:, np.arange(T), np.arange(T)] = 0.0
@@ -129,9 +134,6 @@ def bt_fit(wins: np.ndarray, *, ridge: float = DEFAULT_RIDGE, theta0: np.ndarray
     lam = ridge * N.sum(axis=(1, 2)) / (2.0 * T)
     lam = np.where(lam > 0, lam, 1e-12)[:, None]
     theta = np.zeros((B, T)) if theta0 is None else np.broadcast_to(np.asarray(theta0, float), (B, T)).copy()
-    if B == 1:  # one query (the latency path): the same Newton steps with fewer array operations
-        theta[0] = _bt_newton_one(W[0], N[0], float(lam[0, 0]), theta[0], tol, max_iter, max_step)
-        return theta[0] if single else theta
     eye = np.eye(T)
     active = np.ones(B, dtype=bool)
     for _ in range(max_iter):
@@ -150,7 +152,7 @@ def bt_fit(wins: np.ndarray, *, ridge: float = DEFAULT_RIDGE, theta0: np.ndarray
         active[idx[done]] = False
         if not active.any():
             break
-    return theta[0] if single else theta
+    return theta
 
 
 def _bt_newton_one(W: np.ndarray, N: np.ndarray, lam: float, theta: np.ndarray, tol: float, max_iter: int,
@@ -203,6 +205,37 @@ def pair_counts(battle_prompt, tier_a, tier_b, outcome, n_tiers: int):
     return prompt[order], pair[order], cnt[order], n_same
 
 
+def count_blocks(C: np.ndarray, pairs: np.ndarray, n_tiers: int, *, min_rows: int = 64):
+    """Split the dense prompt × pair count matrix into blocks of prompts that battle in the same
+    tier pairs, each keeping only its own columns: ``[(rows or None, cols, Cᵀ block float32)]``.
+
+    Training sets mix sources with very different battle patterns (a benchmark question with one
+    battle of the pair; 11 models on every RouterBench prompt; all 15 models on an Arena prompt), so
+    most of the full matrix is zeros.  The blocks hold the same numbers in ~¼ of the bytes the
+    per-query weighted sum has to read.  Groups under ``min_rows`` prompts share one block."""
+    T = n_tiers
+    a, b = pairs // T, pairs % T
+    unordered = np.minimum(a, b) * T + np.maximum(a, b)  # both directions of a pair share a key
+    uniq, ucol = np.unique(unordered, return_inverse=True)
+    support = np.zeros((C.shape[0], uniq.size), dtype=bool)
+    rr, cc = np.nonzero(C)
+    support[rr, ucol[cc]] = True
+    keys, group = np.unique(np.packbits(support, axis=1), axis=0, return_inverse=True)
+    group = group.reshape(-1)
+    sizes = np.bincount(group, minlength=len(keys))
+    small = sizes[group] < min_rows
+    groups = [np.flatnonzero((group == g) & ~small) for g in np.flatnonzero(sizes >= min_rows)]
+    if small.any():
+        groups.append(np.flatnonzero(small))
+    if len(groups) == 1:
+        return [(None, np.arange(pairs.size), np.ascontiguousarray(C.T, dtype=np.float32))]
+    blocks = []
+    for rows in groups:
+        cols = np.flatnonzero(np.isin(ucol, np.unique(ucol[np.nonzero(C[rows])[1]])))
+        blocks.append((rows, cols, np.ascontiguousarray(C[np.ix_(rows, cols)].T, dtype=np.float32)))
+    return blocks
+
+
 class SWModel:
     """The numeric core of the SW router: battles + prompt embeddings -> P(tier s beats tier w).
 
@@ -241,7 +274,7 @@ class SWModel:
             C = np.zeros((self.n_prompts, self.pairs.size))
             C[prompt, col] = cnt
             self.C = C
-            self.CT = np.ascontiguousarray(C.T, dtype=np.float32)  # pair-major, for the SIMD kernel
+            self.blocks = count_blocks(C, self.pairs, self.T)
         else:
             self.ent_prompt, self.ent_count = prompt, cnt
             self.starts = np.searchsorted(col, np.arange(self.pairs.size))
@@ -286,10 +319,14 @@ class SWModel:
                 return w @ self.C
             if _faiss_ip is None:  # pragma: no cover - faiss is a dependency
                 return np.einsum("bp,pk->bk", w, self.C)
-            out = np.empty((w.shape[0], self.CT.shape[0]), dtype=np.float32)
-            for i, row in enumerate(np.ascontiguousarray(w, dtype=np.float32)):
-                _faiss_ip(out[i], row, self.CT)  # W[pair] = <w, C[:, pair]>, single-threaded SIMD
-            return out.astype(np.float64)
+            out = np.zeros((w.shape[0], self.pairs.size))
+            part = np.empty(self.pairs.size, dtype=np.float32)
+            for rows, cols, CT in self.blocks:
+                wb = np.ascontiguousarray(w if rows is None else w[:, rows], dtype=np.float32)
+                for i, row in enumerate(wb):
+                    _faiss_ip(part, row, CT)  # W[pair] = <w, C[:, pair]>, single-threaded SIMD
+                    out[i, cols] += part[:len(cols)]
+            return out
         vals = w.T[self.ent_prompt] * self.ent_count[:, None]  # (entries, B), grouped by pair
         return np.add.reduceat(vals, self.starts, axis=0).T
 
@@ -380,6 +417,8 @@ class SWModel:
         """Per-prompt BT tier strengths θ ``(B, T)`` (natural-log logit units, mean ≈ 0)."""
         Q = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
         chunk = chunk or max(1, int(4_000_000 // max(self.n_prompts, 1)))
+        if Q.shape[0] == 1:
+            return bt_fit(self.pair_wins(Q), ridge=self.ridge, theta0=self.theta0)
         parts = [bt_fit(self.pair_wins(Q[i:i + chunk]), ridge=self.ridge, theta0=self.theta0)
                  for i in range(0, Q.shape[0], chunk)]
         return np.concatenate(parts) if parts else np.zeros((0, self.T))

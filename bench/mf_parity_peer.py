@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-_ROOT = Path(__file__).resolve().parents[2]  # the folder holding this repo, ../shared and ../peer
-PEER_PYTHON = os.environ.get("PEER_PYTHON", str(_ROOT / "peer" / "venv" / "bin" / "python"))
-PEER_CKPT = os.environ.get("PEER_ASSETS", str(_ROOT / "peer" / "peer-assets")) + "/mf_ckpt"
+from _common import PEER_ASSETS, PEER_PY as PEER_PYTHON  # noqa: E402 - bench/ is on sys.path
+
+PEER_CKPT = PEER_ASSETS + "/mf_ckpt"
 PAIRS = [("gpt-4-1106-preview", "mixtral-8x7b-instruct-v0.1"), ("claude-2.1", "llama-2-7b-chat"),
          ("gpt-3.5-turbo-0613", "gpt-4-0613"), ("zephyr-7b-beta", "RWKV-4-Raven-14B")]
 

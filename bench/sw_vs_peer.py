@@ -21,7 +21,6 @@ import argparse
 import gc
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,18 +32,7 @@ import numpy as np
 from routekit.bench_peer import synthetic_battles
 from routekit.routers.sw import SWModel
 
-_ROOT = Path(__file__).resolve().parents[2]  # the folder holding this repo, ../shared and ../peer
-
-PEER_PY = os.environ.get("PEER_PYTHON", str(_ROOT / "peer" / "venv" / "bin" / "python"))
-PEER_SCRIPT = str(_ROOT / "shared" / "bench" / "peer" / "bench_peer.py")
-
-
-def uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-
-
-def p50(lat):
-    return round(1e3 * statistics.median(lat), 3)
+from _common import PEER_PY, PEER_SCRIPT, p50, uptime  # noqa: E402 - bench/ is on sys.path
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import BadArtifactError
+from .errors import BadArtifactError, BadInputError
 
 _SESSIONS: dict[tuple, object] = {}
 _LOCK = threading.Lock()
@@ -257,6 +257,10 @@ def _int8_ip_model(bt: np.ndarray, scale: np.ndarray) -> bytes:
     return b"".join([_field(1, 8), opsets, _field(7, graph)])
 
 
+#: Protocol-buffer messages (the model bytes) must stay under 2 GiB; leave room for the graph.
+INT8_MAX_BYTES = 2**31 - 2**24
+
+
 class Int8InnerProduct:
     """``Q @ M.T`` for a fixed float matrix ``M`` (n × d) held as int8 with one scale per row.
 
@@ -276,6 +280,8 @@ class Int8InnerProduct:
         if M.ndim != 2 or M.shape[0] == 0 or M.shape[1] == 0:
             raise BadArtifactError(f"int8 inner product needs a non-empty 2-D matrix, got shape {M.shape}")
         self.n, self.dim = n, _ = M.shape
+        if n * self.dim > INT8_MAX_BYTES:
+            raise BadInputError(f"a {n} × {self.dim} int8 matrix does not fit one ONNX model (2 GiB limit)")
         amax = np.abs(M).max(axis=1).astype(np.float32)
         scale = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
         bt = np.empty((self.dim, n), dtype=np.int8)
@@ -292,7 +298,10 @@ class Int8InnerProduct:
             opts.inter_op_num_threads = 1
         model = _int8_ip_model(bt, scale)
         del bt
-        self.session = ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # e.g. an onnxruntime build without the com.microsoft contrib ops
+            raise BadArtifactError(f"onnxruntime cannot run the int8 inner product ({exc})") from exc
 
     def __call__(self, Q: np.ndarray) -> np.ndarray:
         """Inner products ``(B, n)`` float32 of queries ``(B, d)`` with every row of the matrix.

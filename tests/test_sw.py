@@ -311,3 +311,17 @@ def test_count_blocks_hold_the_same_counts():
     S = q.astype(np.float64) @ emb.T.astype(np.float64)
     w = np.exp(m._log_weights(S, S.max(axis=1, keepdims=True)))
     np.testing.assert_allclose(m._counts_exact(q), w @ m.C, rtol=1e-5)
+
+
+def test_int8_falls_back_to_float32_when_it_cannot_run(monkeypatch):
+    import routekit.session as session
+
+    emb, bp, a, b, out = synthetic(seed=17)
+    monkeypatch.setattr(session, "INT8_MAX_BYTES", 100)  # as if the matrix were over the 2 GiB limit
+    with pytest.warns(UserWarning, match="float32"):
+        m = SWModel(emb, bp, a, b, out, 6)
+    assert m.precision == "float32" and m._ip is None
+    ref = SWModel(emb, bp, a, b, out, 6, precision="float32")
+    np.testing.assert_array_equal(m.scores(emb[:5], 5, 0), ref.scores(emb[:5], 5, 0))
+    with pytest.raises(BadInputError, match="2 GiB"):
+        session.Int8InnerProduct(emb)

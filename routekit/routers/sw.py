@@ -60,7 +60,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BadArtifactError, BadInputError
+from ..errors import BadArtifactError, BadInputError, RoutekitError
 from ..router import Router
 from ..session import Int8InnerProduct, encoder_from_manifest
 
@@ -280,7 +280,11 @@ class SWModel:
             self.starts = np.searchsorted(col, np.arange(self.pairs.size))
         self.index = self._ip = None
         if mode == "exact" and precision == "int8" and self.n_prompts:
-            self._ip = Int8InnerProduct(self.E, threads=threads)
+            try:
+                self._ip = Int8InnerProduct(self.E, threads=threads)
+            except RoutekitError as exc:  # too large for one ONNX model, or no contrib ops: stay exact
+                warnings.warn(f"SW: int8 similarities unavailable ({exc}); using float32", stacklevel=2)
+                self.precision = "float32"
         if mode == "fast":
             self._init_fast(prompt, col, cnt, k, index)
 

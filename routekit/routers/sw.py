@@ -225,15 +225,24 @@ def count_blocks(C: np.ndarray, pairs: np.ndarray, n_tiers: int, *, min_rows: in
     sizes = np.bincount(group, minlength=len(keys))
     small = sizes[group] < min_rows
     groups = [np.flatnonzero((group == g) & ~small) for g in np.flatnonzero(sizes >= min_rows)]
-    if small.any():
-        groups.append(np.flatnonzero(small))
+
+    def columns(rows):
+        return np.flatnonzero(np.isin(ucol, np.unique(ucol[np.nonzero(C[rows])[1]])))
+
+    cols = [columns(rows) for rows in groups]
+    if small.any():  # the few leftover prompts join the narrowest block that has all their columns
+        rest = np.flatnonzero(small)
+        need = columns(rest)
+        fits = [i for i, c in enumerate(cols) if np.isin(need, c).all()]
+        if fits:
+            i = min(fits, key=lambda j: cols[j].size)
+            groups[i] = np.sort(np.concatenate([groups[i], rest]))
+        else:
+            groups.append(rest)
+            cols.append(need)
     if len(groups) == 1:
         return [(None, np.arange(pairs.size), np.ascontiguousarray(C.T, dtype=np.float32))]
-    blocks = []
-    for rows in groups:
-        cols = np.flatnonzero(np.isin(ucol, np.unique(ucol[np.nonzero(C[rows])[1]])))
-        blocks.append((rows, cols, np.ascontiguousarray(C[np.ix_(rows, cols)].T, dtype=np.float32)))
-    return blocks
+    return [(rows, c, np.ascontiguousarray(C[np.ix_(rows, c)].T, dtype=np.float32)) for rows, c in zip(groups, cols)]
 
 
 class SWModel:

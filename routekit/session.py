@@ -279,7 +279,8 @@ class Int8InnerProduct:
         M = np.asarray(matrix)
         if M.ndim != 2 or M.shape[0] == 0 or M.shape[1] == 0:
             raise BadArtifactError(f"int8 inner product needs a non-empty 2-D matrix, got shape {M.shape}")
-        self.n, self.dim = n, _ = M.shape
+        n, d = M.shape
+        self.n, self.dim = n, d
         if n * self.dim > INT8_MAX_BYTES:
             raise BadInputError(f"a {n} × {self.dim} int8 matrix does not fit one ONNX model (2 GiB limit)")
         amax = np.abs(M).max(axis=1).astype(np.float32)
@@ -309,6 +310,8 @@ class Int8InnerProduct:
         One query per run: onnxruntime quantises its float input with one scale per call, so a
         batched call would make a query's result depend on its batch-mates."""
         Q = np.ascontiguousarray(np.atleast_2d(Q), dtype=np.float32)
+        if Q.ndim != 2 or Q.shape[1] != self.dim:
+            raise BadInputError(f"queries must be (n × {self.dim}), got shape {Q.shape}")
         if Q.shape[0] == 1:
             return self.session.run(None, {"q": Q})[0]
         if Q.shape[0] == 0:

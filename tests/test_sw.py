@@ -102,6 +102,8 @@ def test_int8_inner_product_edge_cases():
     q = np.arange(16, dtype=np.float32).reshape(2, 8) / 10
     np.testing.assert_allclose(ip(q), q @ M.T, atol=0.02)  # a zero row stays zero, no NaN
     assert ip(np.zeros((0, 8))).shape == (0, 5)
+    with pytest.raises(BadInputError, match="queries"):
+        ip(np.zeros((2, 7)))
     with pytest.raises(BadArtifactError):
         Int8InnerProduct(np.zeros((0, 8)))
 

@@ -212,7 +212,8 @@ def count_blocks(C: np.ndarray, pairs: np.ndarray, n_tiers: int, *, min_rows: in
     Training sets mix sources with very different battle patterns (a benchmark question with one
     battle of the pair; 11 models on every RouterBench prompt; all 15 models on an Arena prompt), so
     most of the full matrix is zeros.  The blocks hold the same numbers in ~¼ of the bytes the
-    per-query weighted sum has to read.  Groups under ``min_rows`` prompts share one block."""
+    per-query weighted sum has to read.  Prompts in groups under ``min_rows`` join the narrowest
+    block that holds all their pairs (or form one more block)."""
     T = n_tiers
     a, b = pairs // T, pairs % T
     unordered = np.minimum(a, b) * T + np.maximum(a, b)  # both directions of a pair share a key
@@ -242,7 +243,8 @@ def count_blocks(C: np.ndarray, pairs: np.ndarray, n_tiers: int, *, min_rows: in
             cols.append(need)
     if len(groups) == 1:
         return [(None, np.arange(pairs.size), np.ascontiguousarray(C.T, dtype=np.float32))]
-    return [(rows, c, np.ascontiguousarray(C[np.ix_(rows, c)].T, dtype=np.float32)) for rows, c in zip(groups, cols)]
+    return [(rows, c, np.ascontiguousarray(C[np.ix_(rows, c)].T, dtype=np.float32))
+            for rows, c in zip(groups, cols)]
 
 
 class SWModel:

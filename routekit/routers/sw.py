@@ -35,8 +35,8 @@ memory-bound (55k × 1536 float32 = 338 MB per query).  By default (``precision=
 keeps the embeddings as int8 with one scale per prompt and lets onnxruntime's integer GEMM compute
 the cosines (:class:`routekit.session.Int8InnerProduct`): a quarter of the bytes, every battle still
 counted.  The cosines are then accurate to ~1e-3 (rounding of both sides), which moved P(strong) by
-1.2e-4 on average (max 4.4e-3) on the 1,513 dev MMLU prompts with the shipped artifact and left its
-APGR unchanged (0.5705 vs 0.5695).  ``precision="float32"`` gives the textbook computation: for one to
+9.5e-5 on average (max 1.2e-3) on the 1,513 dev MMLU prompts with the shipped artifact and left its
+APGR unchanged (0.5710 vs 0.5695).  ``precision="float32"`` gives the textbook computation: for one to
 ``SMALL_BATCH`` queries faiss's single-threaded SIMD inner-product kernel (a multi-threaded BLAS
 matrix-vector product gained little and stalled for 10–20 ms whenever another process held a core on
 the 2-core box), BLAS for larger batches.  FAISS searches in fast mode run with FAISS's own OpenMP

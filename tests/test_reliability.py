@@ -87,6 +87,14 @@ def test_concurrent_small(default_router):
     _concurrent(default_router, 4, 64)
 
 
+@pytest.mark.parametrize("name", ["sw", "bert"])
+def test_concurrent_shipped_sw_and_bert(name):
+    """The int8 similarity session (SW) and the one-prompt BERT graph, shared by threads."""
+    import routekit
+
+    _concurrent(routekit.load(name), 4, 48)
+
+
 @pytest.mark.slow
 def test_concurrent_8x500(default_router):
     _concurrent(default_router, 8, 4000)

@@ -37,8 +37,8 @@ def run(url: str, concurrency: int, requests: int, token: str | None = None) -> 
                 t0 = time.perf_counter()
                 try:
                     r = c.post("/v1/route", json={"prompt": f"{PROMPTS[(k + i) % len(PROMPTS)]} ({k}.{i})"})
-                    ok = r.status_code == 200
-                except httpx.HTTPError as exc:
+                    ok = r.status_code == 200 and r.json().get("route") in ("strong", "weak")
+                except (httpx.HTTPError, ValueError) as exc:  # transport error, or a body that is not JSON
                     ok, r = False, exc
                 dt = time.perf_counter() - t0
                 with lock:

@@ -473,6 +473,7 @@ def train_bert(ex: Examples, base_dir: Path, work_dir: Path, cfg: BertTrainConfi
         "config": asdict(cfg), "steps_done": step, "stopped_by_time_budget": stopped_early,
         "train_wall_s": round(elapsed, 1), "examples": {"train": int(len(train_idx)), "val": int(len(val_idx))},
         "val": evaluate_examples(model, tok, ex, val_idx, cfg), "history": history[-20:],
+        "examples_fingerprint": fp,
     }
     out = work_dir / "model"
     shutil.rmtree(out, ignore_errors=True)
@@ -508,15 +509,17 @@ def build_bert(out: Path, *, data_dir: Path, work_dir: Path, cfg: BertTrainConfi
                calib_limit: int | None = None, resume: bool = False, overwrite: bool = False,
                name: str = "bert", show_progress: bool = True, layers: int | None = None,
                teacher_dir: Path | None = None, distill_alpha: float = 1.0,
-               distill_prompts: tuple[list[str], str] | None = None, base_license: str | None = None) -> dict:
+               distill_prompts: tuple[list[str], str] | None = None, base_license: str | None = None,
+               examples: Examples | None = None) -> dict:
     """Train (or resume), export to ONNX (optionally int8) and write a calibrated ``bert`` artifact.
 
     ``layers`` keeps only the base model's first N encoder layers (:func:`truncate_layers`, written to
     ``work_dir/base-lN``); ``teacher_dir`` trains on the teacher's soft labels mixed with the data's
     (:func:`distill_examples`, weight ``distill_alpha`` on the teacher); ``distill_prompts=(prompts,
     description)`` adds unlabelled prompts scored by the teacher only.  ``base_license`` is recorded
-    as the weights' licence when ``base_dir`` is given (default: "unknown"; MiniLM's own otherwise)."""
-    from .build import calibration_prompts
+    as the weights' licence when ``base_dir`` is given (default: "unknown"; MiniLM's own otherwise).
+    ``examples``: the training examples if the caller already loaded them (same arguments)."""
+    from .build import calibration_prompts, noncommercial_fields
     from .convert import convert_bert
     from .encoder import ENCODER_ID, ENCODER_LICENSE, ENCODER_PACKAGE, minilm_dir
 
@@ -525,7 +528,8 @@ def build_bert(out: Path, *, data_dir: Path, work_dir: Path, cfg: BertTrainConfi
     base = Path(base_dir) if base_dir else minilm_dir()
     base_desc = (f"{ENCODER_ID} (PyPI package {ENCODER_PACKAGE}, {ENCODER_LICENSE})" if base_dir is None
                  else str(base_dir))
-    ex = load_examples(data_dir, allow_noncommercial=allow_noncommercial, tier_width=cfg.tier_width, limit=limit)
+    ex = examples if examples is not None else load_examples(
+        data_dir, allow_noncommercial=allow_noncommercial, tier_width=cfg.tier_width, limit=limit)
     labelled = ex
     if layers:
         cut = Path(work_dir) / f"base-l{int(layers)}"
@@ -559,9 +563,7 @@ def build_bert(out: Path, *, data_dir: Path, work_dir: Path, cfg: BertTrainConfi
                                     + (" by distillation from a teacher" if teacher_dir is not None else ""),
                      "training": {
                          "examples": len(ex), "sources": ex.sources, "labelling": ex.sides,
-                         "noncommercial_rows_included": allow_noncommercial,
-                         "note": ("research artifact: trained on CC BY-NC rows, not for commercial use"
-                                  if allow_noncommercial else "AlpacaEval (CC BY-NC 4.0) rows excluded"),
+                         **noncommercial_fields(allow_noncommercial),
                      },
                      "metrics": {"validation": metrics["val"], "steps": metrics["steps_done"],
                                  **({"validation_vs_labels": metrics["val_vs_labels"],
@@ -570,5 +572,4 @@ def build_bert(out: Path, *, data_dir: Path, work_dir: Path, cfg: BertTrainConfi
                                  "stopped_by_time_budget": metrics["stopped_by_time_budget"],
                                  "train_wall_s": metrics["train_wall_s"], "config": metrics["config"]},
                  })
-    metrics["examples_fingerprint"] = ex.fingerprint()
     return metrics

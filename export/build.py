@@ -11,7 +11,7 @@ import numpy as np
 import routekit
 from routekit import artifact
 from routekit.calibrate import calibration_table
-from routekit.session import Encoder
+from routekit.session import Encoder, encoder_from_spec
 
 from . import data as D
 from .embed import embed_texts
@@ -23,12 +23,23 @@ ENCODER_SPEC = "encoder.json"
 def build_encoder(out: Path, *, int8: bool = True, max_length: int = 256, overwrite: bool = False) -> Path:
     """An encoder folder (``encoder.onnx``, ``tokenizer.json``, ``encoder.json``) reused by every router."""
     out = Path(out)
+    tmp = partial_encoder_dir(out, overwrite)
+    return publish_encoder_dir(tmp, out, write_encoder(tmp, int8=int8, max_length=max_length))
+
+
+def partial_encoder_dir(out: Path, overwrite: bool) -> Path:
+    """An empty scratch folder beside ``out`` to build an encoder folder in (``out`` must not exist
+    unless ``overwrite``)."""
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; use --force to replace it")
     tmp = out.with_name(f".{out.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    spec = write_encoder(tmp, int8=int8, max_length=max_length)
-    spec["sha256"] = artifact.sha256_file(tmp / spec["file"])
+    return tmp
+
+
+def publish_encoder_dir(tmp: Path, out: Path, spec: dict) -> Path:
+    """Write ``spec`` (with the model file's sha256) as ``encoder.json`` into ``tmp``, then replace ``out``."""
+    spec = dict(spec, sha256=artifact.sha256_file(tmp / spec["file"]))
     (tmp / ENCODER_SPEC).write_text(json.dumps(spec, indent=2) + "\n")
     if out.exists():
         shutil.rmtree(out)
@@ -42,14 +53,9 @@ def load_encoder(folder: Path, threads: int | None = None) -> tuple[Encoder, dic
     if not spec_path.is_file():
         raise SystemExit(f"{folder}: not an encoder folder (run `routekit-export encoder --out {folder}` first)")
     spec = json.loads(spec_path.read_text())
-    if spec.get("kind") == "static":
-        from routekit.session import StaticEncoder
-
-        table = np.load(folder / spec["file"], allow_pickle=False)
-        return StaticEncoder(table, folder / spec["tokenizer"], max_length=spec["max_length"]), spec
-    enc = Encoder(folder / spec["file"], folder / spec["tokenizer"], key=spec["sha256"],
-                  max_length=spec["max_length"], output=spec.get("output"), threads=threads,
-                  row_by_row="dynamic" in spec.get("quantization", ""))
+    enc = encoder_from_spec(spec, path=lambda rel: folder / rel,
+                            array=lambda rel: np.load(folder / rel, allow_pickle=False),
+                            key=lambda rel: spec["sha256"], where=str(folder), threads=threads)
     return enc, spec
 
 
@@ -60,15 +66,23 @@ def copy_encoder(folder: Path, dest: Path) -> dict:
     return {k: v for k, v in spec.items() if k != "sha256"}
 
 
+def pair_fields(models, strong: str = D.STRONG, weak: str = D.WEAK) -> dict:
+    """A manifest's ``pair``, ``models`` and the known aliases that name one of those models."""
+    models = list(models)
+    return {"pair": {"strong": strong, "weak": weak}, "models": models,
+            "aliases": {k: v for k, v in D.ALIASES.items() if v in models and k not in models}}
+
+
+def noncommercial_fields(allow_noncommercial: bool) -> dict:
+    """The manifest's record of whether CC BY-NC (AlpacaEval) rows went into training."""
+    return {"noncommercial_rows_included": allow_noncommercial,
+            "note": ("research artifact: trained on CC BY-NC rows, not for commercial use"
+                     if allow_noncommercial else "AlpacaEval (CC BY-NC 4.0) rows excluded")}
+
+
 def training_section(battles: D.Battles, allow_noncommercial: bool) -> dict:
-    return {
-        "battles": len(battles),
-        "prompts": len(battles.prompts),
-        "sources": battles.sources,
-        "noncommercial_rows_included": allow_noncommercial,
-        "note": ("research artifact: trained on CC BY-NC rows, not for commercial use"
-                 if allow_noncommercial else "AlpacaEval (CC BY-NC 4.0) rows excluded"),
-    }
+    return {"battles": len(battles), "prompts": len(battles.prompts), "sources": battles.sources,
+            **noncommercial_fields(allow_noncommercial)}
 
 
 def calibrate_in_place(writer: artifact.ArtifactWriter, prompts: list[str], source: str) -> dict:
@@ -102,9 +116,7 @@ def build_mf(out: Path, *, encoder_dir: Path, data_dir: Path, cfg, allow_noncomm
         w.manifest.update({
             "name": name, "kind": "mf",
             "description": "Matrix-factorisation router (RouteLLM §4) on MiniLM-L6 embeddings",
-            "pair": {"strong": D.STRONG, "weak": D.WEAK},
-            "models": battles.models,
-            "aliases": {k: v for k, v in D.ALIASES.items() if v in battles.models},
+            **pair_fields(battles.models),
             "encoder": enc_section,
             "router": {"weights": "mf.npz", "hidden": cfg.hidden},
             "training": training_section(battles, allow_noncommercial),

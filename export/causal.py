@@ -439,7 +439,7 @@ def build_causal(out: Path, *, data_dir: Path, cfg: CausalConfig, base_dir: Path
     """Train on the shared data and write the artifact (the ``train-causal`` command)."""
     import tempfile
 
-    from .build import calibration_prompts
+    from .build import calibration_prompts, noncommercial_fields
 
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; use --force to replace it")
@@ -470,9 +470,7 @@ def build_causal(out: Path, *, data_dir: Path, cfg: CausalConfig, base_dir: Path
                              "label_mapping": "judge margin s-w: >=4:1, >=2:2, >0:3, 0:4, <0:5; winner only: "
                                               "strong 2, tie 4, weak 5; golden: only strong right 1, both "
                                               "wrong 4, weak right 5",
-                             "noncommercial_rows_included": allow_noncommercial,
-                             "note": ("research artifact: trained on CC BY-NC rows, not for commercial use"
-                                      if allow_noncommercial else "AlpacaEval (CC BY-NC 4.0) rows excluded")},
+                             **noncommercial_fields(allow_noncommercial)},
                 "metrics": {"validation": metrics["final"]["val"], "train": metrics["final"]["train"],
                             "config": metrics["config"]},
             },

@@ -256,11 +256,12 @@ def main(argv: list[str] | None = None) -> int:
                                   time_budget_s=None if args.time_budget is None else 60.0 * args.time_budget,
                                   save_every=args.save_every, threads=args.threads)
             work = args.work or args.out.with_name(args.out.name + ".train")
-            base = args.base
+            base, ex = args.base, None
             if args.tiny and base is None:
                 base = work / "tiny-base"
                 if not (base / "config.json").is_file():
-                    ex = load_examples(args.data, tier_width=args.tier_width, limit=args.limit)
+                    ex = load_examples(args.data, allow_noncommercial=args.allow_noncommercial,
+                                       tier_width=args.tier_width, limit=args.limit)
                     tiny_base_model(base, ex.prompts[:2000])
             metrics = build_bert(args.out, data_dir=args.data, work_dir=work, cfg=cfg, base_dir=base,
                                  int8=args.int8, allow_noncommercial=args.allow_noncommercial, limit=args.limit,
@@ -269,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
                                  teacher_dir=args.teacher, distill_alpha=args.distill_alpha,
                                  distill_prompts=None if args.distill_prompts is None else
                                  (read_prompts(args.distill_prompts), str(args.distill_prompts)),
-                                 base_license=args.base_license)
+                                 base_license=args.base_license, examples=ex)
             print(json.dumps({"artifact": str(args.out), "steps": metrics["steps_done"],
                               "stopped_by_time_budget": metrics["stopped_by_time_budget"],
                               "train_wall_s": metrics["train_wall_s"], "val": metrics["val"]}, indent=2))

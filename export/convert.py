@@ -171,7 +171,7 @@ def convert_bert(checkpoint_dir, out_dir, int8: bool = False, *, max_length: int
     ``"batch_size": 1`` and the runtime never pads.  ``calibration=(prompts, description)`` stores
     the win-rate quantiles so that ``strong_fraction=`` works.  ``extra`` is merged into the manifest.
     """
-    from .build import calibrate_in_place
+    from .build import calibrate_in_place, pair_fields
     from .bert import load_classifier
     from .encoder import quantize_int8
 
@@ -203,9 +203,7 @@ def convert_bert(checkpoint_dir, out_dir, int8: bool = False, *, max_length: int
         w.manifest.update({
             "name": name or out_dir.name, "kind": "bert",
             "description": "BERT-family 3-label classifier router (RouteLLM §4)",
-            "pair": {"strong": strong, "weak": weak},
-            "models": [strong, weak],
-            "aliases": {k: v for k, v in D.ALIASES.items() if v in (strong, weak)},
+            **pair_fields([strong, weak], strong, weak),
             "encoder": {
                 "file": "classifier.onnx", "tokenizer": "tokenizer.json", "output": "logits",
                 "max_length": max_length, "n_labels": 3,
@@ -390,7 +388,7 @@ def convert_mf(checkpoint_dir, out_dir, *, models=None, strong: str = D.STRONG, 
 
     import numpy as np
 
-    from .build import calibrate_in_place
+    from .build import calibrate_in_place, pair_fields
     from routekit.calibrate import calibration_table
 
     checkpoint_dir, out_dir = Path(checkpoint_dir), Path(out_dir)
@@ -421,9 +419,7 @@ def convert_mf(checkpoint_dir, out_dir, *, models=None, strong: str = D.STRONG, 
             "description": (f"Matrix-factorisation router converted from a RouteLLM MF checkpoint; prompts are "
                             f"embedded with {embedding_model} through the OpenAI API "
                             "(pip install 'routekit[openai]', key in $" + api_key_env + ")"),
-            "pair": {"strong": strong, "weak": weak},
-            "models": table,
-            "aliases": {k: v for k, v in D.ALIASES.items() if v in table and k not in table},
+            **pair_fields(table, strong, weak),
             "encoder": encoder,
             "router": {"weights": "mf.npz", "hidden": int(dim), "source_format": "routellm-mf",
                        "formula": "delta(M,q) = head . (normalize(P_M) * (W q)); model_emb = normalize(P), "

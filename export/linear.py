@@ -295,7 +295,7 @@ def build_linear(out: Path, *, encoder_dir: Path, data_dir: Path, cfg: LinearCon
     import routekit
     from routekit import artifact
 
-    from .build import calibrate_in_place, calibration_prompts, copy_encoder, load_encoder
+    from .build import calibrate_in_place, calibration_prompts, copy_encoder, load_encoder, pair_fields
     from .embed import embed_texts
 
     table = load_prompt_table(data_dir)
@@ -311,9 +311,7 @@ def build_linear(out: Path, *, encoder_dir: Path, data_dir: Path, cfg: LinearCon
             "name": name, "kind": "linear",
             "description": ("Linear head on MiniLM-L6 embedding + word-piece tf-idf + surface features, "
                             "trained on pair golden labels and multi-model difficulty (stacked)"),
-            "pair": {"strong": D.STRONG, "weak": D.WEAK},
-            "models": [D.STRONG, D.WEAK],
-            "aliases": {k: v for k, v in D.ALIASES.items() if v in (D.STRONG, D.WEAK)},
+            **pair_fields([D.STRONG, D.WEAK]),
             "encoder": enc_section,
             "router": {"weights": "linear.npz", "features": list(FEATURE_NAMES), "max_chars": 4000},
             "training": {

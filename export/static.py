@@ -8,25 +8,20 @@ Optionally the table is reduced with PCA (fitted on the table itself) to ``dim``
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 
-from routekit import artifact
 from routekit._progress import progress
-
-from .build import ENCODER_SPEC
 
 
 def distill(encoder_dir: Path, out: Path, *, dim: int | None = None, max_length: int = 512,
             batch_size: int = 512, overwrite: bool = False, fp16: bool = False) -> Path:
-    from .build import load_encoder
+    from .build import load_encoder, partial_encoder_dir, publish_encoder_dir
 
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; use --force to replace it")
+    tmp = partial_encoder_dir(out, overwrite)
     enc, spec = load_encoder(encoder_dir)
     if spec.get("kind") == "static":
         raise SystemExit("distil from a neural encoder folder, not a static one")
@@ -46,17 +41,11 @@ def distill(encoder_dir: Path, out: Path, *, dim: int | None = None, max_length:
         mean = rows.mean(0)
         _, _, vt = np.linalg.svd(rows - mean, full_matrices=False)
         rows = (rows - mean) @ vt[:dim].T
-    tmp = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     np.save(tmp / "static.npy", rows.astype(np.float16 if fp16 else np.float32))
     shutil.copyfile(Path(encoder_dir) / spec["tokenizer"], tmp / "tokenizer.json")
     new = {"kind": "static", "file": "static.npy", "tokenizer": "tokenizer.json", "dim": int(rows.shape[1]),
            "max_length": max_length, "pooling": "mean of distilled token vectors", "normalize": True,
            "quantization": "fp16" if fp16 else "fp32", "source": f"distilled from {spec.get('source')} ({spec.get('quantization')})",
-           "license": spec.get("license"), "sha256": artifact.sha256_file(tmp / "static.npy")}
-    (tmp / ENCODER_SPEC).write_text(json.dumps(new, indent=2) + "\n")
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
-    return out
+           "license": spec.get("license")}
+    return publish_encoder_dir(tmp, out, new)

@@ -25,7 +25,8 @@ from routekit import artifact
 from routekit.routers.sw import DEFAULT_RIDGE, SWModel, bt_fit
 
 from . import data as D
-from .build import calibrate_in_place, calibration_prompts, copy_encoder, load_encoder, training_section
+from .build import (calibrate_in_place, calibration_prompts, copy_encoder, load_encoder, pair_fields,
+                    training_section)
 from .embed import embed_texts
 
 #: Grid searched by ``--gamma cv``: (weighting, gamma).
@@ -262,9 +263,7 @@ def build_sw(out: Path, *, encoder_dir: Path, data_dir: Path, cfg: SWConfig | No
             "name": name, "kind": "sw",
             "description": "Similarity-weighted ranking router (RouteLLM §4.1): per-prompt weighted "
                            "Bradley-Terry over model tiers, on MiniLM-L6 embeddings",
-            "pair": {"strong": D.STRONG, "weak": D.WEAK},
-            "models": models,
-            "aliases": {k: v for k, v in D.ALIASES.items() if v in models},
+            **pair_fields(models),
             "encoder": enc_section,
             "router": router,
             "training": training_section(battles, allow_noncommercial),

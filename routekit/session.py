@@ -30,6 +30,25 @@ def default_providers() -> list[str]:
     return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
 
 
+def resolve_threads(threads: int | None) -> int | None:
+    """``threads``, else ``$ROUTEKIT_THREADS``, else ``None`` (onnxruntime's default)."""
+    return int(threads) if threads else int(os.environ.get("ROUTEKIT_THREADS", 0)) or None
+
+
+def session_options(threads: int | None):
+    """Fully optimised, sequential, quiet ORT session options with ``threads`` intra-op threads."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    return opts
+
+
 def onnx_session(path: Path, *, key: str, providers: Sequence[str] | None = None, threads: int | None = None,
                  disabled_optimizers: Sequence[str] = ()):
     """A shared, fully optimised ORT session for ``path`` (``key`` is the file's sha256).
@@ -39,20 +58,14 @@ def onnx_session(path: Path, *, key: str, providers: Sequence[str] | None = None
     import onnxruntime as ort
 
     providers = list(providers) if providers else default_providers()
-    threads = int(threads) if threads else int(os.environ.get("ROUTEKIT_THREADS", 0)) or None
+    threads = resolve_threads(threads)
     disabled = tuple(sorted({str(d) for d in disabled_optimizers or ()}))
     cache_key = (key, tuple(providers), threads) + ((disabled,) if disabled else ())
     with _LOCK:
         sess = _SESSIONS.get(cache_key)
         if sess is not None:
             return sess
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.log_severity_level = 3
-        if threads:
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
+        opts = session_options(threads)
         try:
             extra = {"disabled_optimizers": list(disabled)} if disabled else {}
             sess = ort.InferenceSession(str(path), sess_options=opts, providers=providers, **extra)
@@ -186,19 +199,26 @@ def encoder_from_manifest(manifest, *, providers=None, threads=None, section: st
         from .openai_embedder import OpenAIEmbedder
 
         return OpenAIEmbedder.from_spec(spec)
+    return encoder_from_spec(spec, path=manifest.path, array=manifest.array, key=manifest.file_key,
+                             where=f"{manifest.folder}: {section!r}", providers=providers, threads=threads)
+
+
+def encoder_from_spec(spec: dict, *, path, array, key, where: str, providers=None, threads=None):
+    """The local encoder an ``encoder`` section describes: ``path(rel)``/``array(rel)`` resolve and
+    load its files, ``key(rel)`` is a file's cache key (manifests and export encoder folders alike)."""
     try:
         model_rel, tok_rel = spec["file"], spec["tokenizer"]
         max_length = int(spec.get("max_length", 256))
         disabled = spec.get("ort_disabled_optimizers") or []
         disabled = [disabled] if isinstance(disabled, str) else [str(d) for d in disabled]
     except (KeyError, TypeError, ValueError) as exc:
-        raise BadArtifactError(f"{manifest.folder}: invalid {section!r} section ({exc})") from exc
+        raise BadArtifactError(f"{where}: invalid encoder section ({exc})") from exc
     if spec.get("kind") == "static":
-        table = manifest.array(model_rel)
+        table = array(model_rel)
         if not isinstance(table, np.ndarray) or table.ndim != 2:
-            raise BadArtifactError(f"{manifest.folder}: {model_rel} must be a 2-D token-embedding table")
-        return StaticEncoder(table, manifest.path(tok_rel), max_length=max_length)
-    return Encoder(manifest.path(model_rel), manifest.path(tok_rel), key=manifest.file_key(model_rel),
+            raise BadArtifactError(f"{where}: {model_rel} must be a 2-D token-embedding table")
+        return StaticEncoder(table, path(tok_rel), max_length=max_length)
+    return Encoder(path(model_rel), path(tok_rel), key=key(model_rel),
                    max_length=max_length, providers=providers, threads=threads, output=spec.get("output"),
                    row_by_row="dynamic" in str(spec.get("quantization", "")) or spec.get("batch_size") == 1,
                    disabled_optimizers=disabled)
@@ -289,14 +309,7 @@ class Int8InnerProduct:
         for s in range(0, n, chunk):  # quantise in blocks: no full-size float temporary
             blk = np.asarray(M[s:s + chunk], dtype=np.float32) / scale[s:s + chunk, None]
             bt[:, s:s + chunk] = np.clip(np.rint(blk), -127, 127).astype(np.int8).T
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        threads = int(threads) if threads else int(os.environ.get("ROUTEKIT_THREADS", 0)) or None
-        if n * self.dim < parallel_bytes:
-            threads = 1
-        if threads:
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
+        opts = session_options(1 if n * d < parallel_bytes else resolve_threads(threads))
         model = _int8_ip_model(bt, scale)
         del bt
         try:

@@ -14,8 +14,8 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
-import numpy as np
 import pytest
 
 import routekit
@@ -603,37 +603,14 @@ def test_cli_serve_starts_and_checks_token(upstream, tmp_path):
 
 # -- load ---------------------------------------------------------------------------------------
 def _load_test(url: str, concurrency: int, per_client: int) -> dict:
-    import httpx
+    """examples/load_route.py's bounded load test (so the example is exercised too)."""
+    import importlib.util
 
-    lat: list[float] = []
-    errors: list[str] = []
-    lock = threading.Lock()
-
-    def worker(k: int):
-        with httpx.Client(base_url=url, timeout=30) as c:
-            for i in range(per_client):
-                t0 = time.perf_counter()
-                try:
-                    r = c.post("/v1/route", json={"prompt": f"{PROMPTS[(k + i) % len(PROMPTS)]} #{k}-{i}"})
-                    ok = r.status_code == 200 and r.json()["route"] in ("strong", "weak")
-                except Exception as exc:  # noqa: BLE001 - counted as an error
-                    ok, r = False, exc
-                dt = time.perf_counter() - t0
-                with lock:
-                    lat.append(dt)
-                    if not ok:
-                        errors.append(repr(r))
-
-    t0 = time.perf_counter()
-    ts = [threading.Thread(target=worker, args=(k,)) for k in range(concurrency)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    wall = time.perf_counter() - t0
-    ms = np.array(lat) * 1000
-    return {"requests": len(lat), "errors": len(errors), "first_error": errors[:1], "wall_s": wall,
-            "rps": len(lat) / wall, "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
+    path = Path(__file__).resolve().parents[1] / "examples" / "load_route.py"
+    spec = importlib.util.spec_from_file_location("load_route_example", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.run(url, concurrency, concurrency * per_client)
 
 
 def test_load_route_endpoint(router_server):

@@ -224,11 +224,15 @@ def encoder_from_spec(spec: dict, *, path, array, key, where: str, providers=Non
                    disabled_optimizers=disabled)
 
 
-# --------------------------------------------------------------------------- int8 inner products
-# A one-node ONNX graph, written here as protobuf bytes so the runtime needs no `onnx` package:
-# ``sims = DynamicQuantizeMatMul(q, B, b_scale)`` (com.microsoft).  onnxruntime quantises the float
-# query to uint8 per call and runs a u8×s8 integer GEMM (VNNI where the CPU has it) against the
-# constant int8 matrix, which it pre-packs once at load time.
+# --------------------------------------------------------------------------- small ONNX graphs
+# Small constant-folded graphs (int8 inner products, the SW head) are written here as protobuf
+# bytes, so the runtime needs no `onnx` package.  ``DynamicQuantizeMatMul`` (com.microsoft)
+# quantises its float input to uint8 per call and runs a u8×s8 integer GEMM (VNNI where the CPU has
+# it) against a constant int8 matrix, which onnxruntime pre-packs once at load time.
+
+#: Protocol-buffer messages (the model bytes) must stay under 2 GiB; leave room for the graph.
+INT8_MAX_BYTES = 2**31 - 2**24
+_ELEM_TYPES = {np.dtype(np.float32): 1, np.dtype(np.int8): 3, np.dtype(np.int64): 7, np.dtype(np.float64): 11}
 
 
 def _varint(v: int) -> bytes:
@@ -257,28 +261,87 @@ def _value_info(name: str, elem_type: int, dims: Sequence) -> bytes:
     return _field(1, name) + _field(2, _field(1, tensor_type))                       # ValueInfoProto
 
 
-def _tensor(name: str, arr: np.ndarray, elem_type: int) -> list[bytes]:
-    head = b"".join(_field(1, int(d)) for d in arr.shape) + _field(2, elem_type) + _field(8, name)
+def _tensor(name: str, arr: np.ndarray) -> list[bytes]:
+    head = b"".join(_field(1, int(d)) for d in arr.shape) + _field(2, _ELEM_TYPES[arr.dtype]) + _field(8, name)
     raw = np.ascontiguousarray(arr).tobytes()
     return [head, _varint(9 << 3 | 2), _varint(len(raw)), raw]                        # TensorProto
 
 
-def _int8_ip_model(bt: np.ndarray, scale: np.ndarray) -> bytes:
-    """ModelProto bytes for ``q (b × d, float) -> q @ (bt * scale) (b × n, float)``; ``bt``: d × n int8."""
-    FLOAT, INT8 = 1, 3
-    d, n = bt.shape
-    node = (_field(1, "q") + _field(1, "B") + _field(1, "b_scale") + _field(2, "sims")
-            + _field(4, "DynamicQuantizeMatMul") + _field(7, "com.microsoft"))
-    graph = [_field(1, node), _field(2, "int8_ip"),
-             _field(5, _tensor("B", bt, INT8)), _field(5, _tensor("b_scale", scale, FLOAT)),
-             _field(11, _value_info("q", FLOAT, ["batch", d])),
-             _field(12, _value_info("sims", FLOAT, ["batch", n]))]
-    opsets = _field(8, _field(2, 17)) + _field(8, _field(1, "com.microsoft") + _field(2, 1))
-    return b"".join([_field(1, 8), opsets, _field(7, graph)])
+def _attribute(name: str, value) -> bytes:
+    if isinstance(value, (list, tuple)):                                              # INTS
+        return _field(1, name) + b"".join(_field(8, int(v)) for v in value) + _field(20, 7)
+    return _field(1, name) + _field(3, int(value)) + _field(20, 2)                   # INT
 
 
-#: Protocol-buffer messages (the model bytes) must stay under 2 GiB; leave room for the graph.
-INT8_MAX_BYTES = 2**31 - 2**24
+class OnnxGraph:
+    """Builder for a small ONNX model: constants, nodes, one float input, float outputs."""
+
+    def __init__(self, name: str):
+        self.name, self.nodes, self.constants, self.nbytes = name, [], [], 0
+
+    def const(self, name: str, arr: np.ndarray) -> str:
+        arr = np.ascontiguousarray(arr)
+        self.constants.append(_field(5, _tensor(name, arr)))
+        self.nbytes += arr.nbytes
+        return name
+
+    def op(self, op_type: str, *inputs: str, out: str, domain: str = "", **attrs) -> str:
+        node = [_field(1, i) for i in inputs] + [_field(2, out), _field(4, op_type)]
+        node += [_field(5, _attribute(k, v)) for k, v in attrs.items()]
+        if domain:
+            node.append(_field(7, domain))
+        self.nodes.append(_field(1, node))
+        return out
+
+    def int8_matmul(self, x: str, bt: np.ndarray, scale: np.ndarray, *, out: str) -> str:
+        """``out = x @ (bt * scale)`` for an int8 ``bt`` (d × n) with one float scale per column."""
+        return self.op("DynamicQuantizeMatMul", x, self.const(f"{out}_B", bt),
+                       self.const(f"{out}_scale", np.asarray(scale, dtype=np.float32)),
+                       out=out, domain="com.microsoft")
+
+    def model(self, inputs: Sequence[tuple], outputs: Sequence[tuple]) -> bytes:
+        """ModelProto bytes; ``inputs``/``outputs``: ``(name, dims)`` of float32 tensors or
+        ``(name, dims, dtype)``."""
+        if self.nbytes > INT8_MAX_BYTES:
+            raise BadInputError(f"{self.nbytes / 2**30:.1f} GiB of constants do not fit one ONNX model (2 GiB limit)")
+
+        def info(spec):
+            return _value_info(spec[0], _ELEM_TYPES[np.dtype(spec[2] if len(spec) > 2 else np.float32)], spec[1])
+
+        graph = list(self.nodes) + [_field(2, self.name)] + self.constants
+        graph += [_field(11, info(spec)) for spec in inputs] + [_field(12, info(spec)) for spec in outputs]
+        opsets = _field(8, _field(2, 17)) + _field(8, _field(1, "com.microsoft") + _field(2, 1))
+        return b"".join([_field(1, 8), opsets, _field(7, graph)])
+
+    def session(self, inputs: Sequence[tuple], outputs: Sequence[tuple], threads: int | None):
+        """A CPU session for the model (clear error when this onnxruntime lacks an operator)."""
+        import onnxruntime as ort
+
+        model = self.model(inputs, outputs)
+        try:
+            return ort.InferenceSession(model, sess_options=session_options(threads),
+                                        providers=["CPUExecutionProvider"])
+        except Exception as exc:  # e.g. an onnxruntime build without the com.microsoft contrib ops
+            raise BadArtifactError(f"onnxruntime cannot run the {self.name} graph ({exc})") from exc
+
+
+def quantize_rows(M: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """``M`` (n × d) as int8 with one scale per row: ``(bt (d × n) int8, scale (n,) float32)``."""
+    n, d = M.shape
+    amax = np.abs(M).max(axis=1).astype(np.float32) if n else np.zeros(0, np.float32)
+    scale = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
+    bt = np.empty((d, n), dtype=np.int8)
+    for s in range(0, n, chunk):  # quantise in blocks: no full-size float temporary
+        blk = np.asarray(M[s:s + chunk], dtype=np.float32) / scale[s:s + chunk, None]
+        bt[:, s:s + chunk] = np.clip(np.rint(blk), -127, 127).astype(np.int8).T
+    return bt, scale
+
+
+def int8_threads(nbytes: int, threads: int | None, parallel_bytes: int = 16 << 20) -> int | None:
+    """Intra-op threads for an int8 pass over ``nbytes``: one below ``parallel_bytes`` (splitting a
+    pass of a few MB costs more than it saves, and idle pool threads spinning next to the encoder's
+    slow both down), else ``threads`` / ``$ROUTEKIT_THREADS`` / onnxruntime's default."""
+    return 1 if nbytes < parallel_bytes else resolve_threads(threads)
 
 
 class Int8InnerProduct:
@@ -288,14 +351,11 @@ class Int8InnerProduct:
     prompt runs several times faster.  The error is that of 8-bit rounding of both sides (for unit
     vectors: a few 1e-4 in a cosine; callers measure what it does to their output).
 
-    Matrices under ``parallel_bytes`` (int8) run on one thread: splitting a pass of a few MB costs
-    more than it saves, and idle pool threads spinning next to the encoder's slow both down.
+    Matrices under ``parallel_bytes`` (int8) run on one thread (:func:`int8_threads`).
     """
 
     def __init__(self, matrix: np.ndarray, *, threads: int | None = None, chunk: int = 8192,
                  parallel_bytes: int = 16 << 20):
-        import onnxruntime as ort
-
         M = np.asarray(matrix)
         if M.ndim != 2 or M.shape[0] == 0 or M.shape[1] == 0:
             raise BadArtifactError(f"int8 inner product needs a non-empty 2-D matrix, got shape {M.shape}")
@@ -303,19 +363,10 @@ class Int8InnerProduct:
         self.n, self.dim = n, d
         if n * self.dim > INT8_MAX_BYTES:
             raise BadInputError(f"a {n} × {self.dim} int8 matrix does not fit one ONNX model (2 GiB limit)")
-        amax = np.abs(M).max(axis=1).astype(np.float32)
-        scale = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
-        bt = np.empty((self.dim, n), dtype=np.int8)
-        for s in range(0, n, chunk):  # quantise in blocks: no full-size float temporary
-            blk = np.asarray(M[s:s + chunk], dtype=np.float32) / scale[s:s + chunk, None]
-            bt[:, s:s + chunk] = np.clip(np.rint(blk), -127, 127).astype(np.int8).T
-        opts = session_options(1 if n * d < parallel_bytes else resolve_threads(threads))
-        model = _int8_ip_model(bt, scale)
-        del bt
-        try:
-            self.session = ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # e.g. an onnxruntime build without the com.microsoft contrib ops
-            raise BadArtifactError(f"onnxruntime cannot run the int8 inner product ({exc})") from exc
+        g = OnnxGraph("int8 inner product")
+        g.int8_matmul("q", *quantize_rows(M, chunk), out="sims")
+        self.session = g.session([("q", ["batch", d])], [("sims", ["batch", n])],
+                                 int8_threads(n * d, threads, parallel_bytes))
 
     def __call__(self, Q: np.ndarray) -> np.ndarray:
         """Inner products ``(B, n)`` float32 of queries ``(B, d)`` with every row of the matrix.

@@ -287,9 +287,10 @@ def test_loaded_router_precisions_agree(tiny_sw):
     assert err.max() < 1e-2, err
 
 
-def test_count_blocks_hold_the_same_counts():
-    """Prompts grouped by the tier pairs they battle in (one pair / a fixed model set / everything)."""
-    rng = np.random.default_rng(9)
+def blocky(seed=9, same_tier=0, dim=24):
+    """Prompts grouped by the tier pairs they battle in (one pair / a fixed model set / everything),
+    plus ``same_tier`` prompts whose only battles are within one tier."""
+    rng = np.random.default_rng(seed)
     T, n1, n2, n3 = 6, 150, 120, 70
     bp, a, b = [], [], []
     for p in range(n1):                       # one battle of tiers 5 vs 2
@@ -301,10 +302,18 @@ def test_count_blocks_hold_the_same_counts():
         for _ in range(8):
             x, y = rng.choice(T, 2, replace=False)
             bp.append(p), a.append(x), b.append(y)
+    n = n1 + n2 + n3
+    for p in range(n, n + same_tier):         # no information on tier differences
+        bp.append(p), a.append(4), b.append(4)
     bp, a, b = map(np.array, (bp, a, b))
     out = rng.choice([0.0, 0.5, 1.0], bp.size)
-    emb = rng.standard_normal((n1 + n2 + n3, 24)).astype(np.float32)
+    emb = rng.standard_normal((n + same_tier, dim)).astype(np.float32)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    return emb, bp, a, b, out, T, rng
+
+
+def test_count_blocks_hold_the_same_counts():
+    emb, bp, a, b, out, T, rng = blocky()
     m = SWModel(emb, bp, a, b, out, T, precision="float32")
     assert m.dense and len(m.blocks) >= 3
     assert sum(ct.size for *_, ct in m.blocks) < m.C.size / 2
@@ -322,8 +331,72 @@ def test_int8_falls_back_to_float32_when_it_cannot_run(monkeypatch):
     monkeypatch.setattr(session, "INT8_MAX_BYTES", 100)  # as if the matrix were over the 2 GiB limit
     with pytest.warns(UserWarning, match="float32"):
         m = SWModel(emb, bp, a, b, out, 6)
-    assert m.precision == "float32" and m._ip is None
+    assert m.precision == "float32" and m._ip is None and m._head is None
     ref = SWModel(emb, bp, a, b, out, 6, precision="float32")
     np.testing.assert_array_equal(m.scores(emb[:5], 5, 0), ref.scores(emb[:5], 5, 0))
     with pytest.raises(BadInputError, match="2 GiB"):
         session.Int8InnerProduct(emb)
+
+
+@pytest.mark.parametrize("weighting,gamma", [("reference", 1e4), ("paper", 10.0)])
+def test_int8_head_is_the_same_fit(weighting, gamma):
+    """The one-graph int8 head (similarities, weights, count blocks, unrolled Newton) gives the win
+    counts of the int8 similarities and the converged Bradley–Terry fit of those counts."""
+    from routekit.routers.sw import HEAD_TOL
+
+    emb, bp, a, b, out, T, rng = blocky(seed=5, same_tier=80)
+    i8 = SWModel(emb, bp, a, b, out, T, weighting=weighting, gamma=gamma)
+    f32 = SWModel(emb, bp, a, b, out, T, weighting=weighting, gamma=gamma, precision="float32")
+    assert i8._head is not None and len(i8.blocks) >= 3
+    assert any(len(cols) == 0 for _, cols, _ in i8.blocks)  # same-tier prompts: only in the max
+    q = emb[rng.integers(0, len(emb), 40)] + 0.3 * rng.standard_normal((40, emb.shape[1])).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    # counts: those of the head's own (int8) similarities, in training-prompt order
+    S = i8._sims(q).astype(np.float64)
+    assert 0 < np.abs(S - f32._sims(q)).max() < 2e-2  # 8-bit rounding of 24-d vectors
+    w = np.exp(i8._log_weights(S, S.max(axis=1, keepdims=True)))
+    ref_W = np.zeros((len(q), T * T))
+    ref_W[:, i8.pairs] = w @ i8.C
+    np.testing.assert_allclose(i8.pair_wins(q).reshape(len(q), -1), ref_W, rtol=2e-5, atol=1e-6)
+    # ratings: the converged fit of the head's counts, accepted from the graph in most cases
+    heads = [i8._head(q[i:i + 1]) for i in range(len(q))]
+    assert sum(np.abs(st).max() < HEAD_TOL for _, _, st in heads) >= 0.9 * len(q)
+    th = i8.tier_ratings(q)
+    exact = bt_fit(i8.pair_wins(q), ridge=i8.ridge, tol=1e-13)
+    sig = lambda t: 1 / (1 + np.exp(t[:, 1] - t[:, 5]))  # noqa: E731
+    assert np.abs(sig(th) - sig(exact)).max() < 1e-6
+    # and the whole thing stays within int8 rounding of the float32 computation
+    err = np.abs(i8.scores(q, 5, 1) - f32.scores(q, 5, 1))
+    assert err.max() < 1e-2, err.max()
+    # batch-independent: a query's answer does not depend on its batch-mates
+    np.testing.assert_array_equal(i8.scores(q[7:8], 5, 1), i8.scores(q, 5, 1)[7:8])
+
+
+def test_int8_head_hands_unfinished_fits_to_numpy(monkeypatch):
+    import routekit.routers.sw as swmod
+
+    emb, bp, a, b, out, T, rng = blocky(seed=6)
+    q = emb[:12]
+    ref = SWModel(emb, bp, a, b, out, T)
+    monkeypatch.setattr(swmod, "HEAD_STEPS", 1)  # one Newton step: (almost) never converged
+    short = SWModel(emb, bp, a, b, out, T)
+    assert not all(np.abs(short._head(q[i:i + 1])[2]).max() < swmod.HEAD_TOL for i in range(len(q)))
+    np.testing.assert_allclose(short.scores(q, 5, 1), ref.scores(q, 5, 1), atol=1e-7)
+    # a diverged graph (NaN) restarts numpy from the global ratings
+    W, theta, step = short._head(q[:1])
+    monkeypatch.setattr(short, "_head", lambda _q: (W, np.full_like(theta, np.nan), np.full_like(step, np.nan)))
+    np.testing.assert_allclose(short.tier_ratings(q[:1]), ref.tier_ratings(q[:1]), atol=1e-6)
+
+
+def test_int8_head_with_no_positive_similarity():
+    """Reference weighting with max similarity <= 0: every battle weighs the same (global fit)."""
+    emb, bp, a, b, out, T, rng = blocky(seed=7, dim=8)
+    emb = np.abs(emb)  # all prompts in the positive orthant ...
+    q = -np.abs(rng.standard_normal((3, 8))).astype(np.float32)  # ... the queries in the negative one
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    i8 = SWModel(emb, bp, a, b, out, T, weighting="reference", gamma=1e4)
+    f32 = SWModel(emb, bp, a, b, out, T, weighting="reference", gamma=1e4, precision="float32")
+    assert i8._head is not None and (i8._sims(q) <= 0).all()
+    glob = bt_fit(i8.total.reshape(T, T), ridge=i8.ridge)
+    np.testing.assert_allclose(i8.tier_ratings(q), np.tile(glob, (3, 1)), atol=1e-6)
+    np.testing.assert_allclose(i8.scores(q, 5, 1), f32.scores(q, 5, 1), atol=1e-9)

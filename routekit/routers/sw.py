@@ -36,7 +36,13 @@ keeps the embeddings as int8 with one scale per prompt and lets onnxruntime's in
 the cosines (:class:`routekit.session.Int8InnerProduct`): a quarter of the bytes, every battle still
 counted.  The cosines are then accurate to ~1e-3 (rounding of both sides), which moved P(strong) by
 9.5e-5 on average (max 1.2e-3) on the 1,513 dev MMLU prompts with the shipped artifact and left its
-APGR unchanged (0.5710 vs 0.5695).  ``precision="float32"`` gives the textbook computation: for one to
+APGR unchanged (0.5710 vs 0.5695).  When the counts are held densely (the shipped artifact), the
+whole int8 pass is one onnxruntime graph, :class:`Int8Head`: similarities, weights, the count blocks
+and five unrolled Newton steps, so a query costs one ``run`` instead of ~60 small numpy calls
+(0.47 → 0.31 ms per query right after an encoder pass on the 2-core dev box).  A fit the graph has
+not converged (last step ≥ ``HEAD_TOL``; 9 of the 1,513 dev MMLU prompts) is finished by
+:func:`bt_fit`; accepted ones are within 5e-11 in P of a fit converged to 1e-13 there.
+``precision="float32"`` gives the textbook computation: for one to
 ``SMALL_BATCH`` queries faiss's single-threaded SIMD inner-product kernel (a multi-threaded BLAS
 matrix-vector product gained little and stalled for 10–20 ms whenever another process held a core on
 the 2-core box), BLAS for larger batches.  FAISS searches in fast mode run with FAISS's own OpenMP
@@ -62,7 +68,7 @@ import numpy as np
 
 from ..errors import BadArtifactError, BadInputError, RoutekitError
 from ..router import Router
-from ..session import Int8InnerProduct, encoder_from_manifest
+from ..session import Int8InnerProduct, OnnxGraph, encoder_from_manifest, int8_threads, quantize_rows
 
 WEIGHTINGS = ("paper", "reference")
 MODES = ("exact", "fast")
@@ -247,6 +253,102 @@ def count_blocks(C: np.ndarray, pairs: np.ndarray, n_tiers: int, *, min_rows: in
             for rows, c in zip(groups, cols)]
 
 
+#: Newton steps the int8 head's graph takes (unrolled); a fit is accepted when its last step is
+#: below ``HEAD_TOL`` (error then ~HEAD_TOL², quadratic convergence), else numpy finishes it.
+HEAD_STEPS = 5
+HEAD_TOL = 1e-3
+
+
+class Int8Head:
+    """Exact mode's whole per-query pass as one onnxruntime graph (dense counts, int8 similarities):
+
+    1. int8 similarities to every training prompt (as :class:`~routekit.session.Int8InnerProduct`),
+       their log-weights and weights (float32);
+    2. the weighted win counts ``W`` of every ordered tier pair: one product per count block,
+       placed into the ``T × T`` layout by a 0/1 matrix;
+    3. ``HEAD_STEPS`` unrolled Newton steps of :func:`bt_fit` from the global ratings (float64,
+       same objective and ridge), returning θ and the last step.
+
+    One ``run`` instead of ~60 small numpy calls: right after an encoder pass, with the caches cold,
+    those calls were most of the per-query cost.  Training prompts are reordered so every block is
+    one contiguous slice of the similarities; prompts without cross-tier battles only enter the max.
+    """
+
+    def __init__(self, E: np.ndarray, blocks, pairs: np.ndarray, n_tiers: int, theta0: np.ndarray, *,
+                 weighting: str, log_gamma: float, ridge: float, threads: int | None = None):
+        n, d = E.shape
+        T, TT = n_tiers, n_tiers * n_tiers
+        if blocks[0][0] is None:
+            order, spans = np.arange(n), [(0, n)]
+        else:
+            order = np.concatenate([rows for rows, _, _ in blocks])
+            starts = np.cumsum([0] + [len(rows) for rows, _, _ in blocks])
+            spans = list(zip(starts[:-1], starts[1:]))
+            order = np.concatenate([order, np.setdiff1d(np.arange(n), order)])
+        self.dim, self.T = d, T
+        self.unorder = np.argsort(order)  # sims[:, unorder]: back in training-prompt order
+        g = OnnxGraph("SW head")
+        f32 = lambda name, v: g.const(name, np.asarray(v, dtype=np.float32))  # noqa: E731
+        f64 = lambda name, v: g.const(name, np.asarray(v, dtype=np.float64))  # noqa: E731
+        g.int8_matmul("q", *quantize_rows(E[order]), out="sims")
+        g.op("ReduceMax", "sims", out="smax", axes=[1], keepdims=1)
+        if weighting == "paper":  # log ω = log γ · (s − max s)
+            g.op("Mul", g.op("Sub", "sims", "smax", out="centred"), f32("log_gamma", log_gamma), out="logw")
+        else:  # log ω = log γ · (s / max s − 1); all weights equal when max s <= 0
+            pos = g.op("Greater", "smax", f32("eps", 1e-12), out="pos")
+            denom = g.op("Where", pos, "smax", f32("inf", np.inf), out="denom")
+            rel = g.op("Sub", g.op("Div", "sims", denom, out="ratio"), f32("one", 1.0), out="rel")
+            g.op("Mul", rel, f32("log_gamma", log_gamma), out="logw")
+        g.op("Exp", "logw", out="w")
+        parts, place = [], []
+        for i, ((rows, cols, CT), (a, b)) in enumerate(zip(blocks, spans)):
+            if len(cols) == 0:  # prompts whose battles are all within a tier: only in the max
+                continue
+            wb = "w" if (a, b) == (0, n) else g.op(
+                "Slice", "w", g.const(f"start{i}", np.array([a], np.int64)), g.const(f"end{i}", np.array([b], np.int64)),
+                g.const(f"axis{i}", np.array([1], np.int64)), out=f"w{i}")
+            parts.append(g.op("MatMul", wb, g.const(f"C{i}", np.ascontiguousarray(CT.T)), out=f"part{i}"))
+            P = np.zeros((len(cols), TT), dtype=np.float32)
+            P[np.arange(len(cols)), pairs[cols]] = 1.0
+            place.append(P)
+        cat = parts[0] if len(parts) == 1 else g.op("Concat", *parts, out="parts", axis=1)
+        g.op("MatMul", cat, g.const("place", np.concatenate(place)), out="W")
+        # Bradley–Terry Newton steps, θ as a (T, 1) column, in float64 (see bt_fit)
+        Wm = g.op("Reshape", g.op("Cast", "W", out="W64", to=11), g.const("square", np.array([T, T], np.int64)),
+                  out="Wm")
+        N = g.op("Add", Wm, g.op("Transpose", Wm, out="WmT"), out="N")
+        axis1 = g.const("axis1", np.array([1], np.int64))
+        wins = g.op("ReduceSum", Wm, axis1, out="wins", keepdims=1)
+        lam = g.op("Max", g.op("Mul", g.op("ReduceSum", wins, out="total", keepdims=1), f64("ridge_per_tier", ridge / T),
+                               out="lam0"), f64("tiny", 1e-12), out="lam")
+        eye = f64("eye", np.eye(T))
+        theta = f64("theta0", np.asarray(theta0, dtype=np.float64).reshape(T, 1))
+        for k in range(HEAD_STEPS):
+            P = g.op("Sigmoid", g.op("Sub", theta, g.op("Transpose", theta, out=f"row{k}"), out=f"diff{k}"), out=f"P{k}")
+            NP = g.op("Mul", N, P, out=f"NP{k}")
+            V = g.op("Mul", NP, g.op("Transpose", P, out=f"PT{k}"), out=f"V{k}")
+            grad = g.op("Sub", g.op("Sub", wins, g.op("ReduceSum", NP, axis1, out=f"exp{k}", keepdims=1), out=f"res{k}"),
+                        g.op("Mul", lam, theta, out=f"pull{k}"), out=f"grad{k}")
+            dg = g.op("Add", g.op("ReduceSum", V, axis1, out=f"vs{k}", keepdims=1), lam, out=f"dg{k}")
+            H = g.op("Sub", g.op("Mul", eye, dg, out=f"D{k}"), V, out=f"H{k}")
+            step = g.op("MatMul", g.op("Inverse", H, out=f"Hinv{k}", domain="com.microsoft"), grad,
+                        out="step" if k == HEAD_STEPS - 1 else f"step{k}")
+            theta = g.op("Add", theta, step, out="theta" if k == HEAD_STEPS - 1 else f"th{k}")
+        self.outputs = ["W", "theta", "step"]
+        self.session = g.session([("q", [1, d])], [("W", [1, TT]), ("theta", [T, 1], np.float64),
+                                                        ("step", [T, 1], np.float64), ("sims", [1, n])],
+                                 int8_threads(n * d, threads))
+
+    def __call__(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(W (1, T·T) float32, θ (T, 1) float64, last Newton step (T, 1) float64)`` for one unit
+        query ``(1, d)`` float32.  One query per run: its int8 scale must not depend on batch-mates."""
+        return self.session.run(self.outputs, {"q": q})
+
+    def sims(self, q: np.ndarray) -> np.ndarray:
+        """The int8 similarities ``(1, n)`` of one query, in training-prompt order."""
+        return self.session.run(["sims"], {"q": q})[0][:, self.unorder]
+
+
 class SWModel:
     """The numeric core of the SW router: battles + prompt embeddings -> P(tier s beats tier w).
 
@@ -289,10 +391,14 @@ class SWModel:
         else:
             self.ent_prompt, self.ent_count = prompt, cnt
             self.starts = np.searchsorted(col, np.arange(self.pairs.size))
-        self.index = self._ip = None
+        self.index = self._ip = self._head = None
         if mode == "exact" and precision == "int8" and self.n_prompts:
             try:
-                self._ip = Int8InnerProduct(self.E, threads=threads)
+                if self.dense and self.pairs.size:
+                    self._head = Int8Head(self.E, self.blocks, self.pairs, self.T, self.theta0, weighting=weighting,
+                                          log_gamma=self.log_gamma, ridge=self.ridge, threads=threads)
+                else:
+                    self._ip = Int8InnerProduct(self.E, threads=threads)
             except RoutekitError as exc:  # too large for one ONNX model, or no contrib ops: stay exact
                 warnings.warn(f"SW: int8 similarities unavailable ({exc}); using float32", stacklevel=2)
                 self.precision = "float32"
@@ -315,6 +421,10 @@ class SWModel:
         ``precision="int8"`` onnxruntime's integer GEMM reads a quarter of the bytes instead."""
         if self._ip is not None:
             return self._ip(Q)
+        if self._head is not None:
+            Q = np.ascontiguousarray(Q, dtype=np.float32)
+            return np.concatenate([self._head.sims(Q[i:i + 1]) for i in range(Q.shape[0])] or
+                                  [np.zeros((0, self.n_prompts), np.float32)])
         if Q.shape[0] > SMALL_BATCH:
             return Q @ self.E.T
         out = np.empty((Q.shape[0], self.n_prompts), dtype=np.float32)
@@ -423,6 +533,9 @@ class SWModel:
         Q = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
         if Q.shape[1] != self.dim:
             raise BadInputError(f"embeddings have dimension {Q.shape[1]}, the SW model expects {self.dim}")
+        if self._head is not None:
+            return np.concatenate([self._head(Q[i:i + 1])[0] for i in range(Q.shape[0])]
+                                  ).astype(np.float64).reshape(-1, self.T, self.T)
         vals = self._counts_fast(Q) if self.mode == "fast" else self._counts_exact(Q)
         out = np.zeros((Q.shape[0], self.T * self.T))
         out[:, self.pairs] = vals
@@ -431,12 +544,27 @@ class SWModel:
     def tier_ratings(self, embeddings: np.ndarray, *, chunk: int = 0) -> np.ndarray:
         """Per-prompt BT tier strengths θ ``(B, T)`` (natural-log logit units, mean ≈ 0)."""
         Q = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
+        if self._head is not None and Q.ndim == 2 and Q.shape[1] == self.dim:
+            if Q.shape[0] == 1:
+                return self._head_ratings(Q)
+            return np.concatenate([self._head_ratings(Q[i:i + 1]) for i in range(Q.shape[0])] or [np.zeros((0, self.T))])
         chunk = chunk or max(1, int(4_000_000 // max(self.n_prompts, 1)))
         if Q.shape[0] == 1:
             return bt_fit(self.pair_wins(Q), ridge=self.ridge, theta0=self.theta0)
         parts = [bt_fit(self.pair_wins(Q[i:i + chunk]), ridge=self.ridge, theta0=self.theta0)
                  for i in range(0, Q.shape[0], chunk)]
         return np.concatenate(parts) if parts else np.zeros((0, self.T))
+
+    def _head_ratings(self, q: np.ndarray) -> np.ndarray:
+        """θ ``(1, T)`` for one query from the int8 head.  numpy's damped Newton finishes the rare fit
+        that has not converged in ``HEAD_STEPS``: from the graph's θ while its steps were still small,
+        else (undamped steps that overshot, NaN) from the global ratings."""
+        W, theta, step = self._head(q)
+        last = np.abs(step).max()
+        if last < HEAD_TOL:
+            return theta.reshape(1, -1)
+        start = theta.reshape(-1) if last < 1.0 else self.theta0  # NaN compares False: restart
+        return bt_fit(W.astype(np.float64).reshape(1, self.T, self.T), ridge=self.ridge, theta0=start)
 
     def scores(self, embeddings: np.ndarray, strong_tier: int, weak_tier: int) -> np.ndarray:
         """P(strong tier beats weak tier) per prompt embedding."""

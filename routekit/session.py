@@ -131,16 +131,38 @@ class Encoder:
     def _clean(self, text: str) -> str:
         return clean_text(text, self.max_chars)
 
-    def _run(self, texts: list[str]) -> np.ndarray:
+    def _run(self, texts: list[str], token_ids: list | None = None) -> np.ndarray:
         encs = self.tokenizer.encode_batch([self._clean(t) for t in texts])
         ids = np.array([e.ids for e in encs], dtype=np.int64)
         feeds = {"input_ids": ids, "attention_mask": np.array([e.attention_mask for e in encs], dtype=np.int64)}
         if "token_type_ids" in self.input_names:
             feeds["token_type_ids"] = np.zeros_like(ids)
+        if token_ids is not None:
+            token_ids.extend(self._content_ids(t, e) for t, e in zip(texts, encs))
         return self.session.run([self.output], feeds)[0]
 
-    def __call__(self, texts: Sequence[str], *, batch_size: int = 32) -> np.ndarray:
-        """Run the model on ``texts``; batches are formed from texts of similar length."""
+    @property
+    def _wraps_one_each_side(self) -> bool:
+        """Whether the tokenizer's post-processor adds exactly one token before and one after a text
+        ([CLS] … [SEP]), so that a text's own word pieces can be read off its encoding."""
+        if not hasattr(self, "_wrap"):
+            inner = self.tokenizer.encode("routekit 1", add_special_tokens=False).ids
+            outer = self.tokenizer.encode("routekit 1").ids
+            self._wrap = len(outer) == len(inner) + 2 and outer[1:-1] == inner
+        return self._wrap
+
+    def _content_ids(self, text: str, enc) -> np.ndarray | None:
+        """A text's word-piece ids without [CLS]/[SEP]/padding; ``None`` where it was cut."""
+        if len(text) > self.max_chars or enc.overflowing or not self._wraps_one_each_side:
+            return None
+        return np.asarray(enc.ids[1:sum(enc.attention_mask) - 1], dtype=np.int64)
+
+    def __call__(self, texts: Sequence[str], *, batch_size: int = 32, token_ids: list | None = None) -> np.ndarray:
+        """Run the model on ``texts``; batches are formed from texts of similar length.
+
+        ``token_ids``: a list that receives, per text in order, its word-piece ids without special
+        tokens (as a tokenizer without truncation gives them), or ``None`` for a text that was cut;
+        routers that also count word pieces reuse them instead of tokenizing twice."""
         texts = list(texts)
         if self.row_by_row:
             batch_size = 1
@@ -148,15 +170,17 @@ class Encoder:
             dim = self.session.get_outputs()[0].shape[-1]
             return np.zeros((0, dim if isinstance(dim, int) else 0), dtype=np.float32)
         if len(texts) <= batch_size:
-            return self._run(texts)
+            return self._run(texts, token_ids)
         order = np.argsort([len(t) for t in texts], kind="stable")
-        out = None
+        out, ids = None, [] if token_ids is not None else None
         for start in range(0, len(texts), batch_size):
             idx = order[start:start + batch_size]
-            block = self._run([texts[i] for i in idx])
+            block = self._run([texts[i] for i in idx], ids)
             if out is None:
                 out = np.empty((len(texts),) + block.shape[1:], dtype=block.dtype)
             out[idx] = block
+        if token_ids is not None:
+            token_ids.extend(ids[i] for i in np.argsort(order, kind="stable"))
         return out
 
 

@@ -186,3 +186,41 @@ def test_linear_real_data_beats_chance_on_mmlu_proxy(encoder_dir, data_root):
     _, metrics = train_linear(emb, table, tok, LinearConfig(), log=lambda *_: None)
     assert metrics["cv_apgr"]["mmlu"] > 0.62  # random ≈ 0.47–0.5; measured 0.67
     assert metrics["fold_check_max_abs"] < 1e-4
+
+
+def test_text_features_count_like_isdigit():
+    """The str.count fast path (ASCII) gives the per-character definition's numbers."""
+    from routekit.routers.linear import _MATH
+
+    for text in ["What is 12 + 30?\nA. 42", "x^2 = (a*b)/c % 5 <= $4\\", "ünï ² ³ ٣ 12", "", "no digits"]:
+        digits = sum(c.isdigit() for c in text)
+        math = sum(c in _MATH for c in text)
+        n = max(len(text), 1)
+        f = dict(zip(FEATURE_NAMES, text_features(text)))
+        assert f["digit_frac"] == digits / n and f["log_digits"] == pytest.approx(np.log1p(digits), abs=0)
+        assert f["math_frac"] == math / n and f["log_math"] == pytest.approx(np.log1p(math), abs=0)
+
+
+def test_shipped_linear_reuses_the_encoders_word_pieces():
+    """The encoder hands its tokens to the bag of words; texts it cut are tokenized again."""
+    import routekit
+    from routekit.routers.linear import token_ids
+
+    router = routekit.load("linear")
+    enc = router.encoder
+    prompts = [f"Question {i}: what is {i} * {i + 3}? [SEP] literal tokens [CLS]" for i in range(40)]
+    prompts += ["", "hi", "ünïcödé ² ³ ٣", "a\ud800b", "word " * 400, "y" * (enc.max_chars + 10)]
+    ids: list = []
+    emb = enc(prompts, token_ids=ids)  # > 32 texts: the length-sorted batching path
+    assert len(ids) == len(prompts)
+    ref = token_ids(router.tokenizer, [clean_text(p) for p in prompts])
+    for p, got, want in zip(prompts, ids, ref):
+        if got is None:
+            continue
+        np.testing.assert_array_equal(got, want)
+    assert ids[-2] is None and ids[-1] is None  # over 256 tokens / over the character cut
+    assert sum(x is not None for x in ids) == len(prompts) - 2
+    np.testing.assert_array_equal(router.win_rates(prompts), router.scores(emb, prompts))
+    one: list = []
+    enc(prompts[:1], token_ids=one)
+    np.testing.assert_array_equal(one[0], ids[0])

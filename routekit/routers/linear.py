@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import BadArtifactError, BadInputError
 from ..router import Router
-from ..session import encoder_from_manifest
+from ..session import Encoder, encoder_from_manifest
 from ..session import clean_text as _clean_text
 
 #: Characters of a prompt that the bag of words and the surface features look at.
@@ -42,8 +42,9 @@ def clean_text(text: str) -> str:
 def text_features(text: str) -> list[float]:
     """Surface features of one (cleaned) prompt, in the order of :data:`FEATURE_NAMES`."""
     n = max(len(text), 1)
-    digits = sum(c.isdigit() for c in text)
-    math = sum(c in _MATH for c in text)
+    # str.count per character is C speed; for ASCII text isdigit() is exactly 0-9
+    digits = sum(map(text.count, "0123456789")) if text.isascii() else sum(c.isdigit() for c in text)
+    math = sum(map(text.count, _MATH))
     return [float(np.log1p(len(text))), digits / n, float(np.log1p(digits)), math / n, float(np.log1p(math)),
             float(np.log1p(text.count("\n") + 1)), float(np.log1p(len(_NUM.findall(text)))),
             float(np.log1p(len(text.split())))]
@@ -119,19 +120,25 @@ class LinearRouter(Router):
                                    f"{manifest['encoder'].get('dim')}")
         self.tokenizer = load_bow_tokenizer(manifest.path(manifest["encoder"]["tokenizer"]))
 
-    def gains(self, embeddings: np.ndarray, prompts: list[str]) -> np.ndarray:
-        """The linear score g (estimated strong-minus-weak quality gain) from embeddings + texts."""
+    def gains(self, embeddings: np.ndarray, prompts: list[str], ids: list | None = None) -> np.ndarray:
+        """The linear score g (estimated strong-minus-weak quality gain) from embeddings + texts.
+
+        ``ids``: per prompt, its word-piece ids as the encoder already tokenized them (``None``
+        entries, or no list, are tokenized here)."""
         texts = [clean_text(p) for p in prompts]
         raw = np.array([text_features(t) for t in texts], np.float64).reshape(len(texts), -1)
         if self.feat_lo is not None and self.feat_hi is not None:
             raw = np.clip(raw, self.feat_lo, self.feat_hi)
         feats = (raw - self.feat_mean) / self.feat_std
-        bow = np.array([vals @ self.w_bow[cols]
-                        for cols, vals in tfidf_rows(token_ids(self.tokenizer, texts), self.col_of_id, self.bow_idf)])
+        ids = list(ids) if ids is not None and len(ids) == len(texts) else [None] * len(texts)
+        todo = [i for i, row in enumerate(ids) if row is None]
+        for i, row in zip(todo, token_ids(self.tokenizer, [texts[i] for i in todo]) if todo else ()):
+            ids[i] = row
+        bow = np.array([vals @ self.w_bow[cols] for cols, vals in tfidf_rows(ids, self.col_of_id, self.bow_idf)])
         return np.asarray(embeddings, np.float64) @ self.w_emb + bow + feats @ self.w_feat + self.bias
 
-    def scores(self, embeddings: np.ndarray, prompts: list[str]) -> np.ndarray:
-        g = self.gains(embeddings, prompts)
+    def scores(self, embeddings: np.ndarray, prompts: list[str], ids: list | None = None) -> np.ndarray:
+        g = self.gains(embeddings, prompts, ids)
         return 1.0 / (1.0 + np.exp(-(self.scale * g + self.offset)))
 
     def score_embeddings(self, embeddings: np.ndarray, prompts: list[str]) -> np.ndarray:
@@ -140,4 +147,8 @@ class LinearRouter(Router):
     def _score(self, prompts: list[str]) -> np.ndarray:
         if not prompts:
             return np.zeros(0)
-        return self.scores(self.encoder(prompts), prompts)
+        if not isinstance(self.encoder, Encoder):  # static / remote encoders: tokenize here
+            return self.scores(self.encoder(prompts), prompts)
+        ids: list = []
+        emb = self.encoder(prompts, token_ids=ids)
+        return self.scores(emb, prompts, ids)

@@ -298,7 +298,8 @@ def _attribute(name: str, value) -> bytes:
 
 
 class OnnxGraph:
-    """Builder for a small ONNX model: constants, nodes, one float input, float outputs."""
+    """Builder for a small ONNX model (opset 17 + com.microsoft): constants, nodes, typed inputs
+    and outputs; :meth:`session` compiles it on the CPU provider."""
 
     def __init__(self, name: str):
         self.name, self.nodes, self.constants, self.nbytes = name, [], [], 0

@@ -127,6 +127,11 @@ class Encoder:
                                     disabled_optimizers=disabled_optimizers)
         self.input_names = {i.name for i in self.session.get_inputs()}
         self.output = output or self.session.get_outputs()[0].name
+        # whether the post-processor adds exactly one token each side ([CLS] … [SEP]), so that a
+        # text's own word pieces can be read off its encoding (see _content_ids)
+        inner = self.tokenizer.encode("routekit 1", add_special_tokens=False).ids
+        outer = self.tokenizer.encode("routekit 1").ids
+        self._wraps_one_each_side = len(outer) == len(inner) + 2 and outer[1:-1] == inner
 
     def _clean(self, text: str) -> str:
         return clean_text(text, self.max_chars)
@@ -140,16 +145,6 @@ class Encoder:
         if token_ids is not None:
             token_ids.extend(self._content_ids(t, e) for t, e in zip(texts, encs))
         return self.session.run([self.output], feeds)[0]
-
-    @property
-    def _wraps_one_each_side(self) -> bool:
-        """Whether the tokenizer's post-processor adds exactly one token before and one after a text
-        ([CLS] … [SEP]), so that a text's own word pieces can be read off its encoding."""
-        if not hasattr(self, "_wrap"):
-            inner = self.tokenizer.encode("routekit 1", add_special_tokens=False).ids
-            outer = self.tokenizer.encode("routekit 1").ids
-            self._wrap = len(outer) == len(inner) + 2 and outer[1:-1] == inner
-        return self._wrap
 
     def _content_ids(self, text: str, enc) -> np.ndarray | None:
         """A text's word-piece ids without [CLS]/[SEP]/padding; ``None`` where it was cut."""

@@ -285,7 +285,7 @@ class Int8Head:
             starts = np.cumsum([0] + [len(rows) for rows, _, _ in blocks])
             spans = list(zip(starts[:-1], starts[1:]))
             order = np.concatenate([order, np.setdiff1d(np.arange(n), order)])
-        self.dim, self.T = d, T
+        self.T = T
         self.unorder = np.argsort(order)  # sims[:, unorder]: back in training-prompt order
         g = OnnxGraph("SW head")
         f32 = lambda name, v: g.const(name, np.asarray(v, dtype=np.float32))  # noqa: E731
@@ -528,11 +528,15 @@ class SWModel:
         return out + np.where(has & (n_rest[:, None] > 0), rest_cnt * rest_w, 0.0)
 
     # ---------------------------------------------------------------------- public
+    def _queries(self, embeddings) -> np.ndarray:
+        Q = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
+        if Q.ndim != 2 or Q.shape[1] != self.dim:
+            raise BadInputError(f"embeddings have shape {Q.shape}, the SW model expects (n × {self.dim})")
+        return Q
+
     def pair_wins(self, embeddings: np.ndarray) -> np.ndarray:
         """Weighted win-count matrices ``(B, T, T)`` for prompt embeddings ``(B, d)``."""
-        Q = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
-        if Q.shape[1] != self.dim:
-            raise BadInputError(f"embeddings have dimension {Q.shape[1]}, the SW model expects {self.dim}")
+        Q = self._queries(embeddings)
         if self._head is not None:
             return np.concatenate([self._head(Q[i:i + 1])[0] for i in range(Q.shape[0])]
                                   ).astype(np.float64).reshape(-1, self.T, self.T)
@@ -543,8 +547,8 @@ class SWModel:
 
     def tier_ratings(self, embeddings: np.ndarray, *, chunk: int = 0) -> np.ndarray:
         """Per-prompt BT tier strengths θ ``(B, T)`` (natural-log logit units, mean ≈ 0)."""
-        Q = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
-        if self._head is not None and Q.ndim == 2 and Q.shape[1] == self.dim:
+        Q = self._queries(embeddings)
+        if self._head is not None:
             if Q.shape[0] == 1:
                 return self._head_ratings(Q)
             return np.concatenate([self._head_ratings(Q[i:i + 1]) for i in range(Q.shape[0])] or [np.zeros((0, self.T))])

@@ -245,13 +245,14 @@ def encoder_from_spec(spec: dict, *, path, array, key, where: str, providers=Non
 
 # --------------------------------------------------------------------------- small ONNX graphs
 # Small constant-folded graphs (int8 inner products, the SW head) are written here as protobuf
-# bytes, so the runtime needs no `onnx` package.  ``DynamicQuantizeMatMul`` (com.microsoft)
-# quantises its float input to uint8 per call and runs a u8×s8 integer GEMM (VNNI where the CPU has
-# it) against a constant int8 matrix, which onnxruntime pre-packs once at load time.
+# bytes, so the runtime needs no `onnx` package.  Integer products quantise each query row to int8
+# inside the graph and run ``MatMulInteger`` (an s8×s8 GEMM, VNNI where the CPU has it) against a
+# constant int8 matrix, which onnxruntime pre-packs once at load time.
 
 #: Protocol-buffer messages (the model bytes) must stay under 2 GiB; leave room for the graph.
 INT8_MAX_BYTES = 2**31 - 2**24
-_ELEM_TYPES = {np.dtype(np.float32): 1, np.dtype(np.int8): 3, np.dtype(np.int64): 7, np.dtype(np.float64): 11}
+_ELEM_TYPES = {np.dtype(np.float32): 1, np.dtype(np.uint8): 2, np.dtype(np.int8): 3, np.dtype(np.int32): 6, np.dtype(np.int64): 7,
+               np.dtype(np.float64): 11}
 
 
 def _varint(v: int) -> bytes:
@@ -298,15 +299,23 @@ class OnnxGraph:
 
     def __init__(self, name: str):
         self.name, self.nodes, self.constants, self.nbytes = name, [], [], 0
+        self.names: set[str] = set()
+
+    def _new(self, name: str) -> str:
+        if name in self.names:  # a second value of the same name would silently rewire the graph
+            raise ValueError(f"{self.name}: {name!r} is defined twice")
+        self.names.add(name)
+        return name
 
     def const(self, name: str, arr: np.ndarray) -> str:
+        self._new(name)
         arr = np.ascontiguousarray(arr)
         self.constants.append(_field(5, _tensor(name, arr)))
         self.nbytes += arr.nbytes
         return name
 
     def op(self, op_type: str, *inputs: str, out: str, domain: str = "", **attrs) -> str:
-        node = [_field(1, i) for i in inputs] + [_field(2, out), _field(4, op_type)]
+        node = [_field(1, i) for i in inputs] + [_field(2, self._new(out)), _field(4, op_type)]
         node += [_field(5, _attribute(k, v)) for k, v in attrs.items()]
         if domain:
             node.append(_field(7, domain))
@@ -314,10 +323,23 @@ class OnnxGraph:
         return out
 
     def int8_matmul(self, x: str, bt: np.ndarray, scale: np.ndarray, *, out: str) -> str:
-        """``out = x @ (bt * scale)`` for an int8 ``bt`` (d × n) with one float scale per column."""
-        return self.op("DynamicQuantizeMatMul", x, self.const(f"{out}_B", bt),
-                       self.const(f"{out}_scale", np.asarray(scale, dtype=np.float32)),
-                       out=out, domain="com.microsoft")
+        """``out = x @ (bt * scale)`` for an int8 ``bt`` (d × n) with one float scale per column.
+
+        Each row of ``x`` (B × d, float32) is quantised on its own (symmetric, ``max|row| / 127``,
+        as :func:`quantize_rows`), so a row's result never depends on the other rows of the batch."""
+        amax = self.op("ReduceMax", self.op("Abs", x, out=f"{out}_abs"), out=f"{out}_amax", axes=[1], keepdims=1)
+        xs = self.op("Max", self.op("Div", amax, self.const(f"{out}_127", np.float32(127)), out=f"{out}_xs0"),
+                     self.const(f"{out}_tiny", np.float32(1e-30)), out=f"{out}_xs")  # a zero row stays zero
+        xr = self.op("Round", self.op("Div", x, xs, out=f"{out}_xd"), out=f"{out}_xr")
+        # shifted by 128 into uint8 (the u8×s8 kernels are the fast ones) with zero point 128: exact
+        xc = self.op("Clip", xr, self.const(f"{out}_lo", np.float32(-127)), self.const(f"{out}_hi", np.float32(127)),
+                     out=f"{out}_xc")
+        xq = self.op("Cast", self.op("Add", xc, self.const(f"{out}_128", np.float32(128)), out=f"{out}_xu"),
+                     out=f"{out}_xq", to=2)
+        acc = self.op("MatMulInteger", xq, self.const(f"{out}_B", bt), self.const(f"{out}_zp", np.uint8(128)),
+                      out=f"{out}_acc")
+        rows = self.op("Mul", self.op("Cast", acc, out=f"{out}_accf", to=1), xs, out=f"{out}_rows")
+        return self.op("Mul", rows, self.const(f"{out}_scale", np.asarray(scale, dtype=np.float32)), out=out)
 
     def model(self, inputs: Sequence[tuple], outputs: Sequence[tuple]) -> bytes:
         """ModelProto bytes; ``inputs``/``outputs``: ``(name, dims)`` of float32 tensors or
@@ -391,13 +413,17 @@ class Int8InnerProduct:
     def __call__(self, Q: np.ndarray) -> np.ndarray:
         """Inner products ``(B, n)`` float32 of queries ``(B, d)`` with every row of the matrix.
 
-        One query per run: onnxruntime quantises its float input with one scale per call, so a
-        batched call would make a query's result depend on its batch-mates."""
+        Every query is quantised with its own scale, so its result does not depend on its
+        batch-mates; batches run in chunks of a few MB of output."""
         Q = np.ascontiguousarray(np.atleast_2d(Q), dtype=np.float32)
         if Q.ndim != 2 or Q.shape[1] != self.dim:
             raise BadInputError(f"queries must be (n × {self.dim}), got shape {Q.shape}")
-        if Q.shape[0] == 1:
+        step = batch_rows(self.n)
+        if Q.shape[0] <= step:
             return self.session.run(None, {"q": Q})[0]
-        if Q.shape[0] == 0:
-            return np.zeros((0, self.n), dtype=np.float32)
-        return np.concatenate([self.session.run(None, {"q": Q[i:i + 1]})[0] for i in range(Q.shape[0])])
+        return np.concatenate([self.session.run(None, {"q": Q[i:i + step]})[0] for i in range(0, Q.shape[0], step)])
+
+
+def batch_rows(n_cols: int, out_bytes: int = 8 << 20) -> int:
+    """Queries per run of a graph whose output is ``(B, n_cols)`` float32: about ``out_bytes``."""
+    return max(1, out_bytes // (4 * max(n_cols, 1)))

@@ -92,15 +92,22 @@ def test_int8_similarities_stay_close_to_float32():
     np.testing.assert_array_equal(s8[3:4], i8._sims(q[3:4]))
 
 
-def test_int8_inner_product_edge_cases():
+def test_int8_inner_product_edge_cases(monkeypatch):
+    from routekit import session
     from routekit.errors import BadArtifactError
     from routekit.session import Int8InnerProduct
 
     M = np.zeros((5, 8), dtype=np.float32)
     M[1, 2], M[3] = 0.5, -1.0
     ip = Int8InnerProduct(M)
-    q = np.arange(16, dtype=np.float32).reshape(2, 8) / 10
-    np.testing.assert_allclose(ip(q), q @ M.T, atol=0.02)  # a zero row stays zero, no NaN
+    q = np.arange(24, dtype=np.float32).reshape(3, 8) / 10
+    q[1] *= 1e3  # a batch-mate of very different scale changes nothing for the others
+    out = ip(q)
+    np.testing.assert_allclose(out, q @ M.T, rtol=0.02, atol=0.02)  # a zero row stays zero, no NaN
+    np.testing.assert_array_equal(out[2:], ip(q[2:]))
+    monkeypatch.setattr(session, "batch_rows", lambda n: 2)  # batches run in chunks: same numbers
+    np.testing.assert_array_equal(ip(q), out)
+    assert np.isfinite(ip(np.zeros((1, 8)))).all()
     assert ip(np.zeros((0, 8))).shape == (0, 5)
     with pytest.raises(BadInputError, match="queries"):
         ip(np.zeros((2, 7)))
@@ -368,8 +375,13 @@ def test_int8_head_is_the_same_fit(weighting, gamma):
     # and the whole thing stays within int8 rounding of the float32 computation
     err = np.abs(i8.scores(q, 5, 1) - f32.scores(q, 5, 1))
     assert err.max() < 1e-2, err.max()
-    # batch-independent: a query's answer does not depend on its batch-mates
-    np.testing.assert_array_equal(i8.scores(q[7:8], 5, 1), i8.scores(q, 5, 1)[7:8])
+    # batch-independent: a query's answer does not depend on its batch-mates, in one run or in chunks
+    whole = i8.scores(q, 5, 1)
+    np.testing.assert_array_equal(i8.scores(q[7:8], 5, 1), whole[7:8])
+    i8._head.rows = 3
+    np.testing.assert_array_equal(i8.scores(q, 5, 1), whole)
+    np.testing.assert_array_equal(i8._sims(q), S.astype(np.float32))
+    assert i8.tier_ratings(np.zeros((0, emb.shape[1]))).shape == (0, T)
 
 
 def test_int8_head_hands_unfinished_fits_to_numpy(monkeypatch):

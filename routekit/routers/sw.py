@@ -34,12 +34,14 @@ Precision: the similarity pass reads every training prompt's embedding once per 
 memory-bound (55k × 1536 float32 = 338 MB per query).  By default (``precision="int8"``) exact mode
 keeps the embeddings as int8 with one scale per prompt and lets onnxruntime's integer GEMM compute
 the cosines (:class:`routekit.session.Int8InnerProduct`): a quarter of the bytes, every battle still
-counted.  The cosines are then accurate to ~1e-3 (rounding of both sides), which moved P(strong) by
-9.5e-5 on average (max 1.2e-3) on the 1,513 dev MMLU prompts with the shipped artifact and left its
-APGR unchanged (0.5710 vs 0.5695).  When the counts are held densely (the shipped artifact), the
-whole int8 pass is one onnxruntime graph, :class:`Int8Head`: similarities, weights, the count blocks
-and five unrolled Newton steps, so a query costs one ``run`` instead of ~60 small numpy calls
-(0.47 → 0.31 ms per query right after an encoder pass on the 2-core dev box).  A fit the graph has
+counted.  Each query is rounded to int8 with its own scale, so its answer never depends on its
+batch-mates.  The cosines are then accurate to ~1e-3 (rounding of both sides), which moved
+P(strong) by 9.7e-5 on average (max 2.7e-3) on the 1,513 dev MMLU prompts with the shipped artifact
+and left its APGR unchanged (0.5700 vs 0.5695).  When the counts are held densely (the shipped
+artifact), the whole int8 pass is one onnxruntime graph over a batch of queries, :class:`Int8Head`:
+similarities, weights, the count blocks and five unrolled Newton steps, so a batch costs one ``run``
+instead of ~60 small numpy calls per query (0.47 → 0.31 ms per query right after an encoder pass
+on the 2-core dev box; 0.12 → 0.03 ms per query for ``sw-static`` in batches of 32).  A fit the graph has
 not converged (last step ≥ ``HEAD_TOL``; 9 of the 1,513 dev MMLU prompts) is finished by
 :func:`bt_fit`; accepted ones are within 5e-11 in P of a fit converged to 1e-13 there.
 ``precision="float32"`` gives the textbook computation: for one to
@@ -68,7 +70,7 @@ import numpy as np
 
 from ..errors import BadArtifactError, BadInputError, RoutekitError
 from ..router import Router
-from ..session import Int8InnerProduct, OnnxGraph, encoder_from_manifest, int8_threads, quantize_rows
+from ..session import Int8InnerProduct, OnnxGraph, batch_rows, encoder_from_manifest, int8_threads, quantize_rows
 
 WEIGHTINGS = ("paper", "reference")
 MODES = ("exact", "fast")
@@ -313,40 +315,54 @@ class Int8Head:
             place.append(P)
         cat = parts[0] if len(parts) == 1 else g.op("Concat", *parts, out="parts", axis=1)
         g.op("MatMul", cat, g.const("place", np.concatenate(place)), out="W")
-        # Bradley–Terry Newton steps, θ as a (T, 1) column, in float64 (see bt_fit)
-        Wm = g.op("Reshape", g.op("Cast", "W", out="W64", to=11), g.const("square", np.array([T, T], np.int64)),
+        # Bradley–Terry Newton steps for a batch, θ as (B, T, 1) columns, in float64 (see bt_fit)
+        Wm = g.op("Reshape", g.op("Cast", "W", out="W64", to=11), g.const("square", np.array([-1, T, T], np.int64)),
                   out="Wm")
-        N = g.op("Add", Wm, g.op("Transpose", Wm, out="WmT"), out="N")
-        axis1 = g.const("axis1", np.array([1], np.int64))
-        wins = g.op("ReduceSum", Wm, axis1, out="wins", keepdims=1)
-        lam = g.op("Max", g.op("Mul", g.op("ReduceSum", wins, out="total", keepdims=1), f64("ridge_per_tier", ridge / T),
-                               out="lam0"), f64("tiny", 1e-12), out="lam")
+        tr = dict(perm=[0, 2, 1])  # transpose each query's matrix
+        N = g.op("Add", Wm, g.op("Transpose", Wm, out="WmT", **tr), out="N")
+        axis2 = g.const("last_axis", np.array([2], np.int64))
+        wins = g.op("ReduceSum", Wm, axis2, out="wins", keepdims=1)
+        total = g.op("ReduceSum", wins, g.const("axes12", np.array([1, 2], np.int64)), out="total", keepdims=1)
+        lam = g.op("Max", g.op("Mul", total, f64("ridge_per_tier", ridge / T), out="lam0"), f64("tiny", 1e-12),
+                   out="lam")
         eye = f64("eye", np.eye(T))
-        theta = f64("theta0", np.asarray(theta0, dtype=np.float64).reshape(T, 1))
+        theta = f64("theta0", np.asarray(theta0, dtype=np.float64).reshape(1, T, 1))
         for k in range(HEAD_STEPS):
-            P = g.op("Sigmoid", g.op("Sub", theta, g.op("Transpose", theta, out=f"row{k}"), out=f"diff{k}"), out=f"P{k}")
+            P = g.op("Sigmoid", g.op("Sub", theta, g.op("Transpose", theta, out=f"row{k}", **tr), out=f"diff{k}"),
+                     out=f"P{k}")
             NP = g.op("Mul", N, P, out=f"NP{k}")
-            V = g.op("Mul", NP, g.op("Transpose", P, out=f"PT{k}"), out=f"V{k}")
-            grad = g.op("Sub", g.op("Sub", wins, g.op("ReduceSum", NP, axis1, out=f"exp{k}", keepdims=1), out=f"res{k}"),
+            V = g.op("Mul", NP, g.op("Transpose", P, out=f"PT{k}", **tr), out=f"V{k}")
+            grad = g.op("Sub", g.op("Sub", wins, g.op("ReduceSum", NP, axis2, out=f"exp{k}", keepdims=1), out=f"res{k}"),
                         g.op("Mul", lam, theta, out=f"pull{k}"), out=f"grad{k}")
-            dg = g.op("Add", g.op("ReduceSum", V, axis1, out=f"vs{k}", keepdims=1), lam, out=f"dg{k}")
+            dg = g.op("Add", g.op("ReduceSum", V, axis2, out=f"vs{k}", keepdims=1), lam, out=f"dg{k}")
             H = g.op("Sub", g.op("Mul", eye, dg, out=f"D{k}"), V, out=f"H{k}")
             step = g.op("MatMul", g.op("Inverse", H, out=f"Hinv{k}", domain="com.microsoft"), grad,
                         out="step" if k == HEAD_STEPS - 1 else f"step{k}")
             theta = g.op("Add", theta, step, out="theta" if k == HEAD_STEPS - 1 else f"th{k}")
         self.outputs = ["W", "theta", "step"]
-        self.session = g.session([("q", [1, d])], [("W", [1, TT]), ("theta", [T, 1], np.float64),
-                                                        ("step", [T, 1], np.float64), ("sims", [1, n])],
+        self.rows = batch_rows(n)
+        self.session = g.session([("q", ["batch", d])],
+                                 [("W", ["batch", TT]), ("theta", ["batch", T, 1], np.float64),
+                                  ("step", ["batch", T, 1], np.float64), ("sims", ["batch", n])],
                                  int8_threads(n * d, threads))
 
-    def __call__(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(W (1, T·T) float32, θ (T, 1) float64, last Newton step (T, 1) float64)`` for one unit
-        query ``(1, d)`` float32.  One query per run: its int8 scale must not depend on batch-mates."""
-        return self.session.run(self.outputs, {"q": q})
+    def _run(self, outputs: list[str], Q: np.ndarray) -> list[np.ndarray]:
+        Q = np.ascontiguousarray(Q, dtype=np.float32)
+        if Q.shape[0] <= self.rows:
+            return self.session.run(outputs, {"q": Q})
+        parts = [self.session.run(outputs, {"q": Q[i:i + self.rows]}) for i in range(0, Q.shape[0], self.rows)]
+        return [np.concatenate(p) for p in zip(*parts)]
 
-    def sims(self, q: np.ndarray) -> np.ndarray:
-        """The int8 similarities ``(1, n)`` of one query, in training-prompt order."""
-        return self.session.run(["sims"], {"q": q})[0][:, self.unorder]
+    def __call__(self, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(W (B, T·T) float32, θ (B, T) float64, last Newton step (B, T) float64)`` for unit
+        queries ``(B, d)``.  Each query is quantised with its own scale and fitted on its own, so
+        its result does not depend on its batch-mates."""
+        W, theta, step = self._run(self.outputs, Q)
+        return W, theta[:, :, 0], step[:, :, 0]
+
+    def sims(self, Q: np.ndarray) -> np.ndarray:
+        """The int8 similarities ``(B, n)`` in training-prompt order."""
+        return self._run(["sims"], Q)[0][:, self.unorder]
 
 
 class SWModel:
@@ -422,9 +438,7 @@ class SWModel:
         if self._ip is not None:
             return self._ip(Q)
         if self._head is not None:
-            Q = np.ascontiguousarray(Q, dtype=np.float32)
-            return np.concatenate([self._head.sims(Q[i:i + 1]) for i in range(Q.shape[0])] or
-                                  [np.zeros((0, self.n_prompts), np.float32)])
+            return self._head.sims(Q)
         if Q.shape[0] > SMALL_BATCH:
             return Q @ self.E.T
         out = np.empty((Q.shape[0], self.n_prompts), dtype=np.float32)
@@ -538,8 +552,7 @@ class SWModel:
         """Weighted win-count matrices ``(B, T, T)`` for prompt embeddings ``(B, d)``."""
         Q = self._queries(embeddings)
         if self._head is not None:
-            return np.concatenate([self._head(Q[i:i + 1])[0] for i in range(Q.shape[0])]
-                                  ).astype(np.float64).reshape(-1, self.T, self.T)
+            return self._head(Q)[0].astype(np.float64).reshape(-1, self.T, self.T)
         vals = self._counts_fast(Q) if self.mode == "fast" else self._counts_exact(Q)
         out = np.zeros((Q.shape[0], self.T * self.T))
         out[:, self.pairs] = vals
@@ -549,9 +562,7 @@ class SWModel:
         """Per-prompt BT tier strengths θ ``(B, T)`` (natural-log logit units, mean ≈ 0)."""
         Q = self._queries(embeddings)
         if self._head is not None:
-            if Q.shape[0] == 1:
-                return self._head_ratings(Q)
-            return np.concatenate([self._head_ratings(Q[i:i + 1]) for i in range(Q.shape[0])] or [np.zeros((0, self.T))])
+            return self._head_ratings(Q)
         chunk = chunk or max(1, int(4_000_000 // max(self.n_prompts, 1)))
         if Q.shape[0] == 1:
             return bt_fit(self.pair_wins(Q), ridge=self.ridge, theta0=self.theta0)
@@ -559,16 +570,16 @@ class SWModel:
                  for i in range(0, Q.shape[0], chunk)]
         return np.concatenate(parts) if parts else np.zeros((0, self.T))
 
-    def _head_ratings(self, q: np.ndarray) -> np.ndarray:
-        """θ ``(1, T)`` for one query from the int8 head.  numpy's damped Newton finishes the rare fit
-        that has not converged in ``HEAD_STEPS``: from the graph's θ while its steps were still small,
-        else (undamped steps that overshot, NaN) from the global ratings."""
-        W, theta, step = self._head(q)
-        last = np.abs(step).max()
-        if last < HEAD_TOL:
-            return theta.reshape(1, -1)
-        start = theta.reshape(-1) if last < 1.0 else self.theta0  # NaN compares False: restart
-        return bt_fit(W.astype(np.float64).reshape(1, self.T, self.T), ridge=self.ridge, theta0=start)
+    def _head_ratings(self, Q: np.ndarray) -> np.ndarray:
+        """θ ``(B, T)`` from the int8 head.  numpy's damped Newton finishes the rare fit that has not
+        converged in ``HEAD_STEPS``: from the graph's θ while its steps were still small, else
+        (undamped steps that overshot, NaN) from the global ratings."""
+        W, theta, step = self._head(Q)
+        last = np.abs(step).max(axis=1, initial=0.0)
+        for i in np.flatnonzero(~(last < HEAD_TOL)):  # NaN compares False: finished here too
+            start = theta[i] if last[i] < 1.0 else self.theta0
+            theta[i] = bt_fit(W[i].astype(np.float64).reshape(1, self.T, self.T), ridge=self.ridge, theta0=start)[0]
+        return theta
 
     def scores(self, embeddings: np.ndarray, strong_tier: int, weak_tier: int) -> np.ndarray:
         """P(strong tier beats weak tier) per prompt embedding."""

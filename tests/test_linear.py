@@ -209,6 +209,8 @@ def test_shipped_linear_reuses_the_encoders_word_pieces():
     router = routekit.load("linear")
     enc = router.encoder
     prompts = [f"Question {i}: what is {i} * {i + 3}? [SEP] literal tokens [CLS]" for i in range(40)]
+    uncut = router.win_rates(prompts)
+    assert router._tokenizer is None  # the second tokenizer is parsed only once a text is cut
     prompts += ["", "hi", "ünïcödé ² ³ ٣", "a\ud800b", "word " * 400, "y" * (enc.max_chars + 10)]
     ids: list = []
     emb = enc(prompts, token_ids=ids)  # > 32 texts: the length-sorted batching path
@@ -221,6 +223,7 @@ def test_shipped_linear_reuses_the_encoders_word_pieces():
     assert ids[-2] is None and ids[-1] is None  # over 256 tokens / over the character cut
     assert sum(x is not None for x in ids) == len(prompts) - 2
     np.testing.assert_array_equal(router.win_rates(prompts), router.scores(emb, prompts))
+    np.testing.assert_array_equal(router.win_rates(prompts[:40]), uncut)
     one: list = []
     enc(prompts[:1], token_ids=one)
     np.testing.assert_array_equal(one[0], ids[0])

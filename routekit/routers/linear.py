@@ -118,7 +118,16 @@ class LinearRouter(Router):
         if self.w_emb.shape[0] != int(manifest["encoder"].get("dim", self.w_emb.shape[0])):
             raise BadArtifactError(f"{manifest.folder}: w_emb has {self.w_emb.shape[0]} dims, encoder "
                                    f"{manifest['encoder'].get('dim')}")
-        self.tokenizer = load_bow_tokenizer(manifest.path(manifest["encoder"]["tokenizer"]))
+        # a second, untruncated copy of the tokenizer: only for texts the local encoder cut (parsed on
+        # first use, ~20 ms) and for static / remote encoders, which tokenize nothing for us
+        self._tokenizer_path = manifest.path(manifest["encoder"]["tokenizer"])
+        self._tokenizer = None if isinstance(self.encoder, Encoder) else load_bow_tokenizer(self._tokenizer_path)
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            self._tokenizer = load_bow_tokenizer(self._tokenizer_path)
+        return self._tokenizer
 
     def gains(self, embeddings: np.ndarray, prompts: list[str], ids: list | None = None) -> np.ndarray:
         """The linear score g (estimated strong-minus-weak quality gain) from embeddings + texts.

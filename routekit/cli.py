@@ -72,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--readme", type=Path, default=None,
                     help="also rewrite the table between the eval-table markers in this README")
     rp.add_argument("--threads", type=int, default=None)
+    rp.add_argument("--no-cache", action="store_true", help="recompute win rates")
 
     b = sub.add_parser("bench", help="latency / throughput / cold start / RSS; --peer compares with RouteLLM")
     b.add_argument("--router", action="append", default=None, help="routers to time (default: every shipped one)")
@@ -214,7 +215,7 @@ def cmd_eval_report(args) -> int:
 
     routers = args.router or [n for n in artifact.shipped() if n != "default"] + ["random"]
     md = write_report(routers, args.data or _default_data(), args.out, threads=args.threads,
-                      cache=_cache_dir() / "winrates", readme=args.readme)
+                      cache=_cache_dir() / "winrates", readme=args.readme, refresh=args.no_cache)
     print(md)
     return 0
 

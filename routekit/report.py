@@ -22,10 +22,13 @@ START, END = "<!-- eval-table:start -->", "<!-- eval-table:end -->"
 
 
 def router_cache_key(router) -> str:
-    """What a router's win rates depend on: artifact content (or the built-in name) and the pair."""
+    """What a router's win rates depend on: artifact content (or the built-in name), the pair and
+    the routekit version (scoring code changes between releases; ``--no-cache`` within one)."""
+    from . import __version__
+
     key = router.manifest.content_hash if router.manifest is not None else \
         hashlib.sha256(router.name.encode()).hexdigest()[:16]
-    return f"{key}-{router.strong_model}-{router.weak_model}".replace("/", "_")
+    return f"{key}-{router.strong_model}-{router.weak_model}-v{__version__}".replace("/", "_")
 
 
 def cached_win_rates(routers: Sequence, evalset: ev.EvalSet, cache: Path | None, *, refresh: bool = False,
@@ -56,7 +59,7 @@ def _fmt_ci(d: dict) -> str:
 
 
 def write_report(routers: Sequence[str], data_dir: Path, out: Path, *, threads: int | None = None,
-                 cache: Path | None = None, readme: Path | None = None) -> str:
+                 cache: Path | None = None, readme: Path | None = None, refresh: bool = False) -> str:
     from .router import load
 
     out = Path(out)
@@ -65,7 +68,7 @@ def write_report(routers: Sequence[str], data_dir: Path, out: Path, *, threads: 
     summaries = {}
     for bench in ev.BENCHMARKS:
         evalset = ev.load_benchmark(bench, data_dir)
-        rates = cached_win_rates(loaded, evalset, cache)
+        rates = cached_win_rates(loaded, evalset, cache, refresh=refresh)
         try:
             results = [ev.evaluate(w, evalset, name) for w, name in zip(rates, routers)]
         except BadInputError as exc:  # e.g. strong and weak tie on a tiny sample

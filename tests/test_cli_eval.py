@@ -73,3 +73,23 @@ def test_eval_report_writes_markdown_and_readme(evals, tmp_path):
     data = json.loads((tmp_path / "docs" / "eval.json").read_text())
     assert "undefined" in data["mt-bench"] or "routers" in data["mt-bench"]
     assert np.isfinite(data["mmlu"]["routers"]["random"]["apgr"])
+
+
+def test_eval_report_no_cache_recomputes_stale_win_rates(evals, tmp_path, monkeypatch):
+    from routekit import report
+    from routekit.artifact import cache_dir
+
+    monkeypatch.setenv("ROUTEKIT_CACHE", str(tmp_path / "cache"))
+    args = ["eval-report", "--data", str(evals), "--router", "random", "--out", str(tmp_path / "docs")]
+    assert main(args) == 0
+    files = sorted((cache_dir() / "winrates").glob("mmlu-*.npy"))
+    assert len(files) == 1 and f"-v{routekit.__version__}" in files[0].name  # a new release misses
+    fresh = np.load(files[0])
+    np.save(files[0], np.zeros_like(fresh))  # as if the scoring code had changed since
+    assert main(args) == 0
+    stale = json.loads((tmp_path / "docs" / "eval.json").read_text())["mmlu"]["routers"]["random"]["apgr"]
+    assert main(args + ["--no-cache"]) == 0
+    redone = json.loads((tmp_path / "docs" / "eval.json").read_text())["mmlu"]["routers"]["random"]["apgr"]
+    assert redone != stale
+    np.testing.assert_array_equal(np.load(files[0]), fresh)
+    assert report.router_cache_key(routekit.load("random")) in files[0].name

@@ -245,14 +245,14 @@ def encoder_from_spec(spec: dict, *, path, array, key, where: str, providers=Non
 
 # --------------------------------------------------------------------------- small ONNX graphs
 # Small constant-folded graphs (int8 inner products, the SW head) are written here as protobuf
-# bytes, so the runtime needs no `onnx` package.  Integer products quantise each query row to int8
-# inside the graph and run ``MatMulInteger`` (an s8×s8 GEMM, VNNI where the CPU has it) against a
-# constant int8 matrix, which onnxruntime pre-packs once at load time.
+# bytes, so the runtime needs no `onnx` package.  Integer products round each query row to int8 with
+# its own scale inside the graph and run ``MatMulInteger`` (a u8×s8 GEMM, VNNI where the CPU has it)
+# against a constant int8 matrix, which onnxruntime pre-packs once at load time.
 
 #: Protocol-buffer messages (the model bytes) must stay under 2 GiB; leave room for the graph.
 INT8_MAX_BYTES = 2**31 - 2**24
-_ELEM_TYPES = {np.dtype(np.float32): 1, np.dtype(np.uint8): 2, np.dtype(np.int8): 3, np.dtype(np.int32): 6, np.dtype(np.int64): 7,
-               np.dtype(np.float64): 11}
+_ELEM_TYPES = {np.dtype(np.float32): 1, np.dtype(np.uint8): 2, np.dtype(np.int8): 3, np.dtype(np.int32): 6,
+               np.dtype(np.int64): 7, np.dtype(np.float64): 11}
 
 
 def _varint(v: int) -> bytes:

@@ -41,8 +41,8 @@ and left its APGR unchanged (0.5700 vs 0.5695).  When the counts are held densel
 artifact), the whole int8 pass is one onnxruntime graph over a batch of queries, :class:`Int8Head`:
 similarities, weights, the count blocks and five unrolled Newton steps, so a batch costs one ``run``
 instead of ~60 small numpy calls per query (0.47 → 0.31 ms per query right after an encoder pass
-on the 2-core dev box; 0.12 → 0.03 ms per query for ``sw-static`` in batches of 32).  A fit the graph has
-not converged (last step ≥ ``HEAD_TOL``; 9 of the 1,513 dev MMLU prompts) is finished by
+on the 2-core dev box; 0.12 → 0.03 ms per query for ``sw-static`` in batches of 32).  A fit the
+graph has not converged (last step ≥ ``HEAD_TOL``; 9 of the 1,513 dev MMLU prompts) is finished by
 :func:`bt_fit`; accepted ones are within 5e-11 in P of a fit converged to 1e-13 there.
 ``precision="float32"`` gives the textbook computation: for one to
 ``SMALL_BATCH`` queries faiss's single-threaded SIMD inner-product kernel (a multi-threaded BLAS

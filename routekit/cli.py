@@ -12,7 +12,8 @@ from .errors import RoutekitError
 
 
 def _router_arg(p: argparse.ArgumentParser, many: bool = False) -> None:
-    help_ = "router: a shipped name (default, mf, sw, bert, random[:SEED]) or an artifact folder"
+    help_ = ("router: a shipped name (default, linear, mf, sw, sw-static, bert, random[:SEED]; see "
+             "`routekit artifacts list`) or an artifact folder")
     if many:
         p.add_argument("--router", action="append", default=None, help=help_ + " (repeatable)")
     else:
@@ -52,8 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     v = asub.add_parser("verify", help="check an artifact's manifest and file hashes")
     v.add_argument("path")
 
-    e = sub.add_parser("eval", help="APGR / CPT of routers on RouteLLM-format benchmark answers")
-    e.add_argument("--benchmark", required=True, choices=["mmlu", "gsm8k", "mt-bench"])
+    e = sub.add_parser("eval", help="APGR / CPT of routers on RouteLLM-format benchmark answers or your own labels")
+    which = e.add_mutually_exclusive_group(required=True)
+    which.add_argument("--benchmark", choices=["mmlu", "gsm8k", "mt-bench"])
+    which.add_argument("--file", type=Path, default=None,
+                       help="your labelled prompts: JSONL {prompt, <strong model>: quality, <weak model>: quality} "
+                            "or a CSV with those columns")
     e.add_argument("--data", type=Path, default=None,
                    help="RouteLLM evals folder (default: $ROUTEKIT_DATA/dev/routellm-evals)")
     _router_arg(e, many=True)
@@ -182,7 +187,10 @@ def cmd_eval(args) -> int:
         kw["strong_model"] = args.strong_model
     if args.weak_model:
         kw["weak_model"] = args.weak_model
-    evalset = ev.load_benchmark(args.benchmark, data, drop_contaminated=not args.keep_contaminated, **kw)
+    if args.file:
+        evalset = ev.load_labelled(args.file, **kw)
+    else:
+        evalset = ev.load_benchmark(args.benchmark, data, drop_contaminated=not args.keep_contaminated, **kw)
     cache = (args.out or _cache_dir()) / "winrates"
     names = args.router or ["default"]
     routers = [_load(name, args.threads) for name in names]
@@ -191,8 +199,8 @@ def cmd_eval(args) -> int:
     summary = ev.report(results, evalset, all_rates)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / f"{args.benchmark}.json").write_text(json.dumps(summary, indent=2) + "\n")
-    plot_path = args.plot or (args.out / f"{args.benchmark}.png" if args.out else None)
+        (args.out / f"{evalset.name}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    plot_path = args.plot or (args.out / f"{evalset.name}.png" if args.out else None)
     if plot_path:
         ev.plot(results, evalset, plot_path)
         summary["plot"] = str(plot_path)

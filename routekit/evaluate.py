@@ -42,7 +42,7 @@ from .errors import BadInputError
 __all__ = [
     "DEFAULT_STRONG", "DEFAULT_WEAK", "BENCHMARKS", "DEFAULT_GRID", "DEFAULT_PRICES",
     "EvalDataError", "EvalSet", "Curve", "CostSavings", "RandomBaseline", "EvalResult",
-    "load_benchmark", "pgr_curve", "apgr", "cpt", "evaluate", "optimal_curve",
+    "load_benchmark", "load_labelled", "pgr_curve", "apgr", "cpt", "evaluate", "optimal_curve",
     "random_baseline", "cost_savings", "plot",
 ]
 
@@ -138,6 +138,41 @@ def load_benchmark(
         ensure_ascii=False).encode()).hexdigest()
     return EvalSet(key, prompts, np.asarray(strong, float), np.asarray(weak, float), n_dropped,
                    digest, strong_model, weak_model, ids, n_invalid)
+
+
+def load_labelled(path: str | Path, *, strong_model: str = DEFAULT_STRONG, weak_model: str = DEFAULT_WEAK,
+                  name: str | None = None) -> EvalSet:
+    """Your own labelled prompts as an eval set: a CSV (RouteLLM's responses layout) or a JSONL file
+    with a ``prompt`` and each model's quality (True/False or a number) under the model's name::
+
+        {"prompt": "What is 2 + 2?", "gpt-4o": 1, "gpt-4o-mini": 1}
+
+    ``strong_model`` / ``weak_model`` name the two columns / fields; nothing is dropped as
+    contaminated."""
+    path = Path(path)
+    if not path.is_file():
+        raise EvalDataError(f"no labelled file at {path}")
+    if path.suffix.lower() == ".csv":
+        rows = [(p, s, w) for _, p, s, w in _read_correctness_csv(path, strong_model, weak_model)]
+    else:
+        rows = []
+        for i, r in enumerate(_read_jsonl(path), 1):
+            where = f"{path}, record {i}"
+            if not isinstance(r, dict) or not isinstance(r.get("prompt"), str):
+                raise EvalDataError(f"{where}: needs a string 'prompt'")
+            for model, role in ((strong_model, "strong"), (weak_model, "weak")):
+                if model not in r:
+                    raise EvalDataError(f"{where}: no {role} model field {model!r}; fields: "
+                                        f"{sorted(k for k in r if k != 'prompt')} (set --strong-model/--weak-model)")
+            rows.append((r["prompt"], *(_parse_quality(str(r[m]), f"{where}, field {m!r}")
+                                        for m in (strong_model, weak_model))))
+    if not rows:
+        raise EvalDataError(f"{path}: no rows to evaluate")
+    prompts, strong, weak = (list(x) for x in zip(*rows))
+    digest = hashlib.sha256(json.dumps([str(path.name), strong_model, weak_model, prompts, strong, weak],
+                                       ensure_ascii=False).encode()).hexdigest()
+    return EvalSet(name or path.stem, prompts, np.asarray(strong, float), np.asarray(weak, float), 0, digest,
+                   strong_model, weak_model, [f"{path.stem}:{i}" for i in range(len(prompts))])
 
 
 def _resolve_root(data_dir: Path, folder: str) -> Path:

@@ -93,3 +93,59 @@ def test_eval_report_no_cache_recomputes_stale_win_rates(evals, tmp_path, monkey
     assert redone != stale
     np.testing.assert_array_equal(np.load(files[0]), fresh)
     assert report.router_cache_key(routekit.load("random")) in files[0].name
+
+
+def _labelled_rows(n=120, seed=0):
+    rng = np.random.default_rng(seed)
+    texts = [f"question {i}: compute {i} * {i + 7} and explain" if i % 3 else f"say hello to {i} friends"
+             for i in range(n)]
+    return texts, rng.integers(0, 2, n), rng.integers(0, 2, n)
+
+
+def test_eval_on_your_own_labelled_jsonl_and_csv(tmp_path, capsys):
+    from routekit.evaluate import apgr
+
+    texts, s, w = _labelled_rows()
+    jl = tmp_path / "mine.jsonl"
+    jl.write_text("".join(json.dumps({"prompt": t, "big": bool(a), "small": int(b)}) + "\n"
+                          for t, a, b in zip(texts, s, w)))
+    args = ["eval", "--file", str(jl), "--strong-model", "big", "--weak-model", "small", "--router", "random:3",
+            "--json", "--out", str(tmp_path / "o")]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    rates = routekit.load("random:3").win_rates(texts)
+    assert out["n"] == len(texts)
+    assert out["routers"]["random:3"]["apgr"] == pytest.approx(apgr(rates, s, w))
+    assert (tmp_path / "o" / "mine.json").is_file() and (tmp_path / "o" / "mine.png").is_file()
+    # the same labels as a CSV in RouteLLM's responses layout give the same numbers
+    import csv
+    cv = tmp_path / "mine.csv"
+    with open(cv, "w", newline="") as fh:
+        wr = csv.writer(fh)
+        wr.writerow(["prompt", "small", "big"])
+        wr.writerows([t, bool(b), bool(a)] for t, a, b in zip(texts, s, w))
+    assert main(["eval", "--file", str(cv), "--strong-model", "big", "--weak-model", "small",
+                 "--router", "random:3", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["routers"]["random:3"]["apgr"] == pytest.approx(apgr(rates, s, w))
+
+
+@pytest.mark.parametrize("content,needle", [
+    ('{"prompt": "a", "big": 1, "gpt-4o": 1}\n', "no weak model field 'small'; fields: ['big', 'gpt-4o']"),
+    ('{"text": "a", "big": 1, "small": 0}\n', "needs a string 'prompt'"),
+    ('{"prompt": "a", "big": "yes", "small": 0}\n', "expected True/False or a number"),
+    ('{"prompt": "a", "big": 1, "small": 0}\nnot json\n', "line 2: invalid JSON"),
+    ("", "no rows"),
+])
+def test_eval_labelled_file_errors_are_clear(tmp_path, capsys, content, needle):
+    f = tmp_path / "bad.jsonl"
+    f.write_text(content)
+    args = ["eval", "--file", str(f), "--strong-model", "big", "--weak-model", "small", "--router", "random"]
+    assert main(args) == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_eval_needs_a_benchmark_or_a_file(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["eval", "--router", "random"])
+    assert main(["eval", "--file", str(tmp_path / "absent.jsonl"), "--router", "random"]) == 2
+    assert "no labelled file" in capsys.readouterr().err

@@ -409,6 +409,7 @@ class Int8InnerProduct:
         g.int8_matmul("q", *quantize_rows(M, chunk), out="sims")
         self.session = g.session([("q", ["batch", d])], [("sims", ["batch", n])],
                                  int8_threads(n * d, threads, parallel_bytes))
+        self.rows = batch_rows(n)
 
     def __call__(self, Q: np.ndarray) -> np.ndarray:
         """Inner products ``(B, n)`` float32 of queries ``(B, d)`` with every row of the matrix.
@@ -418,12 +419,19 @@ class Int8InnerProduct:
         Q = np.ascontiguousarray(np.atleast_2d(Q), dtype=np.float32)
         if Q.ndim != 2 or Q.shape[1] != self.dim:
             raise BadInputError(f"queries must be (n × {self.dim}), got shape {Q.shape}")
-        step = batch_rows(self.n)
-        if Q.shape[0] <= step:
-            return self.session.run(None, {"q": Q})[0]
-        return np.concatenate([self.session.run(None, {"q": Q[i:i + step]})[0] for i in range(0, Q.shape[0], step)])
+        return run_in_chunks(self.session, ["sims"], Q, self.rows)[0]
 
 
 def batch_rows(n_cols: int, out_bytes: int = 8 << 20) -> int:
     """Queries per run of a graph whose output is ``(B, n_cols)`` float32: about ``out_bytes``."""
     return max(1, out_bytes // (4 * max(n_cols, 1)))
+
+
+def run_in_chunks(session, outputs: list[str], Q: np.ndarray, rows: int) -> list[np.ndarray]:
+    """``session.run(outputs, {"q": Q})`` for a graph whose rows are independent, ``rows`` queries
+    per run (bounds the memory of its ``(B, n)`` intermediates)."""
+    Q = np.ascontiguousarray(Q, dtype=np.float32)
+    if Q.shape[0] <= rows:
+        return session.run(outputs, {"q": Q})
+    parts = [session.run(outputs, {"q": Q[i:i + rows]}) for i in range(0, Q.shape[0], rows)]
+    return [np.concatenate(p) for p in zip(*parts)]

@@ -70,7 +70,8 @@ import numpy as np
 
 from ..errors import BadArtifactError, BadInputError, RoutekitError
 from ..router import Router
-from ..session import Int8InnerProduct, OnnxGraph, batch_rows, encoder_from_manifest, int8_threads, quantize_rows
+from ..session import (Int8InnerProduct, OnnxGraph, batch_rows, encoder_from_manifest, int8_threads, quantize_rows,
+                       run_in_chunks)
 
 WEIGHTINGS = ("paper", "reference")
 MODES = ("exact", "fast")
@@ -262,7 +263,8 @@ HEAD_TOL = 1e-3
 
 
 class Int8Head:
-    """Exact mode's whole per-query pass as one onnxruntime graph (dense counts, int8 similarities):
+    """Exact mode's whole pass for a batch of queries as one onnxruntime graph (dense counts, int8
+    similarities; every query rounded and fitted on its own):
 
     1. int8 similarities to every training prompt (as :class:`~routekit.session.Int8InnerProduct`),
        their log-weights and weights (float32);
@@ -271,8 +273,8 @@ class Int8Head:
     3. ``HEAD_STEPS`` unrolled Newton steps of :func:`bt_fit` from the global ratings (float64,
        same objective and ridge), returning θ and the last step.
 
-    One ``run`` instead of ~60 small numpy calls: right after an encoder pass, with the caches cold,
-    those calls were most of the per-query cost.  Training prompts are reordered so every block is
+    One ``run`` per batch instead of ~60 small numpy calls per query: right after an encoder pass,
+    with the caches cold, those calls were most of the per-query cost.  Training prompts are reordered so every block is
     one contiguous slice of the similarities; prompts without cross-tier battles only enter the max.
     """
 
@@ -346,23 +348,16 @@ class Int8Head:
                                   ("step", ["batch", T, 1], np.float64), ("sims", ["batch", n])],
                                  int8_threads(n * d, threads))
 
-    def _run(self, outputs: list[str], Q: np.ndarray) -> list[np.ndarray]:
-        Q = np.ascontiguousarray(Q, dtype=np.float32)
-        if Q.shape[0] <= self.rows:
-            return self.session.run(outputs, {"q": Q})
-        parts = [self.session.run(outputs, {"q": Q[i:i + self.rows]}) for i in range(0, Q.shape[0], self.rows)]
-        return [np.concatenate(p) for p in zip(*parts)]
-
     def __call__(self, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(W (B, T·T) float32, θ (B, T) float64, last Newton step (B, T) float64)`` for unit
         queries ``(B, d)``.  Each query is quantised with its own scale and fitted on its own, so
         its result does not depend on its batch-mates."""
-        W, theta, step = self._run(self.outputs, Q)
+        W, theta, step = run_in_chunks(self.session, self.outputs, Q, self.rows)
         return W, theta[:, :, 0], step[:, :, 0]
 
     def sims(self, Q: np.ndarray) -> np.ndarray:
         """The int8 similarities ``(B, n)`` in training-prompt order."""
-        return self._run(["sims"], Q)[0][:, self.unorder]
+        return run_in_chunks(self.session, ["sims"], Q, self.rows)[0][:, self.unorder]
 
 
 class SWModel:

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from routekit.bench_peer import synthetic_battles
-from routekit.routers.sw import SWModel
+from routekit.routers.sw_model import SWModel
 
 from _common import PEER_PY, PEER_SCRIPT, p50, uptime  # noqa: E402 - bench/ is on sys.path
 

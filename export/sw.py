@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from routekit import artifact
-from routekit.routers.sw import DEFAULT_RIDGE, SWModel, bt_fit
+from routekit.routers.bradley_terry import DEFAULT_RIDGE, bt_fit
+from routekit.routers.sw_model import SWModel
 
 from . import data as D
 from .build import (calibrate_in_place, calibration_prompts, copy_encoder, load_encoder, pair_fields,

@@ -29,8 +29,8 @@ def synthetic_battles(n: int, n_models: int = 64, seed: int = 7):
 def synthetic_sw(n_battles: int = 55_000, dim: int = 1536, n_models: int = 64, n_tiers: int = 10, seed: int = 7,
                  **options):
     """An SW model over :func:`synthetic_battles` with one random unit prompt embedding per battle;
-    tiers = Elo deciles.  ``options`` go to :class:`~routekit.routers.sw.SWModel` (e.g. ``precision``)."""
-    from .routers.sw import SWModel
+    tiers = Elo deciles.  ``options`` go to :class:`~routekit.routers.sw_model.SWModel` (e.g. ``precision``)."""
+    from .routers.sw_model import SWModel
 
     a, b, outcome, elo = synthetic_battles(n_battles, n_models, seed)
     rng = np.random.default_rng(seed + 1)

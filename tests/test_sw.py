@@ -8,7 +8,8 @@ import pytest
 
 import routekit
 from routekit.errors import BadInputError
-from routekit.routers.sw import SWModel, bt_fit
+from routekit.routers.bradley_terry import bt_fit
+from routekit.routers.sw_model import SWModel
 
 
 def synthetic(n_prompts=60, n_battles=400, n_tiers=6, dim=16, seed=0, clusters=4):
@@ -159,7 +160,7 @@ def test_dense_and_sparse_paths_agree():
     assert m.dense
     sparse = SWModel(emb, bp, a, b, out, 6, gamma=50.0)
     # force the entry-list path
-    from routekit.routers.sw import pair_counts
+    from routekit.routers.bradley_terry import pair_counts
 
     p, pair, cnt, _ = pair_counts(bp, a, b, out, 6)
     sparse.dense = False
@@ -348,7 +349,7 @@ def test_int8_falls_back_to_float32_when_it_cannot_run(monkeypatch):
 def test_int8_head_is_the_same_fit(weighting, gamma):
     """The one-graph int8 head (similarities, weights, count blocks, unrolled Newton) gives the win
     counts of the int8 similarities and the converged Bradley–Terry fit of those counts."""
-    from routekit.routers.sw import HEAD_TOL
+    from routekit.routers.sw_graph import HEAD_TOL
 
     emb, bp, a, b, out, T, rng = blocky(seed=5, same_tier=80)
     i8 = SWModel(emb, bp, a, b, out, T, weighting=weighting, gamma=gamma)
@@ -384,7 +385,7 @@ def test_int8_head_is_the_same_fit(weighting, gamma):
 
 
 def test_int8_head_hands_unfinished_fits_to_numpy(monkeypatch):
-    import routekit.routers.sw as swmod
+    import routekit.routers.sw_graph as swmod
 
     emb, bp, a, b, out, T, rng = blocky(seed=6)
     q = emb[:12]

@@ -523,8 +523,9 @@ def build_bert(out: Path, *, data_dir: Path, work_dir: Path, cfg: BertTrainConfi
     from .convert import convert_bert
     from .encoder import ENCODER_ID, ENCODER_LICENSE, ENCODER_PACKAGE, minilm_dir
 
-    if Path(out).exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; pass --force to replace it")
+    from routekit.artifact import check_output_dir
+
+    check_output_dir(out, overwrite=overwrite, inputs=[data_dir, base_dir, teacher_dir])
     base = Path(base_dir) if base_dir else minilm_dir()
     base_desc = (f"{ENCODER_ID} (PyPI package {ENCODER_PACKAGE}, {ENCODER_LICENSE})" if base_dir is None
                  else str(base_dir))

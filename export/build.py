@@ -30,8 +30,7 @@ def build_encoder(out: Path, *, int8: bool = True, max_length: int = 256, overwr
 def partial_encoder_dir(out: Path, overwrite: bool) -> Path:
     """An empty scratch folder beside ``out`` to build an encoder folder in (``out`` must not exist
     unless ``overwrite``)."""
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; use --force to replace it")
+    artifact.check_output_dir(out, overwrite=overwrite)
     tmp = out.with_name(f".{out.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     return tmp
@@ -105,6 +104,7 @@ def build_mf(out: Path, *, encoder_dir: Path, data_dir: Path, cfg, allow_noncomm
              name: str = "mf", threads: int | None = None, extra: list[str] | None = None) -> dict:
     from .mf import train_mf
 
+    artifact.check_output_dir(out, overwrite=overwrite, inputs=[encoder_dir, data_dir])
     battles = D.load_training(data_dir, allow_noncommercial=allow_noncommercial, limit=limit, extra=extra)
     enc, spec = load_encoder(encoder_dir, threads=threads)
     emb = embed_texts(enc, battles.prompts, encoder_key=spec["sha256"])

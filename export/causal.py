@@ -441,8 +441,9 @@ def build_causal(out: Path, *, data_dir: Path, cfg: CausalConfig, base_dir: Path
 
     from .build import calibration_prompts, noncommercial_fields
 
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; use --force to replace it")
+    from routekit.artifact import check_output_dir
+
+    check_output_dir(out, overwrite=overwrite, inputs=[data_dir, base_dir])
     examples = load_examples(data_dir, allow_noncommercial=allow_noncommercial, limit=limit)
     if not len(examples):
         raise D.DataError(f"{data_dir}: no training rows for {D.STRONG} vs {D.WEAK}")
@@ -624,6 +625,8 @@ def add_cli(sub) -> None:
 def run_cli(args) -> int:
     import sys
 
+    from routekit.errors import OutputError
+
     if args.threads:
         import torch
 
@@ -638,7 +641,7 @@ def run_cli(args) -> int:
                                allow_noncommercial=args.allow_noncommercial, limit=args.limit,
                                calib_limit=args.calib_limit, overwrite=args.force, name=args.name or args.out.name,
                                device=args.device, dtype=args.dtype)
-    except (D.DataError, FileExistsError, FileNotFoundError, ValueError) as exc:
+    except (D.DataError, FileExistsError, FileNotFoundError, ValueError, OutputError) as exc:
         print(f"routekit-export: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps({"artifact": str(args.out), **metrics["final"], "labels": metrics["labels"]}, indent=2))

@@ -212,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         from .linear import run_cli as _run_linear
 
         return _run_linear(args)
+    from routekit.errors import RoutekitError
+
     from .data import DataError
 
     try:
@@ -274,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"artifact": str(args.out), "steps": metrics["steps_done"],
                               "stopped_by_time_budget": metrics["stopped_by_time_budget"],
                               "train_wall_s": metrics["train_wall_s"], "val": metrics["val"]}, indent=2))
-    except (DataError, FileExistsError) as exc:
+    except (DataError, FileExistsError, RoutekitError) as exc:
         print(f"routekit-export: error: {exc}", file=sys.stderr)
         return 2
     return 0

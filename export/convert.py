@@ -176,6 +176,7 @@ def convert_bert(checkpoint_dir, out_dir, int8: bool = False, *, max_length: int
     from .encoder import quantize_int8
 
     checkpoint_dir, out_dir = Path(checkpoint_dir), Path(out_dir)
+    artifact.check_output_dir(out_dir, overwrite=overwrite, inputs=[checkpoint_dir])
     if not (checkpoint_dir / "config.json").is_file():
         raise SystemExit(f"{checkpoint_dir}: not a Hugging Face model folder (no config.json)")
     labels = list(labels)
@@ -392,6 +393,7 @@ def convert_mf(checkpoint_dir, out_dir, *, models=None, strong: str = D.STRONG, 
     from routekit.calibrate import calibration_table
 
     checkpoint_dir, out_dir = Path(checkpoint_dir), Path(out_dir)
+    artifact.check_output_dir(out_dir, overwrite=overwrite, inputs=[checkpoint_dir])
     config, tensors = read_routellm_mf(checkpoint_dir)
     weights = routellm_mf_arrays(config, tensors)
     n_models, dim = weights["model_emb"].shape

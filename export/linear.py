@@ -298,6 +298,7 @@ def build_linear(out: Path, *, encoder_dir: Path, data_dir: Path, cfg: LinearCon
     from .build import calibrate_in_place, calibration_prompts, copy_encoder, load_encoder, pair_fields
     from .embed import embed_texts
 
+    artifact.check_output_dir(out, overwrite=overwrite, inputs=[encoder_dir, data_dir])
     table = load_prompt_table(data_dir)
     enc, spec = load_encoder(encoder_dir, threads=threads)
     emb = embed_texts(enc, table.prompts, encoder_key=spec["sha256"])
@@ -370,6 +371,8 @@ def run_cli(args) -> int:
     import json
     import sys
 
+    from routekit.errors import OutputError
+
     cfg = LinearConfig(emb_scale=args.emb_scale, bow_scale=args.bow_scale, feat_scale=args.feat_scale,
                        diff_scale=args.diff_scale, other_weight=args.other_weight, ridge=args.ridge,
                        min_df=args.min_df, folds=args.folds, seed=args.seed)
@@ -378,7 +381,7 @@ def run_cli(args) -> int:
                                calib_limit=args.calib_limit, overwrite=args.force,
                                name=args.name or args.out.name, threads=args.threads,
                                measure_dev=args.dev_metrics)
-    except (D.DataError, FileExistsError) as exc:
+    except (D.DataError, FileExistsError, OutputError) as exc:
         print(f"routekit-export: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps({"artifact": str(args.out), "cv_apgr": metrics["cv_apgr"], "dev": metrics.get("dev")},

@@ -209,6 +209,7 @@ def build_sw(out: Path, *, encoder_dir: Path, data_dir: Path, cfg: SWConfig | No
              allow_noncommercial: bool = False, limit: int | None = None, calib_limit: int | None = None,
              overwrite: bool = False, name: str = "sw", threads: int | None = None,
              extra: list[str] | None = None) -> dict:
+    artifact.check_output_dir(out, overwrite=overwrite, inputs=[encoder_dir, data_dir])
     cfg = cfg or SWConfig()
     battles = D.load_training(data_dir, allow_noncommercial=allow_noncommercial, limit=limit, extra=extra)
     arr = battles.arrays()

@@ -18,6 +18,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from ._io import check_output_dir, sigterm_raises
 from .errors import BadArtifactError, UnknownArtifactError
 
 FORMAT = "routekit-artifact"
@@ -240,17 +241,24 @@ class ArtifactWriter:
     An exception inside the block leaves no folder at the destination that ``load()`` would accept.
     """
 
-    def __init__(self, out: str | os.PathLike, *, overwrite: bool = False):
-        self.out = Path(out)
+    def __init__(self, out: str | os.PathLike, *, overwrite: bool = False, inputs=None):
+        self.out = check_output_dir(out, overwrite=overwrite, inputs=inputs)
         self.overwrite = overwrite
+        self.inputs = inputs
         self.manifest: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION}
         self.dir: Path = Path()
+        self._sig = sigterm_raises()
 
     def __enter__(self) -> "ArtifactWriter":
-        if self.out.exists() and not self.overwrite:
-            raise FileExistsError(f"{self.out} exists; pass overwrite=True (--force) to replace it")
+        # checked again: the work before ``with`` may have taken a while
+        check_output_dir(self.out, overwrite=self.overwrite, inputs=self.inputs)
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.dir = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.partial-", dir=self.out.parent))
+        self._sig.__enter__()
+        try:
+            self.dir = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.partial-", dir=self.out.parent))
+        except BaseException:
+            self._sig.__exit__(None, None, None)
+            raise
         return self
 
     def iter_files(self) -> Iterator[Path]:
@@ -273,8 +281,17 @@ class ArtifactWriter:
         (self.dir / MANIFEST).write_text(json.dumps(self.manifest, indent=2) + "\n", encoding="utf-8")
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self._finish(exc_type, exc)
+        finally:
+            self._sig.__exit__(None, None, None)
+
+    def _finish(self, exc_type, exc) -> None:
         if exc_type is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
+            if exc is not None:
+                exc.add_note(f"{self.out} was not written" + (
+                    "; the existing folder was left untouched" if self.out.exists() else ""))
             return
         try:
             self.write_manifest()
@@ -286,6 +303,8 @@ class ArtifactWriter:
                 shutil.rmtree(old, ignore_errors=True)
             else:
                 os.replace(self.dir, self.out)
-        except BaseException:
+        except BaseException as err:
             shutil.rmtree(self.dir, ignore_errors=True)
+            err.add_note(f"{self.out} was not written" + (
+                "; the existing folder was left untouched" if self.out.exists() else ""))
             raise

@@ -39,15 +39,22 @@ def threshold_for_fraction(win_rates: np.ndarray, strong_fraction: float) -> flo
 
 
 def write_calibrated_copy(router, prompts: Sequence[str], out: Path, *, source: str,
-                          default_strong_fraction: float = 0.5, overwrite: bool = False) -> Path:
-    """Copy ``router``'s artifact to ``out`` with its calibration recomputed on ``prompts``."""
+                          default_strong_fraction: float = 0.5, overwrite: bool = False,
+                          win_rates=None) -> Path:
+    """Copy ``router``'s artifact to ``out`` with its calibration recomputed on ``prompts``
+    (``win_rates``: the router's win rates on ``prompts`` if already computed).
+
+    ``out`` is checked before any work (exists without ``overwrite``, is the router's own folder or
+    holds the prompts file: :class:`~routekit.errors.OutputError`) and written atomically."""
     if router.path is None:
         raise BadInputError(f"router {router.name!r} has no artifact folder to copy")
     if not router.is_default_pair:
         raise BadInputError("calibration is stored for the artifact's default pair only")
-    table = calibration_table(router.win_rates(prompts, show_progress=True), prompts=source,
-                              default_strong_fraction=default_strong_fraction)
-    with artifact.ArtifactWriter(out, overwrite=overwrite) as w:
+    inputs = [router.path, source if Path(source).exists() else None]
+    artifact.check_output_dir(out, overwrite=overwrite, inputs=inputs)
+    rates = router.win_rates(prompts, show_progress=True) if win_rates is None else win_rates
+    table = calibration_table(rates, prompts=source, default_strong_fraction=default_strong_fraction)
+    with artifact.ArtifactWriter(out, overwrite=overwrite, inputs=inputs) as w:
         for rel in router.manifest.files:
             dst = w.dir / rel
             dst.parent.mkdir(parents=True, exist_ok=True)

@@ -97,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--field", default="prompt")
     c.add_argument("--write", type=Path, default=None,
                    help="write a copy of the artifact calibrated on these prompts to this folder")
+    c.add_argument("--force", action="store_true", help="replace the --write folder if it exists")
     c.add_argument("--json", action="store_true")
     _add_serve(sub)
     return p
@@ -179,6 +180,8 @@ def _cache_dir() -> Path:
 
 def cmd_eval(args) -> int:
     from . import evaluate as ev
+    from ._io import atomic_path, atomic_write, check_output
+    from .errors import OutputError
     from .report import cached_win_rates
 
     data = args.data or _default_data()
@@ -191,18 +194,29 @@ def cmd_eval(args) -> int:
         evalset = ev.load_labelled(args.file, **kw)
     else:
         evalset = ev.load_benchmark(args.benchmark, data, drop_contaminated=not args.keep_contaminated, **kw)
+    inputs = [p for p in (args.file, data) if p is not None]
+    json_path = args.out / f"{evalset.name}.json" if args.out else None
+    plot_path = args.plot or (args.out / f"{evalset.name}.png" if args.out else None)
+    if args.out is not None:
+        try:
+            args.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"--out {args.out}: cannot create the folder ({exc.strerror or exc})") from exc
+    for path, what in ((json_path, "results"), (plot_path, "plot")):  # before any work
+        if path is not None:
+            check_output(path, inputs=inputs, what=what)
     cache = (args.out or _cache_dir()) / "winrates"
     names = args.router or ["default"]
     routers = [_load(name, args.threads) for name in names]
     all_rates = cached_win_rates(routers, evalset, cache, refresh=args.no_cache, show_progress=not args.json)
     results = [ev.evaluate(rates, evalset, name) for name, rates in zip(names, all_rates)]
     summary = ev.report(results, evalset, all_rates)
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / f"{evalset.name}.json").write_text(json.dumps(summary, indent=2) + "\n")
-    plot_path = args.plot or (args.out / f"{evalset.name}.png" if args.out else None)
+    if json_path:
+        with atomic_write(json_path, inputs=inputs, what="results") as f:
+            f.write(json.dumps(summary, indent=2) + "\n")
     if plot_path:
-        ev.plot(results, evalset, plot_path)
+        with atomic_path(plot_path, inputs=inputs, what="plot") as tmp:
+            ev.plot(results, evalset, tmp)
         summary["plot"] = str(plot_path)
     if args.json:
         print(json.dumps(summary))
@@ -240,9 +254,14 @@ def cmd_bench(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
+    from ._io import check_output_dir
     from .calibrate import load_prompt_file, threshold_for_fraction, write_calibrated_copy
 
+    if args.write is not None:  # before any work: refuse an existing folder (without --force) or an input
+        check_output_dir(args.write, overwrite=args.force, inputs=[args.prompts])
     router = _load(args.router, args.threads)
+    if args.write is not None:
+        check_output_dir(args.write, overwrite=args.force, inputs=[args.prompts, router.path])
     prompts = load_prompt_file(args.prompts, args.field)
     rates = router.win_rates(prompts, show_progress=not args.json)
     thr = threshold_for_fraction(rates, args.strong_fraction)
@@ -250,7 +269,8 @@ def cmd_calibrate(args) -> int:
            "n_prompts": len(prompts), "actual_strong_fraction": float((rates >= thr).mean())}
     if args.write:
         write_calibrated_copy(router, prompts, args.write, source=str(args.prompts),
-                              default_strong_fraction=args.strong_fraction)
+                              default_strong_fraction=args.strong_fraction, overwrite=args.force,
+                              win_rates=rates)
         out["written"] = str(args.write)
     print(json.dumps(out) if args.json else "\n".join(f"{k}: {v}" for k, v in out.items()))
     return 0
@@ -320,13 +340,31 @@ def main(argv: list[str] | None = None) -> int:
     handler = {"route": cmd_route, "score": cmd_score, "artifacts": cmd_artifacts, "eval": cmd_eval,
                "calibrate": cmd_calibrate, "eval-report": cmd_eval_report,
                "bench": cmd_bench, "serve": cmd_serve}[args.command]
+    from ._io import Terminated, sigterm_raises
+
     try:
-        return handler(args)
+        with sigterm_raises():  # SIGTERM unwinds like Ctrl-C, so partial outputs are removed
+            return handler(args)
     except RoutekitError as exc:
-        print(f"routekit: error: {exc}", file=sys.stderr)
+        print(f"routekit: error: {_with_notes(exc)}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `routekit score ... | head`
         return 0
+    except KeyboardInterrupt as exc:
+        print(f"routekit: error: interrupted{_notes(exc)}", file=sys.stderr)
+        return 130
+    except Terminated as exc:
+        print(f"routekit: error: terminated (SIGTERM){_notes(exc)}", file=sys.stderr)
+        return exc.code
+
+
+def _notes(exc: BaseException) -> str:
+    notes = getattr(exc, "__notes__", None) or []
+    return "".join(f"; {n}" for n in notes)
+
+
+def _with_notes(exc: BaseException) -> str:
+    return f"{exc}{_notes(exc)}"
 
 
 if __name__ == "__main__":  # pragma: no cover

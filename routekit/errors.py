@@ -42,3 +42,12 @@ def require(module: str, extra: str, purpose: str = ""):
         return importlib.import_module(module)
     except ImportError as exc:  # pragma: no cover - exercised via tests with monkeypatch
         raise MissingExtraError(module.split(".")[0], extra, purpose) from exc
+
+
+class OutputError(RoutekitError, OSError):
+    """An output cannot be written where asked: it is an input, a folder or device, its folder is
+    missing or read-only, or the disk filled up.  An existing file there is left untouched."""
+
+
+class OutputExistsError(OutputError, FileExistsError):
+    """An output folder exists and replacing it was not asked for (``--force`` / ``overwrite=True``)."""

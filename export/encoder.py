@@ -58,7 +58,7 @@ def export_onnx(module, out: Path, *, output_name: str, opset: int = 17) -> Path
 
 
 def quantize_int8(src: Path, dst: Path) -> Path:
-    """Dynamic int8, per-channel weights (per-tensor lost quality on MiniLM; see DESIGN.md)."""
+    """Dynamic int8, per-channel weights (per-tensor weights lost quality on MiniLM)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True)

@@ -18,13 +18,14 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from . import registry
 from ._io import check_output_dir, sigterm_raises
 from .errors import BadArtifactError, UnknownArtifactError
 
 FORMAT = "routekit-artifact"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-KINDS = ("mf", "sw", "bert", "causal", "linear", "random")
+KINDS = tuple(registry.BUILTIN)  #: built-in router kinds; installed plugins add theirs: registry.kinds()
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -200,8 +201,7 @@ def read_manifest(folder: str | os.PathLike, *, verify: bool = True) -> Manifest
             f"{mpath}: format_version {version!r} is not supported by this routekit "
             f"(supports {FORMAT_VERSION}); upgrade routekit or re-export the artifact"
         )
-    if data.get("kind") not in KINDS:
-        raise BadArtifactError(f"{mpath}: unknown router kind {data.get('kind')!r} (known: {', '.join(KINDS)})")
+    registry.check_kind(data.get("kind"), where=str(mpath))
     files = data.get("files")
     if not isinstance(files, dict):
         raise BadArtifactError(f"{mpath}: 'files' must be an object of path -> {{sha256, bytes}}")

@@ -14,6 +14,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .router import Router
+
 TOKENS = (16, 64, 256, 512)
 BATCHES = (1, 8, 32, 128)
 
@@ -106,10 +108,10 @@ def bench_router(name: str, *, threads: int | None, n: int, quick: bool) -> dict
         ps = prompts_with_tokens(enc.tokenizer, nt, n, seed=nt)
         t = time_calls(router.win_rate, ps)
         row = {"p50_ms": _pct(t, 50), "p99_ms": _pct(t, 99), "n": len(t)}
-        if router.kind in ("mf", "sw"):  # scoring given an embedding: the head alone
-            embs = [enc([p]) for p in ps]
+        if type(router).score_embeddings is not Router.score_embeddings:  # a head on an encoder: time it alone
+            embs = [(enc([p]), [p]) for p in ps]
             row["encoder_p50_ms"] = _pct(time_calls(enc, [[p] for p in ps]), 50)
-            row["scoring_given_embedding_p50_ms"] = _pct(time_calls(router.scores, embs), 50)
+            row["scoring_given_embedding_p50_ms"] = _pct(time_calls(lambda a: router.score_embeddings(*a), embs), 50)
         res["single"][nt] = row
     pool = prompts_with_tokens(enc.tokenizer, 64, 128 if quick else 256, seed=7)
     res["encoder"] = type(enc).__name__

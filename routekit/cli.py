@@ -12,13 +12,20 @@ from .errors import RoutekitError
 
 
 def _router_arg(p: argparse.ArgumentParser, many: bool = False) -> None:
-    help_ = ("router: a shipped name (default, linear, mf, sw, sw-static, bert, random[:SEED]; see "
-             "`routekit artifacts list`) or an artifact folder")
+    help_ = _router_help()
     if many:
         p.add_argument("--router", action="append", default=None, help=help_ + " (repeatable)")
     else:
         p.add_argument("--router", default="default", help=help_ + " (default: %(default)s)")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")
+
+
+def _router_help() -> str:
+    from . import artifact, registry
+
+    names = ["default"] + [n for n in artifact.shipped() if n != "default"] + ["random[:SEED]"]
+    return (f"router: a shipped name ({', '.join(names)}; see `routekit artifacts list`) or an artifact "
+            f"folder of kind {', '.join(registry.kinds())}")
 
 
 def _threshold_args(p: argparse.ArgumentParser) -> None:

@@ -17,6 +17,10 @@ class BadInputError(RoutekitError, ValueError):
     """A prompt, threshold or option given to a router is not valid."""
 
 
+class UnknownKindError(UnknownArtifactError, BadArtifactError):
+    """An artifact's router kind is neither built in nor registered by an installed plugin."""
+
+
 class UnknownModelError(BadInputError, LookupError):
     """A model name is not in the artifact's model table."""
 

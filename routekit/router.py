@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from . import artifact
+from . import artifact, registry
 from ._progress import progress
 from .errors import BadInputError, UnknownModelError
 
@@ -221,37 +222,32 @@ class Router:
 def load(name_or_path: str | os.PathLike = "default", *, providers: Sequence[str] | None = None,
          threads: int | None = None, strong: str | None = None, weak: str | None = None,
          verify: bool = True, **options: Any) -> Router:
-    """Load a router by shipped name (``default``, ``mf``, ``sw``, ``bert``, ``random``) or folder path.
+    """Load a router by shipped name (``default``, ``linear``, ``mf``, ``sw``, ``sw-static``, ``bert``,
+    ``random[:SEED]``; see ``routekit artifacts list``) or artifact folder of any kind in
+    :func:`routekit.registry.kinds`: ``mf``, ``sw``, ``bert``, ``causal``, ``linear``, ``random`` and
+    those of installed plugins.
 
     ``strong``/``weak`` pick another pair from the artifact's model table (MF and SW routers).
     ``providers``/``threads`` configure onnxruntime.  Files are hash-checked unless ``verify=False``.
+    Other keywords are the kind's own options (e.g. SW's ``mode="fast"``); one the kind does not
+    take raises :class:`BadInputError`.
     """
     key = str(name_or_path)
+    kw = dict(providers=providers, threads=threads, strong=strong, weak=weak, **options)
     if key == "random" or key.startswith("random:"):
-        from .routers.random import RandomRouter
-
-        seed = int(key.split(":", 1)[1]) if ":" in key else int(options.pop("seed", 0))
-        return RandomRouter(seed=seed)
+        cls = registry.router_class("random")
+        registry.check_options("random", cls, options)
+        if ":" in key:
+            if "seed" in options:
+                raise BadInputError(f"give the seed once: {key!r} or seed=, not both")
+            kw["seed"] = key.split(":", 1)[1]
+        return cls(None, **kw)
     folder = artifact.resolve(name_or_path)
     manifest = artifact.read_manifest(folder, verify=verify)
     if key in artifact.shipped() and key != folder.name:
         manifest.data.setdefault("name", folder.name)
-    kind = manifest.kind
-    kw = dict(providers=providers, threads=threads, strong=strong, weak=weak, **options)
-    if kind == "mf":
-        from .routers.mf import MFRouter as cls
-    elif kind == "sw":
-        from .routers.sw import SWRouter as cls
-    elif kind == "bert":
-        from .routers.bert import BertRouter as cls
-    elif kind == "causal":
-        from .routers.causal import CausalRouter as cls
-    elif kind == "linear":
-        from .routers.linear import LinearRouter as cls
-    else:
-        from .routers.random import RandomRouter
-
-        return RandomRouter(seed=int(manifest.get("router", {}).get("seed", 0)), manifest=manifest)
+    cls = registry.router_class(manifest.kind)
+    registry.check_options(manifest.kind, cls, options)
     return cls(manifest, **kw)
 
 
@@ -311,11 +307,14 @@ class RouterSet:
 
 
 _DEFAULT: Router | None = None
+_DEFAULT_LOCK = threading.Lock()
 
 
 def route(prompt: str, *, threshold: float | None = None, strong_fraction: float | None = None) -> Decision:
-    """Route one prompt with the default shipped router (loaded once, on first use)."""
+    """Route one prompt with the default shipped router (loaded once, on first use, by one thread)."""
     global _DEFAULT
     if _DEFAULT is None:
-        _DEFAULT = load("default")
+        with _DEFAULT_LOCK:
+            if _DEFAULT is None:
+                _DEFAULT = load("default")
     return _DEFAULT.route(prompt, threshold=threshold, strong_fraction=strong_fraction)

@@ -37,7 +37,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 class BertRouter(Router):
     kind = "bert"
 
-    def __init__(self, manifest, *, providers=None, threads=None, strong=None, weak=None, **_options):
+    def __init__(self, manifest, *, providers=None, threads=None, strong=None, weak=None):
         super().__init__(manifest, strong=strong, weak=weak)
         if not self.is_default_pair:
             raise BadInputError(

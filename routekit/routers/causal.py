@@ -263,8 +263,7 @@ class CausalRouter(Router):
     kind = "causal"
 
     def __init__(self, manifest, *, providers=None, threads=None, strong=None, weak=None,
-                 device: str | None = None, dtype: str | None = None, batch_size: int | None = None,
-                 **_options):
+                 device: str | None = None, dtype: str | None = None, batch_size: int | None = None):
         super().__init__(manifest, strong=strong, weak=weak)
         if not self.is_default_pair:
             raise BadInputError(f"a causal classifier scores only the pair it was trained for "

@@ -88,7 +88,7 @@ def tfidf_rows(ids: list[np.ndarray], col_of_id: np.ndarray, idf: np.ndarray) ->
 class LinearRouter(Router):
     kind = "linear"
 
-    def __init__(self, manifest, *, providers=None, threads=None, strong=None, weak=None, **_options):
+    def __init__(self, manifest, *, providers=None, threads=None, strong=None, weak=None):
         super().__init__(manifest, strong=strong, weak=weak)
         if not self.is_default_pair:
             raise BadInputError(f"router {self.name!r} (kind linear) is trained for "

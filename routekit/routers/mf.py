@@ -19,7 +19,7 @@ from ..session import encoder_from_manifest
 class MFRouter(Router):
     kind = "mf"
 
-    def __init__(self, manifest, *, providers=None, threads=None, strong=None, weak=None, **_options):
+    def __init__(self, manifest, *, providers=None, threads=None, strong=None, weak=None):
         super().__init__(manifest, strong=strong, weak=weak)
         spec = manifest["router"]
         w = manifest.array(spec.get("weights", "mf.npz"))

@@ -10,15 +10,28 @@ import hashlib
 
 import numpy as np
 
+from ..errors import BadInputError
 from ..router import Router
 
 
 class RandomRouter(Router):
+    """Uniform win rates from a hash of (seed, prompt).  ``seed``: the option, else the artifact's
+    ``router.seed``, else 0.  It has no model table: ``strong``/``weak`` are accepted and ignored."""
+
     kind = "random"
 
-    def __init__(self, seed: int = 0, manifest=None, **_ignored):
+    def __init__(self, manifest=None, *, seed: int | None = None, providers=None, threads=None, strong=None,
+                 weak=None):
+        if seed is None:
+            seed = ((manifest.get("router") if manifest else None) or {}).get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, (int, str)):
+            raise BadInputError(f"seed must be an integer, got {seed!r}")
+        try:
+            seed = int(seed)
+        except ValueError:
+            raise BadInputError(f"seed must be an integer, got {seed!r}") from None
         super().__init__(manifest, name="random" if seed == 0 else f"random:{seed}")
-        self.seed = int(seed)
+        self.seed = seed
 
     def _score(self, prompts: list[str]) -> np.ndarray:
         out = np.empty(len(prompts))

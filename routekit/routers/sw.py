@@ -75,10 +75,7 @@ class SWRouter(Router):
     def __init__(self, manifest, *, providers=None, threads=None, strong=None, weak=None,
                  mode: str = "exact", k: int | None = None, weighting: str | None = None,
                  gamma: float | None = None, ridge: float | None = None, remainder: str = "moments",
-                 precision: str = "int8", **options):
-        if options:
-            raise BadInputError(f"unknown option(s) for the SW router: {', '.join(sorted(options))} "
-                                "(known: mode, k, weighting, gamma, ridge, remainder, precision)")
+                 precision: str = "int8"):
         super().__init__(manifest, strong=strong, weak=weak)
         spec = manifest["router"]
         data = manifest.array(spec.get("data", "sw.npz"))

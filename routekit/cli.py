@@ -46,11 +46,10 @@ def _parser() -> argparse.ArgumentParser:
     _threshold_args(r)
     r.add_argument("--json", action="store_true", help="print one JSON object")
 
-    s = sub.add_parser("score", help="score a JSONL/text file of prompts, batched")
-    s.add_argument("--input", type=Path, required=True, help="JSONL with a 'prompt' field, or one prompt per line")
-    s.add_argument("--output", type=Path, default=None, help="JSONL to write (default: stdout)")
-    s.add_argument("--field", default="prompt", help="JSON field holding the prompt (default: %(default)s)")
-    s.add_argument("--batch-size", type=int, default=64)
+    s = sub.add_parser("score", help="route every prompt of a JSONL/CSV/Parquet/text file (streaming)")
+    from .score import add_arguments
+
+    add_arguments(s)
     _router_arg(s)
     _threshold_args(s)
 
@@ -137,21 +136,26 @@ def cmd_route(args) -> int:
 
 
 def cmd_score(args) -> int:
-    from .calibrate import load_prompt_file
+    if args.engine == "ray":
+        from .ray import score_cli
 
-    prompts = load_prompt_file(args.input, args.field)
+        return score_cli(args)
+    from .score import ScoreJob
+
+    job = ScoreJob(args.input, args.output, field=args.field, input_format=args.input_format,
+                   output_format=args.output_format, threshold=args.threshold,
+                   strong_fraction=args.strong_fraction, batch_size=args.batch_size, part_rows=args.part_rows,
+                   resume=args.resume, skip_bad=args.skip_bad, rejected=args.rejected)
     router = _load(args.router, args.threads)
-    decisions = router.route_many(prompts, threshold=args.threshold, strong_fraction=args.strong_fraction,
-                                  batch_size=args.batch_size, show_progress=True)
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     try:
-        for i, d in enumerate(decisions):
-            out.write(json.dumps({"index": i, **d.to_dict()}) + "\n")
-    finally:
-        if args.output:
-            out.close()
-    n_strong = sum(d.is_strong for d in decisions)
-    print(f"scored {len(decisions)} prompts: {n_strong} strong, {len(decisions) - n_strong} weak",
+        s = job.run(router, show_progress=True)
+    except (KeyboardInterrupt, SystemExit) as exc:
+        notes = "; ".join(getattr(exc, "__notes__", [])) or "nothing was written"
+        print(f"routekit: interrupted: {notes}", file=sys.stderr)
+        return 130 if isinstance(exc, KeyboardInterrupt) else (exc.code if isinstance(exc.code, int) else 1)
+    rej = f", {s.rejected} rejected" if args.skip_bad else ""
+    resumed = f" ({s.resumed_parts} parts resumed)" if s.resumed_parts else ""
+    print(f"scored {s.rows} prompts: {s.strong} strong, {s.weak} weak{rej}{resumed} -> {s.output}",
           file=sys.stderr)
     return 0
 

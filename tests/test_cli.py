@@ -40,7 +40,7 @@ def test_score_file(tmp_path, capsys):
     out = tmp_path / "s.jsonl"
     assert main(["score", "--input", str(inp), "--output", str(out)]) == 0
     rows = [json.loads(l) for l in out.read_text().splitlines()]
-    assert [r["index"] for r in rows] == [0, 1, 2]
+    assert [r["prompt"] for r in rows] == ["a", "Prove Fermat's last theorem", "c"]
     assert all({"route", "win_rate", "threshold", "router"} <= set(r) for r in rows)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "ok"}\n{"prompt": \n')

@@ -147,12 +147,7 @@ def cmd_score(args) -> int:
                    strong_fraction=args.strong_fraction, batch_size=args.batch_size, part_rows=args.part_rows,
                    resume=args.resume, skip_bad=args.skip_bad, rejected=args.rejected)
     router = _load(args.router, args.threads)
-    try:
-        s = job.run(router, show_progress=True)
-    except (KeyboardInterrupt, SystemExit) as exc:
-        notes = "; ".join(getattr(exc, "__notes__", [])) or "nothing was written"
-        print(f"routekit: interrupted: {notes}", file=sys.stderr)
-        return 130 if isinstance(exc, KeyboardInterrupt) else (exc.code if isinstance(exc.code, int) else 1)
+    s = job.run(router, show_progress=True)
     rej = f", {s.rejected} rejected" if args.skip_bad else ""
     resumed = f" ({s.resumed_parts} parts resumed)" if s.resumed_parts else ""
     print(f"scored {s.rows} prompts: {s.strong} strong, {s.weak} weak{rej}{resumed} -> {s.output}",

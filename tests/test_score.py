@@ -255,3 +255,13 @@ def test_score_job_checks_before_router(tmp_path):
         ScoreJob(inp, tmp_path / "o.jsonl")
     with pytest.raises(routekit.errors.BadInputError, match="file not found"):
         ScoreJob(tmp_path / "nope.jsonl")
+
+
+def test_scores_do_not_depend_on_chunking(tmp_path, router):
+    # the streaming path cuts the input at arbitrary places; each prompt's score must not move
+    prompts = [f"question {i}: " + "why " * (i % 41) + PROMPTS[i % len(PROMPTS)] for i in range(120)]
+    inp = _jsonl(tmp_path / "in.jsonl", [{"prompt": p} for p in prompts])
+    score_file(router, inp, tmp_path / "a.jsonl", batch_size=7, chunk_rows=50)
+    single = [router.win_rate(p) for p in prompts]
+    assert [r["win_rate"] for r in _read_jsonl(tmp_path / "a.jsonl")] == single
+    assert list(router.win_rates(prompts)) == single

@@ -144,7 +144,10 @@ class LinearRouter(Router):
         for i, row in zip(todo, token_ids(self.tokenizer, [texts[i] for i in todo]) if todo else ()):
             ids[i] = row
         bow = np.array([vals @ self.w_bow[cols] for cols, vals in tfidf_rows(ids, self.col_of_id, self.bow_idf)])
-        return np.asarray(embeddings, np.float64) @ self.w_emb + bow + feats @ self.w_feat + self.bias
+        # row-wise products, not BLAS matrix-vector (whose kernels change the last bit with the batch
+        # size): a prompt's score never depends on its batch-mates
+        emb = (np.asarray(embeddings, np.float64) * self.w_emb).sum(axis=1)
+        return emb + bow + (feats * self.w_feat).sum(axis=1) + self.bias
 
     def scores(self, embeddings: np.ndarray, prompts: list[str], ids: list | None = None) -> np.ndarray:
         g = self.gains(embeddings, prompts, ids)

@@ -304,7 +304,18 @@ def _add_serve(sub) -> None:
     sv.add_argument("--upstream-timeout", type=float, default=None, help="seconds (default 60)")
     sv.add_argument("--turns", choices=["user", "last"], default=None,
                     help="score all user turns, newest first (default) or only the last one")
+    sv.add_argument("--upstream-max-retries", type=int, default=None,
+                    help="the openai SDK's retries per upstream call (default 0)")
+    sv.add_argument("--fallback", action=argparse.BooleanOptionalAction, default=None,
+                    help="on connection error, timeout or 5xx, try the other upstream once (default: on)")
+    sv.add_argument("--decision-log", default=None, metavar="PATH",
+                    help="append one JSON line per request to PATH ('-': stderr); summarise with `routekit report`")
+    sv.add_argument("--log-prompts", action="store_true", default=None,
+                    help="also log the scored text, cut to log_prompt_chars (default 200)")
     sv.add_argument("--log-level", default="info")
+    rp = sub.add_parser("report", help="summarise a decision log written by `routekit serve --decision-log`")
+    rp.add_argument("log", type=Path, help="decision log (JSON lines)")
+    rp.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
 def _pairs(values, what: str) -> dict:
@@ -336,8 +347,18 @@ def cmd_serve(args) -> int:
     cfg = with_overrides(cfg, routers=_pairs(args.router, "--router") or None, threads=args.threads,
                          api_key=api_key, aliases={**cfg.aliases, **_pairs(args.alias, "--alias")} or None,
                          max_body_bytes=args.max_body_bytes, upstream_timeout=args.upstream_timeout,
-                         turns=args.turns, **ups)
+                         turns=args.turns, upstream_max_retries=args.upstream_max_retries,
+                         fallback=args.fallback, decision_log=args.decision_log, log_prompts=args.log_prompts,
+                         **ups)
     serve(cfg, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .decision_log import format_summary, summarise
+
+    s = summarise(args.log)
+    print(json.dumps(s, indent=2) if args.json else format_summary(s))
     return 0
 
 
@@ -345,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handler = {"route": cmd_route, "score": cmd_score, "artifacts": cmd_artifacts, "eval": cmd_eval,
                "calibrate": cmd_calibrate, "eval-report": cmd_eval_report,
-               "bench": cmd_bench, "serve": cmd_serve}[args.command]
+               "bench": cmd_bench, "serve": cmd_serve, "report": cmd_report}[args.command]
     from ._io import Terminated, sigterm_raises
 
     try:

@@ -219,6 +219,22 @@ class Router:
         return [self._decide(w, thr, forced) for w in rates]
 
 
+    # -- N models (routers with a model table: MF, SW; see routekit.select) -------------------
+    def rank(self, prompt: str, candidates: Sequence[str] | None = None, *, reference: str | None = None):
+        """``{model: P(model beats reference)}`` for ``candidates`` (default: the whole table), best first."""
+        from .select import rank
+
+        return rank(self, prompt, candidates, reference)
+
+    def select(self, prompt: str, candidates: Sequence[str] | None = None, *, prices=None,
+               willingness_to_pay: float | None = None, reference: str | None = None):
+        """The candidate with the best predicted quality for its price (a :class:`routekit.select.Selection`)."""
+        from .select import select
+
+        return select(self, prompt, candidates, prices=prices, willingness_to_pay=willingness_to_pay,
+                      reference=reference)
+
+
 def load(name_or_path: str | os.PathLike = "default", *, providers: Sequence[str] | None = None,
          threads: int | None = None, strong: str | None = None, weak: str | None = None,
          verify: bool = True, **options: Any) -> Router:

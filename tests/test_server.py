@@ -23,6 +23,8 @@ from routekit.client import (RouterCache, RouteSpec, UnknownRouterError, Upstrea
                              prompt_from_messages)
 from routekit.errors import BadInputError
 
+from _fake_chat import _fake_upstream_app, _free_socket, running
+
 PROMPTS = ["hi, how are you?", "Prove that there are infinitely many primes.",
            "Write a Rust function that parses ISO-8601 durations, with tests.", "What is 2 + 2?",
            "Summarise the causes of the French revolution in three bullet points.", "translate 'cat' to German",
@@ -125,83 +127,7 @@ def test_serve_without_extra_gives_install_hint(monkeypatch, capsys):
     assert "pip install 'routekit[server]'" in err and "fastapi" in err
 
 
-# -- servers on loopback -----------------------------------------------------------------------
-def _free_socket() -> socket.socket:
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", 0))
-    return s
-
-
-@contextmanager
-def running(app):
-    """Serve an ASGI app with uvicorn on 127.0.0.1 in a thread; yields its base URL."""
-    import uvicorn
-
-    sock = _free_socket()
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not server.started:
-        if not thread.is_alive() or time.time() > deadline:
-            raise RuntimeError("test server did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
-
-
-def _fake_upstream_app(received: list):
-    """An OpenAI-compatible fake: /<name>/v1/chat/completions answers '<name> says: <last user text>'.
-
-    ``slow`` sleeps 3 s before answering; ``broken`` answers HTTP 500; ``midfail`` breaks mid-stream.
-    """
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse, StreamingResponse
-
-    app = FastAPI()
-
-    @app.post("/{name}/v1/chat/completions")
-    async def chat(name: str, request: Request):
-        body = await request.json()
-        received.append((name, body))
-        if name == "slow":
-            await asyncio.sleep(3)
-        if name == "broken":
-            return JSONResponse({"error": {"message": "the fake upstream broke", "type": "server_error"}},
-                                status_code=500)
-        text = f"{name} says: {body['messages'][-1]['content']}"
-        base = {"id": "cmpl-1", "created": 1, "model": body["model"]}
-        if not body.get("stream"):
-            return {**base, "object": "chat.completion",
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                 "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": 10, "completion_tokens": 4, "total_tokens": 14}}
-
-        async def events():
-            for i, piece in enumerate(text.split(" ")):
-                delta = {"content": (" " if i else "") + piece}
-                if i == 0:
-                    delta["role"] = "assistant"
-                chunk = {**base, "object": "chat.completion.chunk",
-                         "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
-                yield f"data: {json.dumps(chunk)}\n\n"
-                if name == "midfail" and i == 1:
-                    raise RuntimeError("connection dropped")
-            end = {**base, "object": "chat.completion.chunk",
-                   "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-            yield f"data: {json.dumps(end)}\n\n"
-            yield "data: [DONE]\n\n"
-
-        return StreamingResponse(events(), media_type="text/event-stream")
-
-    return app
-
-
+# -- servers on loopback (helpers in _fake_chat.py) ----------------------------------------------
 @pytest.fixture(scope="module")
 def server_deps():
     for mod in ("fastapi", "uvicorn", "openai", "httpx"):
@@ -240,6 +166,14 @@ def sdk(router_server):
     import openai
 
     return openai.OpenAI(base_url=router_server[0] + "/v1", api_key="unused", max_retries=0, timeout=30)
+
+
+def _samples(text: str) -> dict:
+    """Prometheus exposition text -> {(sample name, *sorted (label, value) pairs): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(smp.name, *sorted(smp.labels.items())): smp.value
+            for fam in text_string_to_metric_families(text) for smp in fam.samples}
 
 
 def _user(text):
@@ -329,15 +263,15 @@ def test_models_health_metrics(router_server, sdk, default_router):
     httpx.post(url + "/v1/route", json={"prompt": "metrics please", "strong_fraction": 1.0})
     sdk.chat.completions.create(model="router-default-p100", messages=_user("cost me"))
     text = httpx.get(url + "/metrics").text
-    lines = dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
-    assert float(lines['routekit_requests_total{endpoint="/v1/route",route="strong",status="200"}']) >= 1
-    assert float(lines['routekit_requests_total{endpoint="/v1/chat/completions",route="strong",status="200"}']) >= 1
+    m = _samples(text)
+    assert m["routekit_requests_total", ("endpoint", "/v1/route"), ("route", "strong"), ("status", "200")] >= 1
+    assert m["routekit_requests_total", ("endpoint", "/v1/chat/completions"), ("route", "strong"), ("status", "200")] >= 1
     name = default_router.name  # the histogram is labelled with the router's own name
-    count = float(lines[f'routekit_router_latency_seconds_count{{router="{name}"}}'])
-    assert count >= 2 and float(lines[f'routekit_router_latency_seconds_bucket{{router="{name}",le="+Inf"}}']) == count
-    assert float(lines[f'routekit_router_latency_seconds_sum{{router="{name}"}}']) > 0
-    assert float(lines['routekit_tokens_total{model="big-model",kind="prompt"}']) >= 10
-    assert float(lines['routekit_cost_usd_total{model="big-model"}']) >= (10 * 10 + 4 * 30) / 1e6 - 1e-12
+    count = m["routekit_router_latency_seconds_count", ("router", name)]
+    assert count >= 2 and m["routekit_router_latency_seconds_bucket", ("le", "+Inf"), ("router", name)] == count
+    assert m["routekit_router_latency_seconds_sum", ("router", name)] > 0
+    assert m["routekit_tokens_total", ("kind", "prompt"), ("model", "big-model")] >= 10
+    assert m["routekit_cost_usd_total", ("model", "big-model")] >= (10 * 10 + 4 * 30) / 1e6 - 1e-12
     assert "# TYPE routekit_router_latency_seconds histogram" in text
 
 
@@ -411,7 +345,7 @@ def test_upstream_failures(upstream):
     url, _ = upstream
     dead = _free_socket()  # bound but never listening: connections are refused
     dead_url = f"http://127.0.0.1:{dead.getsockname()[1]}/v1"
-    cfg = _config(url, routers={"random": "random"}, upstream_timeout=0.5, preload=False,
+    cfg = _config(url, routers={"random": "random"}, upstream_timeout=0.5, preload=False, fallback=False,
                   strong=Upstream("big-model", f"{url}/slow/v1", api_key="k"),
                   weak=Upstream("small-model", dead_url, api_key="k"))
     with running(create_app(cfg)) as srv:
@@ -429,12 +363,12 @@ def test_upstream_failures(upstream):
         assert down_stream.value.status_code == 502
         import httpx
 
-        metrics = httpx.get(srv + "/metrics").text
-        assert 'routekit_upstream_errors_total{upstream="strong",kind="timeout"} 1' in metrics
-        assert 'routekit_upstream_errors_total{upstream="weak",kind="connection"} 2' in metrics
+        m = _samples(httpx.get(srv + "/metrics").text)
+        assert m["routekit_upstream_errors_total", ("kind", "timeout"), ("upstream", "strong")] == 1
+        assert m["routekit_upstream_errors_total", ("kind", "connection"), ("upstream", "weak")] == 2
     dead.close()
 
-    cfg = _config(url, routers={"random": "random"}, preload=False,
+    cfg = _config(url, routers={"random": "random"}, preload=False, fallback=False,
                   strong=Upstream("big-model", f"{url}/broken/v1", api_key="k"),
                   weak=Upstream("small-model", f"{url}/midfail/v1", api_key="k"))
     with running(create_app(cfg)) as srv:

@@ -42,6 +42,13 @@ class MFRouter(Router):
         a = (model_emb[idx[strong]] - model_emb[idx[weak]]) * head  # (h,)
         return (a @ proj_w).astype(np.float32), float(a @ proj_b)
 
+    def model_logits(self, prompts, models) -> np.ndarray:
+        """δ(model, prompt) ``(n, m)`` for models of the table (N-model ranking, routekit.select)."""
+        model_emb, proj_w, proj_b, head = self._weights
+        idx = {m: i for i, m in enumerate(self.models)}
+        a = model_emb[[idx[self.canonical(m)] for m in models]] * head  # (m, h)
+        return self.encoder(list(prompts)).astype(np.float64) @ (a @ proj_w).T + a @ proj_b
+
     def scores(self, embeddings: np.ndarray) -> np.ndarray:
         """Win rates from precomputed prompt embeddings (n × d)."""
         logits = embeddings @ self._u + self._c

@@ -131,6 +131,11 @@ class SWRouter(Router):
         """Per-prompt BT strengths of every tier (natural-log logits) from prompt embeddings."""
         return self.sw.tier_ratings(embeddings)
 
+    def model_logits(self, prompts, models) -> np.ndarray:
+        """BT strength ``(n, m)`` of each model's tier per prompt (N-model ranking, routekit.select)."""
+        tiers = [self.tier_of(m) for m in models]
+        return self.tier_ratings(self.encoder(list(prompts)))[:, tiers]
+
     def scores(self, embeddings: np.ndarray) -> np.ndarray:
         """Win rates from precomputed prompt embeddings (n × d)."""
         return self.sw.scores(embeddings, self.strong_tier, self.weak_tier)

@@ -3,6 +3,16 @@
 Loading never unpickles anything: arrays are read with ``numpy.load(allow_pickle=False)``, models
 are ONNX files, tokenizers are ``tokenizer.json``.  Every file the manifest lists is hashed on load
 and a mismatch is refused with :class:`~routekit.errors.BadArtifactError`.
+
+The manifest itself is checked against a schema (:mod:`routekit._schema`) and carries its own hash,
+``manifest_sha256``: the sha256 of its canonical JSON (sorted keys, no whitespace) without that
+field, written by :class:`ArtifactWriter` and checked on every load.  It catches a manifest changed
+after it was written — a hand edit (one digit of a calibration quantile), a bad merge, a partial
+copy, bit rot — which the file hashes alone do not cover (they say nothing about the thresholds,
+the pair or the model table).  It is an integrity check, not a signature: anyone who can write the
+folder can also recompute the hash (``routekit artifacts seal``), so it does not protect against
+deliberate tampering; for that, compare ``routekit artifacts verify``'s digest with one you keep
+elsewhere, or install artifacts read-only.
 """
 
 from __future__ import annotations
@@ -18,13 +28,14 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from . import registry
+from . import _schema, registry
 from ._io import check_output_dir, sigterm_raises
-from .errors import BadArtifactError, UnknownArtifactError
+from .errors import BadArtifactError, BadInputError, UnknownArtifactError
 
 FORMAT = "routekit-artifact"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+DIGEST = "manifest_sha256"  #: the manifest's own hash, see manifest_digest()
 KINDS = tuple(registry.BUILTIN)  #: built-in router kinds; installed plugins add theirs: registry.kinds()
 
 
@@ -64,19 +75,23 @@ def shipped() -> dict[str, Path]:
         for sub in sorted(root.iterdir()):
             if sub.is_dir() and (sub / MANIFEST).is_file():
                 out[sub.name] = sub
-        index = root / "index.json"
-        if index.is_file():
-            default = json.loads(index.read_text()).get("default")
-            if default in out:
-                out["default"] = out[default]
+        default = default_name()
+        if default in out:
+            out["default"] = out[default]
     return out
 
 
 def default_name() -> str | None:
+    """The shipped artifact ``default`` names (``index.json``), or None."""
     index = artifacts_root() / "index.json"
-    if index.is_file():
-        return json.loads(index.read_text()).get("default")
-    return None
+    if not index.is_file():
+        return None
+    try:
+        data = _schema.parse(index.read_bytes(), str(index), max_bytes=1 << 20)
+    except (BadArtifactError, OSError):
+        return None
+    default = data.get("default") if isinstance(data, dict) else None
+    return default if isinstance(default, str) else None
 
 
 def resolve(name_or_path: str | os.PathLike) -> Path:
@@ -95,8 +110,9 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
 
 
 def _safe_member(folder: Path, rel: str) -> Path:
-    """Resolve ``rel`` inside ``folder``; refuse absolute paths, ``..`` escapes and symlinks."""
-    if not isinstance(rel, str) or not rel or rel.startswith(("/", "\\")) or Path(rel).is_absolute():
+    """Resolve ``rel`` inside ``folder``; refuse absolute paths, ``..`` escapes, NUL bytes and symlinks."""
+    if (not isinstance(rel, str) or not rel or "\0" in rel or rel.startswith(("/", "\\"))
+            or Path(rel).is_absolute()):
         raise BadArtifactError(f"{folder}: manifest names an invalid file path {rel!r}")
     parts = Path(rel).parts
     if ".." in parts:
@@ -183,35 +199,63 @@ class Manifest:
         return json.dumps(self.data, indent=2, sort_keys=False) + "\n"
 
 
-def read_manifest(folder: str | os.PathLike, *, verify: bool = True) -> Manifest:
-    """Read and validate ``folder/manifest.json``; with ``verify`` check every file's sha256."""
-    folder = Path(folder)
+def manifest_digest(data: dict) -> str:
+    """sha256 of the manifest's canonical JSON (sorted keys, no spaces, UTF-8), ``manifest_sha256`` left out."""
+    body = {k: v for k, v in data.items() if k != DIGEST}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _read_manifest_bytes(folder: Path) -> tuple[Path, bytes]:
     mpath = folder / MANIFEST
+    if mpath.is_symlink():
+        raise BadArtifactError(f"{mpath} is a symlink; an artifact's manifest must be a real file in its folder")
     if not mpath.is_file():
         raise BadArtifactError(f"{folder}: no {MANIFEST} (not a routekit artifact folder)")
     try:
-        data = json.loads(mpath.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadArtifactError(f"{mpath}: not valid JSON ({exc})") from exc
+        fd = os.open(mpath, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as f:
+            raw = f.read(_schema.MAX_BYTES + 1)
+    except OSError as exc:
+        raise BadArtifactError(f"{mpath}: cannot be read ({exc.strerror or exc})") from exc
+    return mpath, raw
+
+
+def read_manifest(folder: str | os.PathLike, *, verify: bool = True) -> Manifest:
+    """Read and validate ``folder/manifest.json``: JSON caps, schema, the manifest's own hash
+    (``manifest_sha256``), every listed file present; with ``verify`` also every file's sha256."""
+    if folder is None or isinstance(folder, bool) or not isinstance(folder, (str, os.PathLike)):
+        raise BadInputError(f"an artifact folder must be a path, got {type(folder).__name__}")
+    if "\0" in str(folder):
+        raise BadInputError(f"artifact folder {str(folder)!r} contains a NUL byte")
+    folder = Path(folder)
+    mpath, raw = _read_manifest_bytes(folder)
+    data = _schema.parse(raw, str(mpath))
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise BadArtifactError(f"{mpath}: not a routekit manifest (format != {FORMAT!r})")
     version = data.get("format_version")
-    if version != FORMAT_VERSION:
+    if type(version) is not int or version != FORMAT_VERSION:
         raise BadArtifactError(
             f"{mpath}: format_version {version!r} is not supported by this routekit "
             f"(supports {FORMAT_VERSION}); upgrade routekit or re-export the artifact"
         )
     registry.check_kind(data.get("kind"), where=str(mpath))
-    files = data.get("files")
-    if not isinstance(files, dict):
-        raise BadArtifactError(f"{mpath}: 'files' must be an object of path -> {{sha256, bytes}}")
+    _schema.check(data, str(mpath), (data["kind"],))  # kind checked just above
+    digest = data.get(DIGEST)
+    if digest is None:
+        raise BadArtifactError(f"{mpath}: no {DIGEST} (the manifest's own hash); if you made or edited this "
+                               f"manifest yourself, check it and run `routekit artifacts seal {folder}`")
+    actual = manifest_digest(data)
+    if actual != digest:
+        raise BadArtifactError(f"{mpath}: the manifest was modified after it was written ({DIGEST} "
+                               f"{digest[:12]}…, content {actual[:12]}…); re-export the artifact, or check "
+                               f"the change and run `routekit artifacts seal {folder}`")
+    files = data["files"]
     manifest = Manifest(data, folder)
     for rel, meta in files.items():
         path = _safe_member(folder, rel)
         if not path.is_file():
             raise BadArtifactError(f"{folder}: file {rel!r} listed in the manifest is missing")
-        if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str):
-            raise BadArtifactError(f"{mpath}: entry for {rel!r} has no sha256")
         if verify:
             size = path.stat().st_size
             if "bytes" in meta and size != meta["bytes"]:
@@ -228,9 +272,82 @@ def read_manifest(folder: str | os.PathLike, *, verify: bool = True) -> Manifest
     return manifest
 
 
-def verify(folder: str | os.PathLike) -> Manifest:
-    """Check an artifact completely; raises BadArtifactError with the first problem found."""
-    return read_manifest(folder, verify=True)
+TRIAL_PROMPT = "Prove that there are infinitely many prime numbers."
+
+
+def verify(folder: str | os.PathLike, *, load: bool = False, threads: int | None = None) -> Manifest:
+    """Check an artifact's manifest (schema, own hash) and files (sha256); with ``load`` also load
+    it as ``routekit.load()`` does and score one prompt (a remote encoder is not called: the head
+    scores a synthetic unit embedding instead), so that passing means ``load()`` works.
+
+    Raises BadArtifactError with the first problem found."""
+    manifest = read_manifest(folder, verify=True)
+    if load:
+        _trial(manifest, threads)
+    return manifest
+
+
+def _trial(manifest: Manifest, threads: int | None) -> None:
+    from .errors import RoutekitError
+    from .router import load
+
+    where = manifest.folder
+    try:
+        router = load(where, threads=threads)
+        enc = manifest.get("encoder")
+        if isinstance(enc, dict) and enc.get("kind") == "openai":
+            emb = np.zeros((1, int(enc["dim"])), np.float32)
+            emb[0, 0] = 1.0
+            raw = router.score_embeddings(emb, [TRIAL_PROMPT])
+        else:
+            raw = router._score([TRIAL_PROMPT])
+        raw = np.asarray(raw, dtype=np.float64).reshape(-1)
+    except RoutekitError:
+        raise
+    except Exception as exc:  # anything else is an artifact the loader did not catch
+        raise BadArtifactError(f"{where}: the trial load failed ({type(exc).__name__}: {exc})") from exc
+    if raw.shape != (1,) or not np.isfinite(raw[0]) or not -1e-6 <= raw[0] <= 1 + 1e-6:
+        raise BadArtifactError(f"{where}: the trial prompt gave win rate {raw.tolist()}, not one number in [0, 1]")
+
+
+def _with_digest(text: str, data: dict) -> str:
+    """``text`` with its top-level ``manifest_sha256`` set to ``data``'s, changing only that line
+    where possible (a small diff for manifests kept in git); else ``data`` re-serialised."""
+    import re
+
+    line = f'"{DIGEST}": "{data[DIGEST]}"'
+    for new in (re.sub(rf'"{DIGEST}"\s*:\s*"[^"]*"', lambda m: line, text),
+                re.sub(r"\s*}\s*$", lambda m: f',\n  {line}\n}}\n', text, count=1)):
+        try:
+            if new != text and json.loads(new) == data:
+                return new
+        except ValueError:
+            pass
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def seal(folder: str | os.PathLike) -> str:
+    """Record the manifest's own hash (``manifest_sha256``) after a deliberate edit; returns it.
+
+    The manifest must pass the schema and every listed file its sha256 (a file whose hash changed
+    is re-hashed only by re-exporting, never here).  Written atomically."""
+    from ._io import atomic_write
+
+    folder = Path(folder)
+    mpath, raw = _read_manifest_bytes(folder)
+    data = _schema.parse(raw, str(mpath))
+    if not isinstance(data, dict):
+        raise BadArtifactError(f"{mpath}: not a routekit manifest")
+    data[DIGEST] = manifest_digest(data)
+    with atomic_write(mpath) as f:  # then check it as load() would; restore the old text if not valid
+        f.write(_with_digest(raw.decode("utf-8"), data))
+    try:
+        read_manifest(folder, verify=True)
+    except BadArtifactError:
+        with atomic_write(mpath, "wb") as f:
+            f.write(raw)
+        raise
+    return data[DIGEST]
 
 
 class ArtifactWriter:
@@ -278,6 +395,8 @@ class ArtifactWriter:
             p.relative_to(self.dir).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
             for p in self.iter_files()
         }
+        self.manifest.pop(DIGEST, None)
+        self.manifest[DIGEST] = manifest_digest(self.manifest)
         (self.dir / MANIFEST).write_text(json.dumps(self.manifest, indent=2) + "\n", encoding="utf-8")
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -56,8 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     a = sub.add_parser("artifacts", help="list or verify artifacts")
     asub = a.add_subparsers(dest="action", required=True)
     asub.add_parser("list", help="shipped artifacts")
-    v = asub.add_parser("verify", help="check an artifact's manifest and file hashes")
+    v = asub.add_parser("verify", help="check an artifact: manifest schema and hash, file hashes, and a trial "
+                                       "load that scores one prompt")
     v.add_argument("path")
+    v.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")
+    sl = asub.add_parser("seal", help="record the manifest's own hash after you edited and checked it")
+    sl.add_argument("path")
 
     e = sub.add_parser("eval", help="APGR / CPT of routers on RouteLLM-format benchmark answers or your own labels")
     which = e.add_mutually_exclusive_group(required=True)
@@ -173,8 +177,14 @@ def cmd_artifacts(args) -> int:
             print(f"{name}{mark}\tkind={m.kind}\t{pair.get('strong')} vs {pair.get('weak')}\t{size:.1f} MB\t{folder}")
         print("random\tkind=random\tbuilt in (seeded baseline)")
         return 0
-    m = artifact.verify(artifact.resolve(args.path))
-    print(f"OK {m.folder}: kind={m.kind}, {len(m.files)} files verified, format v{m.get('format_version')}")
+    folder = artifact.resolve(args.path)
+    if args.action == "seal":
+        digest = artifact.seal(folder)
+        print(f"sealed {folder}: manifest_sha256 {digest}")
+        return 0
+    m = artifact.verify(folder, load=True, threads=args.threads)
+    print(f"OK {m.folder}: kind={m.kind}, format v{m.get('format_version')}, manifest_sha256 "
+          f"{m.get('manifest_sha256')}, {len(m.files)} files verified, trial load scored one prompt")
     return 0
 
 

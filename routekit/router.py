@@ -248,7 +248,7 @@ def load(name_or_path: str | os.PathLike = "default", *, providers: Sequence[str
     Other keywords are the kind's own options (e.g. SW's ``mode="fast"``); one the kind does not
     take raises :class:`BadInputError`.
     """
-    key = str(name_or_path)
+    key = _router_key(name_or_path)
     kw = dict(providers=providers, threads=threads, strong=strong, weak=weak, **options)
     if key == "random" or key.startswith("random:"):
         cls = registry.router_class("random")
@@ -265,6 +265,18 @@ def load(name_or_path: str | os.PathLike = "default", *, providers: Sequence[str
     cls = registry.router_class(manifest.kind)
     registry.check_options(manifest.kind, cls, options)
     return cls(manifest, **kw)
+
+
+def _router_key(name_or_path: Any) -> str:
+    if isinstance(name_or_path, bool) or not isinstance(name_or_path, (str, os.PathLike)):
+        raise BadInputError(f"a router is a shipped name or an artifact folder path, got "
+                            f"{type(name_or_path).__name__}")
+    key = os.fspath(name_or_path)
+    if not isinstance(key, str):
+        raise BadInputError("a router path must be str, not bytes")
+    if not key.strip() or "\0" in key:
+        raise BadInputError(f"invalid router name {key!r}")
+    return key
 
 
 class RouterSet:

@@ -30,6 +30,8 @@ class RandomRouter(Router):
             seed = int(seed)
         except ValueError:
             raise BadInputError(f"seed must be an integer, got {seed!r}") from None
+        if not -(2**63) <= seed < 2**63:
+            raise BadInputError(f"seed must be in [-2**63, 2**63), got {str(seed)[:40]}")
         super().__init__(manifest, name="random" if seed == 0 else f"random:{seed}")
         self.seed = seed
 

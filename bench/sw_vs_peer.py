@@ -29,10 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from routekit.bench_peer import synthetic_battles
 from routekit.routers.sw_model import SWModel
 
 from _common import PEER_PY, PEER_SCRIPT, p50, uptime  # noqa: E402 - bench/ is on sys.path
+from peer_compare import synthetic_battles  # noqa: E402
 
 
 def main() -> None:

@@ -1,5 +1,6 @@
-"""``routekit bench``: latency, throughput, cold start and memory of routers, optionally side by side
-with the reference implementation (RouteLLM 0.2.0) run in its own virtualenv in the same session."""
+"""``routekit bench``: latency, throughput, cold start and memory of routers on this machine.
+
+(The project's side-by-side comparison with RouteLLM 0.2.0 is ``bench/peer_compare.py``.)"""
 
 from __future__ import annotations
 
@@ -149,21 +150,6 @@ def machine() -> dict:
             "env_threads": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "ROUTEKIT_THREADS")}}
 
 
-def peer_assets(out_dir: Path) -> str:
-    """Where the reference harness caches its checkpoints and prompts ($PEER_ASSETS, else under --out)."""
-    return os.environ.get("PEER_ASSETS") or str(Path(out_dir).resolve() / "peer-assets")
-
-
-def run_peer(python: str, script: str, quick: bool, out_dir: Path) -> dict:
-    out = out_dir / "peer_results.json"
-    cmd = [python, script, "--out", str(out)] + (["--quick"] if quick else [])
-    env = dict(os.environ, PEER_ASSETS=peer_assets(out_dir))
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200)
-    if proc.returncode != 0 or not out.is_file():
-        return {"error": (proc.stderr or proc.stdout)[-2000:]}
-    return json.loads(out.read_text())
-
-
 def format_table(results: dict) -> str:
     lines = [f"machine: {results['machine']['cpu']} x{results['machine']['cores']}, "
              f"threads={results['threads']}, load before {results['machine']['loadavg']}, "
@@ -184,12 +170,6 @@ def format_table(results: dict) -> str:
             for bs, row in r["batched"].items():
                 lines.append(f"{bs:>6} {row['prompts_per_s']:>10.1f} {row['encoder_only_prompts_per_s']:>15.1f} "
                              f"{100 * row['fraction_of_encoder']:>12.0f}%")
-    if results.get("peer"):
-        lines.append("\n== reference RouteLLM 0.2.0, same session")
-        lines += results["peer_lines"]
-    if results.get("targets"):
-        lines.append("\n== targets")
-        lines += results["targets"]
     return "\n".join(lines)
 
 
@@ -226,8 +206,8 @@ def plot(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def main(routers: Sequence[str], *, threads: int | None, out: Path, quick: bool, peer: bool,
-         peer_python: str, peer_script: str) -> dict:
+def main(routers: Sequence[str], *, threads: int | None, out: Path, quick: bool) -> dict:
+    """Time every router, write ``out/bench.json`` (and ``bench.png`` with matplotlib); returns the results."""
     out.mkdir(parents=True, exist_ok=True)
     results: dict = {"machine": machine(), "threads": threads, "routers": []}
     n = 20 if quick else 60
@@ -235,12 +215,6 @@ def main(routers: Sequence[str], *, threads: int | None, out: Path, quick: bool,
         r = bench_router(name, threads=threads, n=n, quick=quick)
         r["cold_start"] = cold_start(name, threads)
         results["routers"].append(r)
-    from .bench_peer import compare
-
-    if peer:
-        results["peer"] = run_peer(peer_python, peer_script, quick, out)
-        results["peer_assets"] = peer_assets(out)
-    results["peer_lines"], results["targets"] = compare(results, threads=threads, quick=quick)
     results["loadavg_after"] = os.getloadavg()
     (out / "bench.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     try:

@@ -80,25 +80,13 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--out", type=Path, default=None, help="folder for results.json, the plot and the win-rate cache")
     e.add_argument("--no-cache", action="store_true", help="recompute win rates")
 
-    rp = sub.add_parser("eval-report", help="evaluate every shipped router on all dev benchmarks -> markdown + plots")
-    rp.add_argument("--data", type=Path, default=None, help="RouteLLM evals folder (as for eval)")
-    rp.add_argument("--router", action="append", default=None, help="routers (default: every shipped one + random)")
-    rp.add_argument("--out", type=Path, default=Path("docs"), help="folder for eval.md, eval.json and PNGs")
-    rp.add_argument("--readme", type=Path, default=None,
-                    help="also rewrite the table between the eval-table markers in this README")
-    rp.add_argument("--threads", type=int, default=None)
-    rp.add_argument("--no-cache", action="store_true", help="recompute win rates")
-
-    b = sub.add_parser("bench", help="latency / throughput / cold start / RSS; --peer compares with RouteLLM")
+    b = sub.add_parser("bench", help="latency / throughput / cold start / RSS of routers on this machine")
     b.add_argument("--router", action="append", default=None, help="routers to time (default: every shipped one)")
     b.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default: all cores)")
     b.add_argument("--quick", action="store_true", help="fewer repetitions (about a minute per router)")
-    b.add_argument("--out", type=Path, default=Path("bench-results"), help="folder for bench.json and bench.png")
-    b.add_argument("--peer", action="store_true", help="also run RouteLLM 0.2.0's harness and print ratios")
-    b.add_argument("--peer-python", default="../peer/venv/bin/python",
-                   help="python of a venv with routellm==0.2.0 (default: %(default)s)")
-    b.add_argument("--peer-script", default="../shared/bench/peer/bench_peer.py")
-    b.add_argument("--json", action="store_true")
+    b.add_argument("--out", type=Path, default=Path("bench-results"),
+                   help="folder for bench.json and bench.png (default: %(default)s)")
+    b.add_argument("--json", action="store_true", help="print the results as one JSON object")
 
     c = sub.add_parser("calibrate", help="threshold that sends a fraction of your prompts to strong")
     _router_arg(c)
@@ -198,7 +186,6 @@ def cmd_eval(args) -> int:
     from . import evaluate as ev
     from ._io import atomic_path, atomic_write, check_output
     from .errors import OutputError
-    from .report import cached_win_rates
 
     data = args.data or _default_data()
     kw = {}
@@ -221,10 +208,14 @@ def cmd_eval(args) -> int:
     for path, what in ((json_path, "results"), (plot_path, "plot")):  # before any work
         if path is not None:
             check_output(path, inputs=inputs, what=what)
+    if plot_path is not None:
+        from .eval_plot import require_matplotlib
+
+        require_matplotlib()  # a missing extra is an error now, not after scoring everything
     cache = (args.out or _cache_dir()) / "winrates"
     names = args.router or ["default"]
     routers = [_load(name, args.threads) for name in names]
-    all_rates = cached_win_rates(routers, evalset, cache, refresh=args.no_cache, show_progress=not args.json)
+    all_rates = ev.cached_win_rates(routers, evalset, cache, refresh=args.no_cache, show_progress=not args.json)
     results = [ev.evaluate(rates, evalset, name) for name, rates in zip(names, all_rates)]
     summary = ev.report(results, evalset, all_rates)
     if json_path:
@@ -247,23 +238,11 @@ def _default_data() -> Path:
     return Path(os.environ.get("ROUTEKIT_DATA", "../shared/data")) / "dev" / "routellm-evals"
 
 
-def cmd_eval_report(args) -> int:
-    from . import artifact
-    from .report import write_report
-
-    routers = args.router or [n for n in artifact.shipped() if n != "default"] + ["random"]
-    md = write_report(routers, args.data or _default_data(), args.out, threads=args.threads,
-                      cache=_cache_dir() / "winrates", readme=args.readme, refresh=args.no_cache)
-    print(md)
-    return 0
-
-
 def cmd_bench(args) -> int:
     from . import artifact, bench
 
     routers = args.router or [n for n in artifact.shipped() if n != "default"]
-    results = bench.main(routers, threads=args.threads, out=args.out, quick=args.quick, peer=args.peer,
-                         peer_python=args.peer_python, peer_script=args.peer_script)
+    results = bench.main(routers, threads=args.threads, out=args.out, quick=args.quick)
     print(json.dumps(results, default=str) if args.json else bench.format_table(results))
     print(f"results: {args.out / 'bench.json'}, plot: {args.out / 'bench.png'}", file=sys.stderr)
     return 0
@@ -375,7 +354,7 @@ def cmd_report(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handler = {"route": cmd_route, "score": cmd_score, "artifacts": cmd_artifacts, "eval": cmd_eval,
-               "calibrate": cmd_calibrate, "eval-report": cmd_eval_report,
+               "calibrate": cmd_calibrate,
                "bench": cmd_bench, "serve": cmd_serve, "report": cmd_report}[args.command]
     from ._io import Terminated, sigterm_raises
 

@@ -1,4 +1,4 @@
-"""`routekit eval`, `eval-report` and `calibrate` on the dev data (skipped when it is absent)."""
+"""`routekit eval`, bench/eval_report.py and `calibrate` on the dev data (skipped when it is absent)."""
 
 import json
 
@@ -7,6 +7,8 @@ import pytest
 
 import routekit
 from routekit.cli import main
+
+from _bench import eval_report
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +67,7 @@ def test_calibrate_and_write_copy(tmp_path, capsys):
 def test_eval_report_writes_markdown_and_readme(evals, tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("before\n<!-- eval-table:start -->\nOLD-TABLE\n<!-- eval-table:end -->\nafter\n")
-    assert main(["eval-report", "--data", str(evals), "--router", "random", "--router", "random:1",
+    assert eval_report.main(["--data", str(evals), "--router", "random", "--router", "random:1",
                  "--out", str(tmp_path / "docs"), "--readme", str(readme)]) == 0
     text = readme.read_text()
     assert "OLD-TABLE" not in text and "| random:1 |" in text and text.endswith("after\n")
@@ -76,11 +78,12 @@ def test_eval_report_writes_markdown_and_readme(evals, tmp_path):
 
 
 def test_eval_report_no_cache_recomputes_stale_win_rates(evals, tmp_path, monkeypatch):
-    from routekit import report
+    from routekit import evaluate
     from routekit.artifact import cache_dir
 
     monkeypatch.setenv("ROUTEKIT_CACHE", str(tmp_path / "cache"))
-    args = ["eval-report", "--data", str(evals), "--router", "random", "--out", str(tmp_path / "docs")]
+    main = eval_report.main
+    args = ["--data", str(evals), "--router", "random", "--out", str(tmp_path / "docs")]
     assert main(args) == 0
     files = sorted((cache_dir() / "winrates").glob("mmlu-*.npy"))
     assert len(files) == 1 and f"-v{routekit.__version__}" in files[0].name  # a new release misses
@@ -92,7 +95,7 @@ def test_eval_report_no_cache_recomputes_stale_win_rates(evals, tmp_path, monkey
     redone = json.loads((tmp_path / "docs" / "eval.json").read_text())["mmlu"]["routers"]["random"]["apgr"]
     assert redone != stale
     np.testing.assert_array_equal(np.load(files[0]), fresh)
-    assert report.router_cache_key(routekit.load("random")) in files[0].name
+    assert evaluate.router_cache_key(routekit.load("random")) in files[0].name
 
 
 def _labelled_rows(n=120, seed=0):

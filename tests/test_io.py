@@ -240,7 +240,7 @@ def _labelled(tmp_path):
 
 @pytest.mark.parametrize("case", ["plot-is-input", "plot-is-folder", "plot-missing-folder", "out-is-file"])
 def test_cli_eval_outputs_checked_before_work(tmp_path, capsys, monkeypatch, case):
-    from routekit import report
+    from routekit import evaluate
     from routekit.cli import main
 
     jl = _labelled(tmp_path)
@@ -252,7 +252,7 @@ def test_cli_eval_outputs_checked_before_work(tmp_path, capsys, monkeypatch, cas
     def no_work(*a, **k):
         raise AssertionError("scored before checking the outputs")
 
-    monkeypatch.setattr(report, "cached_win_rates", no_work)
+    monkeypatch.setattr(evaluate, "cached_win_rates", no_work)
     rc = main(["eval", "--file", str(jl), "--strong-model", "big", "--weak-model", "small",
                "--router", "random", *extra])
     err = capsys.readouterr().err

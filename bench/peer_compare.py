@@ -1,11 +1,29 @@
-"""Side-by-side figures against RouteLLM 0.2.0 (its harness ran in its own venv, same session)."""
+#!/usr/bin/env python
+"""``routekit bench`` side by side with RouteLLM 0.2.0, and the project's performance targets.
+
+    python bench/peer_compare.py --quick                 # routekit bench + targets (MET / NOT MET)
+    python bench/peer_compare.py --quick --peer          # also RouteLLM's harness, same session
+
+The reference harness (``../shared/bench/peer/bench_peer.py``) runs in its own virtualenv
+(``$PEER_PYTHON``, else ``../peer/venv``) right after routekit's timings; compare the figures only
+within one run (the machine is shared).  Not part of the routekit package.
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+
+from routekit import artifact, bench
+from routekit.routers.sw_model import SWModel
+
+from _common import PEER_PY, PEER_SCRIPT  # noqa: E402 - bench/ is on sys.path
 
 
 def synthetic_battles(n: int, n_models: int = 64, seed: int = 7):
@@ -30,8 +48,6 @@ def synthetic_sw(n_battles: int = 55_000, dim: int = 1536, n_models: int = 64, n
                  **options):
     """An SW model over :func:`synthetic_battles` with one random unit prompt embedding per battle;
     tiers = Elo deciles.  ``options`` go to :class:`~routekit.routers.sw_model.SWModel` (e.g. ``precision``)."""
-    from .routers.sw_model import SWModel
-
     a, b, outcome, elo = synthetic_battles(n_battles, n_models, seed)
     rng = np.random.default_rng(seed + 1)
     tiers = np.searchsorted(np.quantile(elo, np.linspace(0, 1, n_tiers + 1)[1:-1]), elo)
@@ -42,9 +58,7 @@ def synthetic_sw(n_battles: int = 55_000, dim: int = 1536, n_models: int = 64, n
 
 
 def _p50(fn, items) -> float:
-    from .bench import _pct, time_calls
-
-    return _pct(time_calls(fn, items), 50)
+    return bench._pct(bench.time_calls(fn, items), 50)
 
 
 def compare(results: dict, *, threads: int | None, quick: bool) -> tuple[list[str], list[str]]:
@@ -117,3 +131,47 @@ def compare(results: dict, *, threads: int | None, quick: bool) -> tuple[list[st
             targets.append(f"{r['router']} import + load <= 1 s: {t:.2f} s {'MET' if t <= 1 else 'NOT MET'}; "
                            f"RSS <= 400 MB: {cs['peak_rss_mb']:.0f} MB {'MET' if cs['peak_rss_mb'] <= 400 else 'NOT MET'}")
     return lines, targets
+
+
+def peer_assets(out_dir: Path) -> str:
+    """Where the reference harness caches its checkpoints and prompts ($PEER_ASSETS, else under --out)."""
+    return os.environ.get("PEER_ASSETS") or str(Path(out_dir).resolve() / "peer-assets")
+
+
+def run_peer(python: str, script: str, quick: bool, out_dir: Path) -> dict:
+    out = out_dir / "peer_results.json"
+    cmd = [python, script, "--out", str(out)] + (["--quick"] if quick else [])
+    env = dict(os.environ, PEER_ASSETS=peer_assets(out_dir))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200)
+    if proc.returncode != 0 or not out.is_file():
+        return {"error": (proc.stderr or proc.stdout)[-2000:]}
+    return json.loads(out.read_text())
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--router", action="append", default=None, help="routers to time (default: every shipped one)")
+    ap.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions")
+    ap.add_argument("--out", type=Path, default=Path("bench-results"), help="folder for bench.json (default: %(default)s)")
+    ap.add_argument("--peer", action="store_true", help="also run RouteLLM 0.2.0's harness and print ratios")
+    ap.add_argument("--peer-python", default=PEER_PY, help="python of a venv with routellm==0.2.0 (default: %(default)s)")
+    ap.add_argument("--peer-script", default=PEER_SCRIPT, help="the reference harness (default: %(default)s)")
+    args = ap.parse_args(argv)
+    routers = args.router or [n for n in artifact.shipped() if n != "default"]
+    results = bench.main(routers, threads=args.threads, out=args.out, quick=args.quick)
+    if args.peer:
+        results["peer"] = run_peer(args.peer_python, args.peer_script, args.quick, args.out)
+        results["peer_assets"] = peer_assets(args.out)
+    results["peer_lines"], results["targets"] = compare(results, threads=args.threads, quick=args.quick)
+    results["loadavg_after"] = os.getloadavg()
+    (args.out / "bench.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(bench.format_table(results))
+    if results.get("peer"):
+        print("\n== reference RouteLLM 0.2.0, same session", *results["peer_lines"], sep="\n")
+    print("\n== targets", *results["targets"], sep="\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

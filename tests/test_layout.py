@@ -1,0 +1,109 @@
+"""The runtime package's shape: no project-internal numbers in it, no import cycles, small modules,
+the bench/ tools that moved out of it still work."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+from _bench import peer_compare
+
+PKG = Path(__file__).resolve().parents[1] / "routekit"
+
+
+def _internal_imports(path: Path) -> set[str]:
+    """routekit modules imported by ``path`` at any level (function-level imports included)."""
+    mod = ".".join(path.relative_to(PKG.parent).with_suffix("").parts)
+    package = mod if path.name == "__init__.py" else mod.rsplit(".", 1)[0]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                name = ".".join(base + ([node.module] if node.module else []))
+            else:
+                name = node.module or ""
+            names = [name] + [f"{name}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            continue
+        out |= {n.removesuffix(".__init__") for n in names if n.startswith("routekit")}
+    return out
+
+
+def test_no_import_cycles_in_the_runtime():
+    files = {".".join(p.relative_to(PKG.parent).with_suffix("").parts).removesuffix(".__init__"): p
+             for p in PKG.rglob("*.py")}
+    graph = {m: {d for d in _internal_imports(p) if d in files and d != m} for m, p in files.items()}
+    # a package's __init__ importing its own submodules is not a cycle worth reporting
+    graph = {m: {d for d in deps if not (m == "routekit" and d.startswith("routekit."))} for m, deps in graph.items()}
+    state, cycles = {}, []
+
+    def visit(m, stack):
+        state[m] = "open"
+        for d in sorted(graph[m]):
+            if state.get(d) == "open":
+                cycles.append(stack[stack.index(d):] + [d])
+            elif d not in state:
+                visit(d, stack + [d])
+        state[m] = "done"
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+    assert cycles == []
+
+
+def test_the_wheel_holds_no_project_targets_or_peer_harness():
+    text = "\n".join(p.read_text() for p in PKG.rglob("*.py"))
+    for marker in ("NOT MET", "PAPER_BEST", "bench_peer", "eval-table:start"):
+        assert marker not in text, marker
+
+
+def test_peer_compare_checks_the_targets_from_bench_results():
+    results = {"routers": [{
+        "router": "mf", "kind": "mf", "encoder": "Encoder",
+        "single": {64: {"p50_ms": 4.0, "scoring_given_embedding_p50_ms": 0.01}},
+        "batched": {1: {"fraction_of_encoder": 0.95, "prompts_per_s": 100.0},
+                    8: {"fraction_of_encoder": 0.85, "prompts_per_s": 110.0}},
+        "cold_start": {"import_s": 0.2, "load_s": 0.3, "peak_rss_mb": 150.0}}]}
+    lines, targets = peer_compare.compare(results, threads=1, quick=True)
+    assert lines == []
+    assert "MF single prompt 64 tokens p50 <= 15 ms: 4.0 ms  MET" in targets
+    assert "mf batched throughput >= 90% of bare encoder: worst 85%  NOT MET" in targets
+    assert any(t.startswith("mf import + load <= 1 s: 0.50 s MET") for t in targets)
+
+
+def test_eval_plot_without_matplotlib_fails_before_scoring(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from routekit import evaluate
+    from routekit.cli import main
+
+    jl = tmp_path / "mine.jsonl"
+    jl.write_text("".join(json.dumps({"prompt": f"q {i}", "big": i % 3 != 0, "small": i % 2}) + "\n" for i in range(30)))
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+
+    def no_work(*a, **k):
+        raise AssertionError("scored before finding matplotlib missing")
+
+    monkeypatch.setattr(evaluate, "cached_win_rates", no_work)
+    rc = main(["eval", "--file", str(jl), "--strong-model", "big", "--weak-model", "small", "--router", "random",
+               "--plot", str(tmp_path / "p.png")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "pip install 'routekit[plot]'" in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("script", ["eval_report.py", "peer_compare.py"])
+def test_bench_scripts_have_help(script):
+    import subprocess
+    import sys
+
+    from _bench import BENCH
+
+    res = subprocess.run([sys.executable, str(BENCH / script), "--help"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and "usage:" in res.stdout, res.stderr

@@ -289,11 +289,10 @@ def verify(folder: str | os.PathLike, *, load: bool = False, threads: int | None
 
 def _trial(manifest: Manifest, threads: int | None) -> None:
     from .errors import RoutekitError
-    from .router import load
 
     where = manifest.folder
-    try:
-        router = load(where, threads=threads)
+    try:  # as routekit.load() builds it, from the manifest read and hash-checked above
+        router = registry.router_class(manifest.kind)(manifest, threads=threads)
         enc = manifest.get("encoder")
         if isinstance(enc, dict) and enc.get("kind") == "openai":
             emb = np.zeros((1, int(enc["dim"])), np.float32)

@@ -1,0 +1,1 @@
+"""Plug-ins for other gateways (each module imports its host library; this package imports nothing)."""

@@ -272,3 +272,41 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", *, inputs=None, encod
                 if sys.exc_info()[0] is None:
                     raise OutputError(f"{what} {out}: cannot write ({exc.strerror or exc})") from exc
 
+
+
+# --------------------------------------------------------------------------- reading line files
+
+
+def text_lines(path: str | os.PathLike, *, error=None) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` for each line of a UTF-8 file; an invalid byte is an error naming the
+    line (``error``: the exception class, default :class:`~routekit.errors.BadInputError`)."""
+    from .errors import BadInputError
+
+    error = error or BadInputError
+    try:
+        f = open(path, "rb")
+    except OSError as exc:
+        raise error(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    with f:
+        for i, raw in enumerate(f, 1):
+            try:
+                yield i, raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise error(f"{path}, line {i}: invalid UTF-8 (byte {exc.start + 1} of the line)") from None
+
+
+def json_line(text: str, where: str, *, error=None):
+    """One JSON value from a JSONL line; invalid, too deeply nested or out-of-range JSON is ``error``."""
+    import json
+
+    from .errors import BadInputError
+
+    error = error or BadInputError
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise error(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise error(f"{where}: invalid JSON (nested too deeply)") from None
+    except ValueError as exc:  # an integer with more digits than Python converts
+        raise error(f"{where}: invalid JSON ({exc})") from None

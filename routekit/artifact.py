@@ -172,19 +172,27 @@ class Manifest:
         return _safe_member(self.folder, rel)
 
     def array(self, rel: str) -> np.ndarray | dict[str, np.ndarray]:
-        """Load a ``.npy``/``.npz`` file listed in the manifest, without pickle."""
+        """Load a ``.npy``/``.npz`` file listed in the manifest, without pickle.
+
+        Only numeric arrays are accepted, and floating-point ones must be finite: anything else
+        (a truncated archive, an object or string array, NaN weights) is a BadArtifactError."""
         path = self.path(rel)
         try:
             loaded = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise BadArtifactError(f"{path}: not a valid numpy array file ({exc})") from exc
-        if isinstance(loaded, np.lib.npyio.NpzFile):
-            try:
+            if isinstance(loaded, np.lib.npyio.NpzFile):
                 with loaded:
-                    return {k: loaded[k] for k in loaded.files}
-            except (ValueError, OSError, EOFError) as exc:
-                raise BadArtifactError(f"{path}: not a valid numpy archive ({exc})") from exc
-        return loaded
+                    arrays = {k: loaded[k] for k in loaded.files}
+            else:
+                arrays = {"": loaded}
+        except Exception as exc:  # ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, …
+            raise BadArtifactError(f"{path}: not a valid numpy array file ({type(exc).__name__}: {exc})") from exc
+        for name, a in arrays.items():
+            label = f"{path}" + (f" array {name!r}" if name else "")
+            if not isinstance(a, np.ndarray) or a.dtype.kind not in "biuf":
+                raise BadArtifactError(f"{label}: dtype {getattr(a, 'dtype', type(a))} is not numeric")
+            if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+                raise BadArtifactError(f"{label}: has values that are not finite (NaN or infinity)")
+        return arrays[""] if "" in arrays else arrays
 
     @property
     def content_hash(self) -> str:
@@ -293,6 +301,9 @@ def _trial(manifest: Manifest, threads: int | None) -> None:
     where = manifest.folder
     try:  # as routekit.load() builds it, from the manifest read and hash-checked above
         router = registry.router_class(manifest.kind)(manifest, threads=threads)
+        encoder = getattr(router, "encoder", None)
+        if hasattr(encoder, "check_vocab"):
+            encoder.check_vocab()
         enc = manifest.get("encoder")
         if isinstance(enc, dict) and enc.get("kind") == "openai":
             emb = np.zeros((1, int(enc["dim"])), np.float32)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Sequence
@@ -33,9 +32,12 @@ def calibration_table(win_rates: np.ndarray, *, prompts: str, default_strong_fra
 
 def threshold_for_fraction(win_rates: np.ndarray, strong_fraction: float) -> float:
     """Threshold at which ``strong_fraction`` of these win rates are >= it."""
-    if not 0.0 <= strong_fraction <= 1.0:
+    if isinstance(strong_fraction, bool) or not 0.0 <= strong_fraction <= 1.0:
         raise BadInputError(f"strong_fraction must be in [0, 1], got {strong_fraction}")
-    return float(np.quantile(np.asarray(win_rates, dtype=np.float64), 1.0 - strong_fraction))
+    rates = np.asarray(win_rates, dtype=np.float64).reshape(-1)
+    if rates.size == 0:
+        raise BadInputError("a threshold needs at least one win rate")
+    return float(np.quantile(rates, 1.0 - strong_fraction))
 
 
 def write_calibrated_copy(router, prompts: Sequence[str], out: Path, *, source: str,
@@ -66,23 +68,22 @@ def write_calibrated_copy(router, prompts: Sequence[str], out: Path, *, source: 
 
 def load_prompt_file(path: Path, field: str = "prompt") -> list[str]:
     """Prompts from ``.jsonl`` (objects with ``field``) or a text file (one prompt per line)."""
+    from ._io import json_line, text_lines
+
     path = Path(path)
     if not path.is_file():
         raise BadInputError(f"{path}: file not found")
     if path.suffix == ".jsonl":
         out = []
-        for i, line in enumerate(open(path, encoding="utf-8"), 1):
+        for i, line in text_lines(path):
             if not line.strip():
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise BadInputError(f"{path}:{i}: invalid JSON ({exc.msg})") from None
+            row = json_line(line, f"{path}, line {i}")
             if isinstance(row, str):
                 out.append(row)
             elif isinstance(row, dict) and isinstance(row.get(field), str):
                 out.append(row[field])
             else:
-                raise BadInputError(f"{path}:{i}: expected a string or an object with a {field!r} string")
+                raise BadInputError(f"{path}, line {i}: expected a string or an object with a {field!r} string")
         return out
-    return [line.rstrip("\n") for line in open(path, encoding="utf-8") if line.strip()]
+    return [line.rstrip("\n") for _, line in text_lines(path) if line.strip()]

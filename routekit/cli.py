@@ -240,7 +240,9 @@ def _default_data() -> Path:
 
 def cmd_bench(args) -> int:
     from . import artifact, bench
+    from ._io import check_output_dir
 
+    check_output_dir(args.out, overwrite=True, what="--out")  # before any work
     routers = args.router or [n for n in artifact.shipped() if n != "default"]
     results = bench.main(routers, threads=args.threads, out=args.out, quick=args.quick)
     print(json.dumps(results, default=str) if args.json else bench.format_table(results))
@@ -251,13 +253,20 @@ def cmd_bench(args) -> int:
 def cmd_calibrate(args) -> int:
     from ._io import check_output_dir
     from .calibrate import load_prompt_file, threshold_for_fraction, write_calibrated_copy
+    from .errors import BadInputError
 
+    if not 0.0 <= args.strong_fraction <= 1.0:  # before any work (NaN fails this too)
+        raise BadInputError(f"--strong-fraction must be in [0, 1], got {args.strong_fraction}")
     if args.write is not None:  # before any work: refuse an existing folder (without --force) or an input
         check_output_dir(args.write, overwrite=args.force, inputs=[args.prompts])
+    prompts = load_prompt_file(args.prompts, args.field)  # a bad line is found before the router loads
+    if not prompts:
+        raise BadInputError(f"{args.prompts}: no prompts (calibration needs at least one)")
     router = _load(args.router, args.threads)
     if args.write is not None:
+        if router.path is None:
+            raise BadInputError(f"--write needs an artifact folder to copy; router {router.name!r} is built in")
         check_output_dir(args.write, overwrite=args.force, inputs=[args.prompts, router.path])
-    prompts = load_prompt_file(args.prompts, args.field)
     rates = router.win_rates(prompts, show_progress=not args.json)
     thr = threshold_for_fraction(rates, args.strong_fraction)
     out = {"router": router.name, "strong_fraction": args.strong_fraction, "threshold": thr,
@@ -366,6 +375,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except BrokenPipeError:  # e.g. `routekit score ... | head`
         return 0
+    except OSError as exc:  # a file the command reads or writes: permissions, disk, a vanished path
+        print(f"routekit: error: {_with_notes(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt as exc:
         print(f"routekit: error: interrupted{_notes(exc)}", file=sys.stderr)
         return 130

@@ -182,6 +182,13 @@ def _available_models(columns: Iterable[str]) -> list[str]:
 
 def _read_correctness_csv(path: Path, strong: str, weak: str):
     """Yield (row index, prompt, strong quality, weak quality) from one responses CSV."""
+    try:
+        yield from _read_correctness_rows(path, strong, weak)
+    except (UnicodeDecodeError, csv.Error) as exc:  # invalid UTF-8, a field over csv's size limit
+        raise EvalDataError(f"{path}: not a readable CSV ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
+def _read_correctness_rows(path: Path, strong: str, weak: str):
     with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         cols = list(reader.fieldnames or [])
@@ -201,15 +208,10 @@ def _read_correctness_csv(path: Path, strong: str, weak: str):
 def _read_jsonl(path: Path) -> list[dict]:
     if not path.is_file():
         raise EvalDataError(f"missing file {path}")
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise EvalDataError(f"{path}, line {line_no}: invalid JSON ({exc})") from None
-    return rows
+    from ._io import json_line, text_lines
+
+    return [json_line(line, f"{path}, line {line_no}", error=EvalDataError)
+            for line_no, line in text_lines(path, error=EvalDataError) if line.strip()]
 
 
 def _contaminated(path: Path) -> set[str]:

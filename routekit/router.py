@@ -64,14 +64,40 @@ def as_prompts(prompts: Any) -> list[str]:
     return out
 
 
+def _short(value: Any) -> str:
+    """A short repr for error messages (a 5,000-digit int has no repr at all under Python's limit)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 100:
+        return f"an integer of about {int(value.bit_length() * 0.30103)} digits"
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - objects with broken __repr__
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _check_unit(name: str, value: Any) -> float:
+    if isinstance(value, bool):
+        raise BadInputError(f"{name} must be a number in [0, 1], got {value!r}")
     try:
         v = float(value)
-    except (TypeError, ValueError):
-        raise BadInputError(f"{name} must be a number in [0, 1], got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise BadInputError(f"{name} must be a number in [0, 1], got {_short(value)}") from None
     if math.isnan(v) or not 0.0 <= v <= 1.0:
-        raise BadInputError(f"{name} must be in [0, 1], got {value!r}")
+        raise BadInputError(f"{name} must be in [0, 1], got {_short(value)}")
     return v
+
+
+def check_batch_size(batch_size: Any) -> int:
+    """A batch size: an integer >= 1 (BadInputError otherwise)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise BadInputError(f"batch_size must be an integer >= 1, got {_short(batch_size)}")
+    return int(batch_size)
+
+
+def _check_model_name(role: str, model: Any) -> str:
+    if not isinstance(model, str) or not model:
+        raise BadInputError(f"{role} must be a model name (a non-empty str), got {_short(model)}")
+    return model
 
 
 class Router:
@@ -91,8 +117,9 @@ class Router:
         self._aliases: dict[str, str] = dict((manifest.get("aliases") if manifest else None) or {})
         self.default_strong = pair.get("strong", "strong")
         self.default_weak = pair.get("weak", "weak")
-        self.strong_model = self.canonical(strong) if strong else self.default_strong
-        self.weak_model = self.canonical(weak) if weak else self.default_weak
+        self.strong_model = (self.canonical(_check_model_name("strong", strong)) if strong is not None
+                             else self.default_strong)
+        self.weak_model = self.canonical(_check_model_name("weak", weak)) if weak is not None else self.default_weak
         if self.strong_model == self.weak_model:
             raise BadInputError(f"strong and weak model are both {self.strong_model!r}")
 
@@ -109,6 +136,7 @@ class Router:
                     [self.default_strong, self.default_weak])
 
     def canonical(self, model: str) -> str:
+        _check_model_name("a model", model)
         name = self._aliases.get(model, model)
         if name not in self.models:
             close = [m for m in self.models if model.lower().split("/")[-1][:6] in m.lower()]
@@ -135,6 +163,7 @@ class Router:
 
     def win_rates(self, prompts: Iterable[str], *, batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
         """P(strong beats weak) for each prompt, as a float64 array in [0, 1]."""
+        batch_size = check_batch_size(batch_size)
         items = as_prompts(prompts)
         if len(items) <= batch_size and not show_progress:
             return self._finish(self._score(items))
@@ -214,6 +243,7 @@ class Router:
                    strong_fraction: float | None = None, batch_size: int = 64,
                    show_progress: bool = False) -> list[Decision]:
         """Route many prompts with batched scoring."""
+        check_batch_size(batch_size)
         thr, forced = self._resolve_threshold(threshold, strong_fraction)
         rates = self.win_rates(prompts, batch_size=batch_size, show_progress=show_progress)
         return [self._decide(w, thr, forced) for w in rates]
@@ -249,6 +279,9 @@ def load(name_or_path: str | os.PathLike = "default", *, providers: Sequence[str
     take raises :class:`BadInputError`.
     """
     key = _router_key(name_or_path)
+    from .session import resolve_threads
+
+    resolve_threads(threads)  # a bad thread count is refused before anything is read
     kw = dict(providers=providers, threads=threads, strong=strong, weak=weak, **options)
     if key == "random" or key.startswith("random:"):
         cls = registry.router_class("random")
@@ -288,7 +321,16 @@ class RouterSet:
     """
 
     def __init__(self, routers: Sequence[Router | str], **load_options: Any):
-        self.routers = [r if isinstance(r, Router) else load(r, **load_options) for r in routers]
+        if isinstance(routers, (str, bytes, os.PathLike)) or not hasattr(routers, "__iter__"):
+            raise BadInputError(f"RouterSet takes a list of routers or router names, got {_short(routers)}")
+        self.routers = []
+        for i, r in enumerate(routers):
+            if isinstance(r, Router):
+                self.routers.append(r)
+            elif isinstance(r, (str, os.PathLike)) and not isinstance(r, bool):
+                self.routers.append(load(r, **load_options))
+            else:
+                raise BadInputError(f"routers[{i}] must be a Router, a shipped name or a folder, got {_short(r)}")
 
     @staticmethod
     def _encoder_key(router: Router) -> tuple | None:
@@ -316,6 +358,7 @@ class RouterSet:
 
     def win_rates(self, prompts: Iterable[str], *, batch_size: int = 64,
                   show_progress: bool = False) -> list[np.ndarray]:
+        batch_size = check_batch_size(batch_size)
         items = as_prompts(prompts)
         if not items:
             return [np.zeros(0) for _ in self.routers]

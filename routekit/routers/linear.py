@@ -95,6 +95,8 @@ class LinearRouter(Router):
                                 f"{self.default_strong} vs {self.default_weak} only")
         spec = manifest["router"]
         w = manifest.array(spec.get("weights", "linear.npz"))
+        if not isinstance(w, dict):
+            raise BadArtifactError(f"{manifest.folder}: router.weights must be an .npz archive")
         try:
             self.w_emb = np.asarray(w["w_emb"], np.float64)
             self.w_feat = np.asarray(w["w_feat"], np.float64)
@@ -110,8 +112,17 @@ class LinearRouter(Router):
             self.feat_hi = np.asarray(w["feat_hi"], np.float64) if "feat_hi" in files else None
         except (KeyError, TypeError, ValueError) as exc:
             raise BadArtifactError(f"{manifest.folder}: linear weights malformed ({exc})") from exc
-        if not (len(bow_ids) == len(self.bow_idf) == len(self.w_bow)) or len(self.w_feat) != len(FEATURE_NAMES):
-            raise BadArtifactError(f"{manifest.folder}: linear weights have inconsistent shapes")
+        n_feat = (len(FEATURE_NAMES),)
+        vectors = {"w_feat": self.w_feat, "feat_mean": self.feat_mean, "feat_std": self.feat_std,
+                   "feat_lo": self.feat_lo, "feat_hi": self.feat_hi}
+        if (bow_ids.ndim != 1 or not (bow_ids.shape == self.bow_idf.shape == self.w_bow.shape)
+                or self.w_emb.ndim != 1 or any(v is not None and v.shape != n_feat for v in vectors.values())
+                or np.any(self.feat_std <= 0) or bow_ids.min(initial=0) < 0):
+            shapes = ", ".join(f"{k} {v.shape}" for k, v in vectors.items() if v is not None)
+            raise BadArtifactError(f"{manifest.path(spec.get('weights', 'linear.npz'))}: linear weights have "
+                                   f"inconsistent shapes or values (bow_ids {bow_ids.shape}, bow_idf "
+                                   f"{self.bow_idf.shape}, w_bow {self.w_bow.shape}, w_emb {self.w_emb.shape}, "
+                                   f"{shapes}; {len(FEATURE_NAMES)} features, feat_std > 0)")
         self.col_of_id = np.full(int(bow_ids.max(initial=-1)) + 1, -1, np.int64)
         self.col_of_id[bow_ids] = np.arange(len(bow_ids))
         self.encoder = encoder_from_manifest(manifest, providers=providers, threads=threads)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import BadArtifactError
+from ..errors import BadArtifactError, BadInputError
 from ..router import Router
 from ..session import encoder_from_manifest
 
@@ -23,14 +23,23 @@ class MFRouter(Router):
         super().__init__(manifest, strong=strong, weak=weak)
         spec = manifest["router"]
         w = manifest.array(spec.get("weights", "mf.npz"))
+        if not isinstance(w, dict):
+            raise BadArtifactError(f"{manifest.folder}: router.weights must be an .npz archive")
         try:
             model_emb, proj_w, proj_b, head = (np.asarray(w[k], dtype=np.float64)
                                                for k in ("model_emb", "proj_w", "proj_b", "head"))
         except (KeyError, TypeError) as exc:
             raise BadArtifactError(f"{manifest.folder}: mf weights lack array {exc}") from exc
-        if model_emb.shape[0] != len(self.models):
-            raise BadArtifactError(f"{manifest.folder}: {model_emb.shape[0]} model vectors for "
-                                   f"{len(self.models)} models in the manifest")
+        where = manifest.path(spec.get("weights", "mf.npz"))
+        if model_emb.ndim != 2 or model_emb.shape[0] != len(self.models):
+            raise BadArtifactError(f"{where}: model_emb has shape {model_emb.shape}, expected "
+                                   f"({len(self.models)} models in the manifest, hidden)")
+        h = model_emb.shape[1]
+        dim = manifest["encoder"].get("dim")
+        for name, a, want in (("proj_w", proj_w, (h, dim if dim is not None else proj_w.shape[-1])),
+                              ("proj_b", proj_b, (h,)), ("head", head, (h,))):
+            if a.shape != want:
+                raise BadArtifactError(f"{where}: {name} has shape {a.shape}, expected {want}")
         self._weights = (model_emb, proj_w, proj_b, head)
         self.encoder = encoder_from_manifest(manifest, providers=providers, threads=threads)
         self._u, self._c = self.pair_vector(self.strong_model, self.weak_model)
@@ -40,7 +49,7 @@ class MFRouter(Router):
         model_emb, proj_w, proj_b, head = self._weights
         idx = {m: i for i, m in enumerate(self.models)}
         a = (model_emb[idx[strong]] - model_emb[idx[weak]]) * head  # (h,)
-        return (a @ proj_w).astype(np.float32), float(a @ proj_b)
+        return a @ proj_w, float(a @ proj_b)
 
     def model_logits(self, prompts, models) -> np.ndarray:
         """δ(model, prompt) ``(n, m)`` for models of the table (N-model ranking, routekit.select)."""
@@ -50,9 +59,15 @@ class MFRouter(Router):
         return self.encoder(list(prompts)).astype(np.float64) @ (a @ proj_w).T + a @ proj_b
 
     def scores(self, embeddings: np.ndarray) -> np.ndarray:
-        """Win rates from precomputed prompt embeddings (n × d)."""
-        logits = embeddings @ self._u + self._c
-        return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+        """Win rates from precomputed prompt embeddings (n × d).
+
+        A row-wise float64 product, not BLAS matrix-vector (float32 GEMV kernels change the result
+        by ~6e-8 with the batch size): a prompt's win rate never depends on its batch-mates."""
+        emb = np.asarray(embeddings, dtype=np.float64).reshape(len(embeddings), -1)
+        if emb.shape[1] != self._u.shape[0]:
+            raise BadInputError(f"embeddings are {emb.shape[1]}-d, the MF head takes {self._u.shape[0]}")
+        logits = (emb * self._u).sum(axis=1) + self._c
+        return 1.0 / (1.0 + np.exp(-logits))
 
     def score_embeddings(self, embeddings: np.ndarray, prompts: list[str]) -> np.ndarray:
         return self.scores(embeddings)

@@ -79,6 +79,8 @@ class SWRouter(Router):
         super().__init__(manifest, strong=strong, weak=weak)
         spec = manifest["router"]
         data = manifest.array(spec.get("data", "sw.npz"))
+        if not isinstance(data, dict):
+            raise BadArtifactError(f"{manifest.folder}: router.data must be an .npz archive")
         try:
             emb, bp, ta, tb, oc = (data[k_] for k_ in ("embeddings", "battle_prompt", "tier_a", "tier_b", "outcome"))
             self.model_tiers: dict[str, int] = {str(m): int(t) for m, t in spec["model_tiers"].items()}
@@ -89,6 +91,8 @@ class SWRouter(Router):
         if missing:
             raise BadArtifactError(f"{manifest.folder}: models without a tier: {', '.join(missing[:5])}")
         dim = (manifest.get("encoder") or {}).get("dim")
+        if emb.ndim != 2:
+            raise BadArtifactError(f"{manifest.folder}: embeddings have shape {emb.shape}, expected (prompts × dim)")
         if dim and emb.shape[1] != int(dim):
             raise BadArtifactError(f"{manifest.folder}: embeddings are {emb.shape[1]}-d, encoder gives {dim}")
         # the caller's options are input errors, not artifact errors: check them before SWModel

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from routekit.session import clean_text, load_tokenizer
+from routekit.encoders import clean_text, load_tokenizer
 
 from . import data as D
 
@@ -188,7 +188,7 @@ def split_examples(ex: Examples, val_fraction: float, seed: int) -> tuple[np.nda
 
 
 def make_tokenizer(tokenizer_json: Path, max_length: int, *, pad: bool = True):
-    """The runtime's tokenization (routekit.session.Encoder): truncation to max_length, dynamic padding."""
+    """The runtime's tokenization (routekit.encoders.Encoder): truncation to max_length, dynamic padding."""
     return load_tokenizer(tokenizer_json, max_length, pad=pad)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import routekit
 from routekit import artifact
 from routekit.calibrate import calibration_table
-from routekit.session import Encoder, encoder_from_spec
+from routekit.encoders import Encoder, encoder_from_spec
 
 from . import data as D
 from .embed import embed_texts

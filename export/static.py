@@ -2,7 +2,7 @@
 
 Every vocabulary token is run through the encoder on its own (``[CLS] token [SEP]``, mean-pooled
 and normalised as usual); the table row is that embedding.  At query time a prompt's embedding is
-the normalised mean of its tokens' rows (``routekit.session.StaticEncoder``): no network runs.
+the normalised mean of its tokens' rows (``routekit.encoders.StaticEncoder``): no network runs.
 Optionally the table is reduced with PCA (fitted on the table itself) to ``dim`` columns.
 """
 

@@ -154,7 +154,7 @@ class EmbeddingCache:
 class OpenAIEmbedder:
     """Texts -> embeddings (n × dim float32) through an OpenAI-compatible embeddings endpoint.
 
-    Has the call signature of :class:`routekit.session.Encoder`, so routers use it unchanged.
+    Has the call signature of :class:`routekit.encoders.Encoder`, so routers use it unchanged.
     """
 
     def __init__(self, model: str = DEFAULT_MODEL, *, dim: int | None = None, dimensions: int | None = None,

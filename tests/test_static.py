@@ -7,7 +7,7 @@ import pytest
 
 import routekit
 from routekit import artifact
-from routekit.session import StaticEncoder
+from routekit.encoders import StaticEncoder
 
 
 @pytest.fixture(scope="module")

@@ -95,7 +95,7 @@ def test_int8_similarities_stay_close_to_float32():
 
 def test_int8_inner_product_edge_cases():
     from routekit.errors import BadArtifactError
-    from routekit.session import Int8InnerProduct
+    from routekit.onnx_graph import Int8InnerProduct
 
     M = np.zeros((5, 8), dtype=np.float32)
     M[1, 2], M[3] = 0.5, -1.0
@@ -332,7 +332,7 @@ def test_count_blocks_hold_the_same_counts():
 
 
 def test_int8_falls_back_to_float32_when_it_cannot_run(monkeypatch):
-    import routekit.session as session
+    import routekit.onnx_graph as session
 
     emb, bp, a, b, out = synthetic(seed=17)
     monkeypatch.setattr(session, "INT8_MAX_BYTES", 100)  # as if the matrix were over the 2 GiB limit

@@ -9,7 +9,7 @@ exports and RouteLLM's published checkpoints both use::
     P(strong wins) = 1 − P(tie) − P(weak wins) = softmax(logits)[strong label]
 
 The classifier is trained for one pair, so only the artifact's own pair can be routed.  The model
-runs through :class:`routekit.session.Encoder` (its ``encoder`` section names the ONNX file, the
+runs through :class:`routekit.encoders.Encoder` (its ``encoder`` section names the ONNX file, the
 tokenizer, ``output: "logits"``, ``max_length`` and ``quantization``).  Dynamic int8 models
 (``quantization`` containing ``"dynamic"``) are run one prompt at a time, so a prompt's score never
 depends on its batch-mates.
@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import BadArtifactError, BadInputError
 from ..router import Router
-from ..session import encoder_from_manifest
+from ..encoders import encoder_from_manifest
 
 #: Label order of routekit's exports and of RouteLLM's BERT checkpoints.
 DEFAULT_LABELS = ("strong_wins", "tie", "weak_wins")

@@ -51,7 +51,7 @@ import numpy as np
 
 from ..errors import BadArtifactError, BadInputError, require
 from ..router import Router
-from ..session import clean_text
+from ..encoders import clean_text
 
 SCORE_TOKENS = tuple(f"[[{k}]]" for k in range(1, 6))
 #: Scores whose probabilities sum to P(strong): the reference's ``1 - P(score >= 4)``.

@@ -24,8 +24,8 @@ import numpy as np
 
 from ..errors import BadArtifactError, BadInputError
 from ..router import Router
-from ..session import Encoder, encoder_from_manifest
-from ..session import clean_text as _clean_text
+from ..encoders import Encoder, encoder_from_manifest
+from ..encoders import clean_text as _clean_text
 
 #: Characters of a prompt that the bag of words and the surface features look at.
 MAX_CHARS = 4000

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import BadArtifactError, BadInputError
 from ..router import Router
-from ..session import encoder_from_manifest
+from ..encoders import encoder_from_manifest
 
 
 class MFRouter(Router):

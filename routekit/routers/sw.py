@@ -48,7 +48,7 @@ import numpy as np
 
 from ..errors import BadArtifactError, BadInputError
 from ..router import Router
-from ..session import encoder_from_manifest
+from ..encoders import encoder_from_manifest
 from .bradley_terry import DEFAULT_RIDGE, bt_fit, pair_counts  # noqa: F401  (re-exported)
 from .sw_model import DEFAULT_GAMMA, SWModel, check_options
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..session import OnnxGraph, batch_rows, int8_threads, quantize_rows, run_in_chunks
+from ..onnx_graph import OnnxGraph, batch_rows, int8_threads, quantize_rows, run_in_chunks
 
 
 def count_blocks(C: np.ndarray, pairs: np.ndarray, n_tiers: int, *, min_rows: int = 64):
@@ -60,7 +60,7 @@ class Int8Head:
     """Exact mode's whole pass for a batch of queries as one onnxruntime graph (dense counts, int8
     similarities; every query rounded and fitted on its own):
 
-    1. int8 similarities to every training prompt (as :class:`~routekit.session.Int8InnerProduct`),
+    1. int8 similarities to every training prompt (as :class:`~routekit.onnx_graph.Int8InnerProduct`),
        their log-weights and weights (float32);
     2. the weighted win counts ``W`` of every ordered tier pair: one product per count block,
        placed into the ``T × T`` layout by a 0/1 matrix;

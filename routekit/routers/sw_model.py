@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BadInputError, RoutekitError
-from ..session import Int8InnerProduct
+from ..onnx_graph import Int8InnerProduct
 from .bradley_terry import DEFAULT_RIDGE, bt_fit, pair_counts
 from .sw_graph import HEAD_TOL, Int8Head, count_blocks
 

@@ -464,7 +464,7 @@ def convert_causal(checkpoint_dir, out_dir, *, system_prompt=None, classifier_pr
     tokenizer folder when the checkpoint has none (``--set tokenizer_dir=PATH``).  P(strong) =
     1 − P(score ≥ score_threshold).  Implementation and details: ``routekit_export.causal``.
     """
-    from .causal import convert_routellm_causal
+    from .causal_convert import convert_routellm_causal
 
     return convert_routellm_causal(
         Path(checkpoint_dir), Path(out_dir), system_prompt=system_prompt, classifier_prompt=classifier_prompt,

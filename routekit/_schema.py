@@ -246,8 +246,8 @@ def _models(c: Checker, data) -> list[str] | None:
 
 
 def _pair(c: Checker, data, models) -> None:
-    pair = c.obj(data.get("pair"), "pair", optional=True)
-    if pair is None:
+    pair = c.obj(data.get("pair"), "pair", optional=models is None)
+    if pair is None:  # routers then call the sides "strong" and "weak"
         return
     s = c.string(pair.get("strong"), "pair.strong", max_len=MAX_NAME)
     w = c.string(pair.get("weak"), "pair.weak", max_len=MAX_NAME)

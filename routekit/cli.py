@@ -311,6 +311,9 @@ def _add_serve(sub) -> None:
     sv.add_argument("--log-prompts", action="store_true", default=None,
                     help="also log the scored text, cut to log_prompt_chars (default 200)")
     sv.add_argument("--log-level", default="info")
+    from .ray import add_serve_arguments
+
+    add_serve_arguments(sv)  # --engine ray, --replicas, --max-replicas, --address
     rp = sub.add_parser("report", help="summarise a decision log written by `routekit serve --decision-log`")
     rp.add_argument("log", type=Path, help="decision log (JSON lines)")
     rp.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -348,6 +351,12 @@ def cmd_serve(args) -> int:
                          turns=args.turns, upstream_max_retries=args.upstream_max_retries,
                          fallback=args.fallback, decision_log=args.decision_log, log_prompts=args.log_prompts,
                          **ups)
+    if args.engine == "ray":
+        from .ray import serve_cli
+
+        serve_cli(cfg, host=args.host, port=args.port, address=args.address, replicas=args.replicas,
+                  max_replicas=args.max_replicas)
+        return 0
     serve(cfg, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 

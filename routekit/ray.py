@@ -123,6 +123,9 @@ def write_local(ds, folder: str | os.PathLike, fmt: str, *, part_rows: int = 100
             writer.close()
         if f is not None:
             f.close()
+        if part:  # the part's data on disk before the folder is published
+            with open(folder / f"part-{part - 1:05d}{fm.extension(fmt)}", "rb+") as g:
+                os.fsync(g.fileno())
 
     try:
         for batch in ds.iter_batches(batch_format="pyarrow", batch_size=4096):
@@ -296,8 +299,20 @@ def serve_app(config=None, *, num_replicas: int | str | None = None, autoscaling
     return deployment.bind()
 
 
+def add_serve_arguments(sv) -> None:
+    """The ``routekit serve`` options for Ray Serve (an argparse parser)."""
+    sv.add_argument("--engine", choices=["uvicorn", "ray"], default="uvicorn",
+                    help="uvicorn in this process (default) or Ray Serve replicas (pip install 'routekit[ray]')")
+    sv.add_argument("--replicas", type=int, default=1, help="Ray Serve: replicas (the minimum with --max-replicas)")
+    sv.add_argument("--max-replicas", type=int, default=None, help="Ray Serve: autoscale up to this many replicas")
+    sv.add_argument("--address", default=None, help="Ray cluster to join (auto, ray://host:10001); default: local")
+
+
 def serve_cli(cfg, *, host: str, port: int, address: str | None, replicas: int, max_replicas: int | None) -> None:
     """``routekit serve --engine ray``: run the app on Ray Serve until interrupted."""
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1 or (
+            max_replicas is not None and max_replicas < replicas):
+        raise BadInputError(f"--replicas must be >= 1 and --max-replicas >= --replicas, got {replicas}, {max_replicas}")
     ray = _init(address)
     serve = require("ray.serve", "ray", "Ray Serve")
     if max_replicas is not None and max_replicas > replicas:
@@ -309,6 +324,8 @@ def serve_cli(cfg, *, host: str, port: int, address: str | None, replicas: int, 
           f"{'-' + str(max_replicas) if max_replicas else ''} replicas)", file=sys.stderr)
     try:
         serve.run(app, blocking=True)
+    except KeyboardInterrupt:  # Ctrl-C is how a foreground server stops
+        print("routekit: Ray Serve stopped", file=sys.stderr)
     finally:
         serve.shutdown()
         ray.shutdown()

@@ -265,3 +265,12 @@ def test_scores_do_not_depend_on_chunking(tmp_path, router):
     single = [router.win_rate(p) for p in prompts]
     assert [r["win_rate"] for r in _read_jsonl(tmp_path / "a.jsonl")] == single
     assert list(router.win_rates(prompts)) == single
+
+
+def test_ray_engine_needs_the_extra_and_imports_nothing(tmp_path, capsys, monkeypatch):
+    code = "import sys, routekit.ray, routekit.cli; routekit.cli._parser(); print('ray' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
+    inp = _jsonl(tmp_path / "in.jsonl", _rows(2))
+    assert main(["score", "--engine", "ray", "--input", str(inp), "--output", f"{tmp_path}/o/"]) == 2
+    assert "pip install 'routekit[ray]'" in capsys.readouterr().err

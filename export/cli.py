@@ -118,6 +118,9 @@ def _parser() -> argparse.ArgumentParser:
     from .linear import add_cli as _add_train_linear
 
     _add_train_linear(sub)
+    from .fit_build import add_cli as _add_fit
+
+    _add_fit(sub)
     return p
 
 
@@ -208,6 +211,10 @@ def main(argv: list[str] | None = None) -> int:
         from .causal import run_cli
 
         return run_cli(args)
+    if args.command == "fit":
+        from .fit_build import run_cli as _run_fit
+
+        return _run_fit(args)
     if args.command == "train-linear":
         from .linear import run_cli as _run_linear
 

@@ -121,6 +121,9 @@ def _parser() -> argparse.ArgumentParser:
     from .fit_build import add_cli as _add_fit
 
     _add_fit(sub)
+    from .label import add_cli as _add_label
+
+    _add_label(sub)
     return p
 
 
@@ -211,6 +214,10 @@ def main(argv: list[str] | None = None) -> int:
         from .causal import run_cli
 
         return run_cli(args)
+    if args.command == "label":
+        from .label import run_cli as _run_label
+
+        return _run_label(args)
     if args.command == "fit":
         from .fit_build import run_cli as _run_fit
 

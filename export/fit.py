@@ -34,6 +34,8 @@ MF_MIN_PROMPTS = 500
 #: ... and from which BERT fine-tuning is (hours of CPU below that buy nothing measurable here).
 BERT_MIN_PROMPTS = 20_000
 MIN_PROMPTS = 20
+#: MF trains on at most this many battles (a seeded random subset beyond it).
+MF_MAX_BATTLES = 200_000
 #: (weighting, γ) searched for SW inside every training fold (inner 3-fold CV, pair log-loss).
 SW_GRID = (("paper", 10.0), ("paper", 1e2), ("paper", 1e3), ("paper", 1e4), ("reference", 10.0), ("reference", 1e3))
 
@@ -157,9 +159,11 @@ def _mf_fit(inp: FitInputs, keep: np.ndarray):
     from .mf import train_mf
 
     b = inp.labels.battles
-    m = keep[b["prompt"]]
+    m = np.flatnonzero(keep[b["prompt"]])
+    if m.size > MF_MAX_BATTLES:  # e.g. 40 models scored per prompt: a random subset keeps memory bounded
+        m = np.sort(np.random.default_rng(inp.seed).choice(m, MF_MAX_BATTLES, replace=False))
     arrays = {k: v[m] for k, v in b.items()}
-    cfg = _mf_cfg(int(m.sum()), inp.seed, inp.mf_steps)
+    cfg = _mf_cfg(int(m.size), inp.seed, inp.mf_steps)
     import torch
 
     threads = torch.get_num_threads()

@@ -174,14 +174,16 @@ def add_cli(sub) -> None:
 
 
 def run(args) -> dict:
-    out = Path(args.out)
-    if out.exists() and not args.force:
-        raise FileExistsError(f"{out} exists; use --force to replace it")
+    from routekit._io import check_output, check_output_dir
+
+    out = check_output_dir(args.out, inputs=[args.labels, args.calibration_prompts], overwrite=args.force)
+    rej = Path(args.rejected or out.with_name(out.name + ".rejected.jsonl"))
+    if args.skip_bad:
+        check_output(rej, inputs=[args.labels], what="--rejected file")
     if args.folds < 2:
         raise ValueError(f"--folds must be at least 2, got {args.folds}")
     labels = read_labels(args.labels, args.strong, args.weak, skip_bad=args.skip_bad)
     if labels.rejected:
-        rej = Path(args.rejected or out.with_name(out.name + ".rejected.jsonl"))
         write_rejected(labels.rejected, rej)
         F.log(f"skipped {len(labels.rejected)} bad row(s) of {labels.counts['rows']}; they are in {rej}")
     n = len(labels)

@@ -257,7 +257,8 @@ def _assemble(path, digest, strong, weak, quality, battles, rejected, counts) ->
 
 def write_rejected(rejected: list[dict], path: Path) -> None:
     """The rows ``--skip-bad`` dropped, one JSON object per line: ``{line, error, text}``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
+    from routekit._io import atomic_path
+
+    with atomic_path(path, what="--rejected file") as tmp, open(tmp, "w", encoding="utf-8") as fh:
         for r in rejected:
             fh.write(json.dumps(r, ensure_ascii=False) + "\n")

@@ -119,6 +119,7 @@ def main(argv=None) -> int:
     ap.add_argument("--test", type=int, default=600, help="held-out prompts per pair (at most a third of the pair's)")
     ap.add_argument("--pairs", type=int, nargs="+", default=list(range(len(PAIRS))), help="indices into PAIRS")
     ap.add_argument("--n-boot", type=int, default=300)
+    ap.add_argument("--transfer-n", type=int, default=1000, help="training labels of the transfer check")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "own-models")
     args = ap.parse_args(argv)
     if not (data_dir() / "train").is_dir():
@@ -189,7 +190,7 @@ def transfer(i: int, j: int, setups, args, F) -> list[dict]:
 
     lab_i, inp_i, test_i, pool_i = setups[i]
     lab_j, inp_j, test_j, pool_j = setups[j]
-    size = min(max(args.sizes), len(pool_i), len(pool_j))
+    size = min(args.transfer_n, len(pool_i), len(pool_j))
     s, w = lab_j.strong_q[test_j], lab_j.weak_q[test_j]
     out = []
     for kind in [k for k in args.kinds if k != "bert"]:
@@ -247,6 +248,21 @@ def write_markdown(res: dict, path: Path, args) -> None:
                       + ("" if by_n[n]["n"] == n else f" (all {by_n[n]['n']})")) if n in by_n else "–"
                      for n in res["sizes"]]
             lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+        lines.append("")
+        rnd = e["random"]["apgr_mean"]
+        for kind, curve in e["curves"].items():
+            ok = [c for c in curve if c["ci95"][0] > rnd]
+            if not ok:
+                lines.append(f"- **{kind}: not enough at any size tried** (up to {curve[-1]['n'] if curve else 0} labels): "
+                             f"the held-out interval never clears random ({rnd:.3f}).")
+            else:
+                first = ok[0]
+                small = [c["n"] for c in curve if c["n"] < first["n"]]
+                lines.append(f"- {kind}: the held-out interval first clears random at N = {first['n']} ({first['apgr']:.3f} "
+                             f"[{first['ci95'][0]:.3f}, {first['ci95'][1]:.3f}])"
+                             + (f"; N = {', '.join(map(str, small))} is not enough." if small else ".")
+                             + ("" if all(c["ci95"][0] > rnd for c in curve if c["n"] >= first["n"])
+                                else " (not at every larger N: treat it as borderline)"))
         lines.append("")
     if res["transfer"]:
         lines += ["## Transfer: a router fitted for one pair, used unchanged for another", "",

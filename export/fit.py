@@ -244,7 +244,8 @@ def score_table(scores: dict[str, np.ndarray], strong_q: np.ndarray, weak_q: np.
     rows = {}
     for kind, s in scores.items():
         lo, hi = bootstrap_apgr(s, ev, n_boot=n_boot, seed=seed)
-        rows[kind] = {"apgr": round(apgr(s, ev.strong, ev.weak), 4), "apgr_ci95": [round(lo, 4), round(hi, 4)]}
+        ci = [round(lo, 4), round(hi, 4)] if np.isfinite(lo) and np.isfinite(hi) else None  # None: no valid resample
+        rows[kind] = {"apgr": round(apgr(s, ev.strong, ev.weak), 4), "apgr_ci95": ci}
     rnd = random_baseline(ev, 10)
     return {"candidates": rows, "random": {"apgr_mean": round(rnd.apgr_mean, 4), "apgr_std": round(rnd.apgr_std, 4)},
             "oracle": {"apgr": round(optimal_curve(ev).area(), 4)}, "n": len(strong_q),
@@ -281,9 +282,9 @@ def format_cv(table: dict, chosen: str | None = None, why: dict | None = None) -
              f"strong mean {table['strong_mean']:.3f}, weak mean {table['weak_mean']:.3f}",
              f"{'candidate':<12} {'APGR':>7}  {'95% CI':<17}"]
     for k, r in table["candidates"].items():
-        lo, hi = r["apgr_ci95"]
+        ci = f"[{r['apgr_ci95'][0]:.3f}, {r['apgr_ci95'][1]:.3f}]" if r["apgr_ci95"] else "(undefined)"
         mark = "  <- chosen" if k == chosen else ""
-        lines.append(f"{k:<12} {r['apgr']:>7.3f}  [{lo:.3f}, {hi:.3f}]{mark}")
+        lines.append(f"{k:<12} {r['apgr']:>7.3f}  {ci:<17}{mark}")
     r = table["random"]
     lines.append(f"{'random':<12} {r['apgr_mean']:>7.3f}  ± {r['apgr_std']:.3f} (10 seeds)")
     lines.append(f"{'oracle':<12} {table['oracle']['apgr']:>7.3f}")
@@ -294,7 +295,7 @@ def format_cv(table: dict, chosen: str | None = None, why: dict | None = None) -
 
 def verdict(table: dict, chosen: str) -> str | None:
     """A plain warning when the chosen router is not measurably better than random routing."""
-    lo = table["candidates"][chosen]["apgr_ci95"][0]
+    lo = (table["candidates"][chosen]["apgr_ci95"] or [float("nan")])[0]
     rnd = table["random"]["apgr_mean"]
     if not lo > rnd:
         return (f"warning: {chosen}'s CV interval starts at {lo:.3f}, not above random ({rnd:.3f}): with "

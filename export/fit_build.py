@@ -36,7 +36,7 @@ class EncoderSource:
             self.path = lambda rel: folder / rel
             self.desc = str(folder)
             return
-        from routekit.session import encoder_from_manifest
+        from routekit.encoders import encoder_from_manifest
 
         src = artifact.resolve(str(where) if where is not None else "linear")
         manifest = artifact.read_manifest(src)

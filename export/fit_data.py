@@ -10,7 +10,8 @@ Accepted rows (one file may mix them; ``.csv`` files hold only the first kind):
 
   or a CSV with a ``prompt`` column and one column per model (RouteLLM's responses layout; columns
   ending in ``_response`` are ignored).  Every quality field of the record is a model; the strong and the
-  weak model must both be there.  Rows with a quality outside [0, 1] (e.g. 1-10 judge scores) are rescaled
+  weak model must both be there (in the ``scores`` layout a null or absent score is allowed: such a row
+  only adds battles among the models it scores).  Rows with a quality outside [0, 1] (e.g. 1-10 judge scores) are rescaled
   by the minimum and maximum over such rows.
 * **pairwise battles** -- ``{"prompt", "model_a", "model_b", "winner": "model_a"|"model_b"|"tie"}``
   (``"tie (bothbad)"`` is a tie too).
@@ -100,12 +101,16 @@ def _quality_record(row: dict, where: str, strong: str, weak: str) -> dict[str, 
         if not isinstance(row["scores"], dict):
             raise LabelError(f"{where}: 'scores' must be an object model -> quality")
         items = {m: v for m, v in row["scores"].items() if v is not None}
+        if not items:
+            raise LabelError(f"{where}: 'scores' has no model with a quality")
     else:
         items = {k: v for k, v in row.items() if k not in META_FIELDS and not k.endswith("_response")}
     long = [m for m in items if not m or len(str(m)) > MAX_NAME]
     if long:
         raise LabelError(f"{where}: model names must be 1-{MAX_NAME} characters, got {str(long[0])[:40]!r}...")
     missing = [m for m in (strong, weak) if m not in items]
+    if "scores" in row and items:  # the multi-model layout: null / absent scores are normal
+        missing = []
     if missing:
         fields = sorted(items)
         raise LabelError(f"{where}: no quality for {' or '.join(repr(m) for m in missing)}; models in this row: "
@@ -226,12 +231,13 @@ def _assemble(path, digest, strong, weak, quality, battles, rejected, counts) ->
     out_battles: list[tuple[str, int, int, float]] = []
     for prompt, q in quality:
         q = unit(q)
-        acc = pair[prompt]
-        acc[0] += q[strong]
-        acc[1] += q[weak]
-        acc[2] += 1
-        diff[prompt].append(1.0 - float(np.mean(list(q.values()))))
         order.setdefault(prompt)
+        if strong in q and weak in q:
+            acc = pair[prompt]
+            acc[0] += q[strong]
+            acc[1] += q[weak]
+            acc[2] += 1
+            diff[prompt].append(1.0 - float(np.mean(list(q.values()))))
         for (ma, va), (mb, vb) in combinations(sorted(q.items()), 2):
             out_battles.append((prompt, model_id(ma), model_id(mb), 0.5 if va == vb else float(va > vb)))
     for prompt, a, b, o in battles:

@@ -38,16 +38,17 @@ def test_quality_records_battles_and_scores_are_read(tmp_path):
         {"prompt": "p3", "model_a": W, "model_b": S, "winner": "model_b"},
         {"prompt": "p3", "model_a": S, "model_b": W, "winner": "tie"},
         {"prompt": "p4", "model_a": S, "model_b": "third", "winner": "model_a"},
+        {"prompt": "p5", "scores": {S: None, "third": 1, "fourth": 0}},
     ])
     lab = read_labels(f, S, W)
-    assert lab.prompts == ["p1", "p2", "p3"]  # p4 has no battle of the pair: training data only
+    assert lab.prompts == ["p1", "p2", "p3"]  # p4, p5 have no label of the pair: training data only
     # 1-10 scores are rescaled by their own rows' min/max (2..8); true/false rows stay 1/0
     np.testing.assert_allclose(lab.strong_q, [1.0, 1.0, 0.75])
     np.testing.assert_allclose(lab.weak_q, [0.0, 4 / 6, 0.25])
-    assert lab.models == [S, W, "third"]
-    assert lab.battle_prompts == ["p1", "p2", "p3", "p4"]
-    assert lab.battles["outcome"].size == 1 + 3 + 2 + 1
-    assert lab.counts["rows"] == 5 and lab.counts["battle_rows"] == 3 and lab.summary()["sha256"]
+    assert lab.models == [S, W, "third", "fourth"]
+    assert lab.battle_prompts[:3] == lab.prompts and sorted(lab.battle_prompts[3:]) == ["p4", "p5"]
+    assert lab.battles["outcome"].size == 1 + 3 + 2 + 1 + 1
+    assert lab.counts["rows"] == 6 and lab.counts["battle_rows"] == 3 and lab.summary()["sha256"]
 
 
 @pytest.mark.parametrize("line, needle", [
@@ -59,6 +60,7 @@ def test_quality_records_battles_and_scores_are_read(tmp_path):
     ('{"prompt": "x", "big-model": 1, "small-model": null}', "must be true/false or a number"),
     ('{"prompt": "x", "model_a": "big-model", "model_b": "small-model", "winner": "a"}', "winner must be one of"),
     ('{"prompt": "x", "model_a": "big-model", "model_b": "big-model", "winner": "tie"}', "the same model"),
+    ('{"prompt": "x", "scores": {"big-model": null}}', "'scores' has no model with a quality"),
 ])
 def test_bad_rows_name_file_and_line(tmp_path, line, needle):
     f = _write(tmp_path / "l.jsonl", [{"prompt": "ok", S: 1, W: 0}, "", line])

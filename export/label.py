@@ -51,12 +51,8 @@ class Endpoint:
 
     def client(self, max_retries: int, timeout: float):
         if self._client is None:
-            try:
-                import openai
-            except ImportError as exc:
-                from routekit.errors import MissingExtraError
+            import openai
 
-                raise MissingExtraError("openai", "openai", "routekit-export label") from exc
             self._client = openai.OpenAI(base_url=self.base_url, api_key=os.environ.get(self.api_key_env) or "none",
                                          max_retries=max_retries, timeout=timeout)
         return self._client
@@ -205,6 +201,9 @@ def parse_prices(items: list[str]) -> dict[str, tuple[float, float]]:
 def run(args) -> dict:
     from routekit._progress import progress
 
+    from routekit.errors import require
+
+    require("openai", "openai", "routekit-export label")  # before any work: one clear line if missing
     if args.mode not in ("pairwise", "single"):
         raise LabelToolError(f"--mode must be pairwise or single, got {args.mode!r}")
     if args.concurrency < 1:

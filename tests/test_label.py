@@ -163,3 +163,12 @@ def test_bad_inputs_are_one_line_errors(fake, tmp_path, capsys):
     assert _run(fake, tmp_path, "--price", "big=cheap")[0] == 2
     assert "--price expects MODEL=IN,OUT" in capsys.readouterr().err
     assert fake.requests == []
+
+
+def test_missing_openai_sdk_is_one_line_with_the_install_hint(fake, tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "openai", None)  # import openai -> ImportError
+    assert _run(fake, tmp_path)[0] == 2
+    err = capsys.readouterr().err
+    assert "pip install 'routekit[openai]'" in err and fake.requests == []

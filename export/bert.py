@@ -45,6 +45,7 @@ import numpy as np
 from routekit.encoders import clean_text, load_tokenizer
 
 from . import data as D
+from .errors import ExportError
 
 LABELS = ("strong_wins", "tie", "weak_wins")
 STATE = "train_state.pt"
@@ -113,17 +114,15 @@ def load_examples(data_dir: Path | None = None, *, allow_noncommercial: bool = F
                   limit: int | None = None, strong: str = D.STRONG, weak: str = D.WEAK) -> Examples:
     """Training examples for the (strong, weak) classifier; ``limit`` caps the rows read per file."""
     train = Path(data_dir or D.default_data_dir()) / "train"
-    outcomes = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5, "tie (bothbad)": 0.5}
     battles, licences = [], {}
     for lineno, row in D.read_jsonl(train / "battles.jsonl", ("prompt", "model_a", "model_b", "winner")):
         if limit is not None and len(battles) >= limit:
             break
         if D.is_noncommercial(row.get("license")) and not allow_noncommercial:
             continue
-        if row["winner"] not in outcomes:
-            raise D.DataError(f"{train / 'battles.jsonl'}:{lineno}: unknown winner {row['winner']!r}")
+        outcome = D.battle_outcome(row, f"{train / 'battles.jsonl'}:{lineno}")
         a, b = D.ALIASES.get(row["model_a"], row["model_a"]), D.ALIASES.get(row["model_b"], row["model_b"])
-        battles.append((row["prompt"], a, b, outcomes[row["winner"]], row.get("source", "battles")))
+        battles.append((row["prompt"], a, b, outcome, row.get("source", "battles")))
         licences.setdefault(row.get("source", "battles"), row.get("license", "unknown"))
     s_side, w_side, frac = model_sides([b[:4] for b in battles], strong, weak, tier_width)
     counts: dict[str, np.ndarray] = {}
@@ -248,7 +247,7 @@ def load_classifier(model_dir: Path):
 def tokenizer_file(model_dir: Path) -> Path:
     path = Path(model_dir) / "tokenizer.json"
     if not path.is_file():
-        raise SystemExit(f"{model_dir}: no tokenizer.json (a fast tokenizer is required)")
+        raise ExportError(f"{model_dir}: no tokenizer.json (a fast tokenizer is required)")
     return path
 
 
@@ -398,10 +397,10 @@ def train_bert(ex: Examples, base_dir: Path, work_dir: Path, cfg: BertTrainConfi
     step, history, elapsed = 0, [], 0.0
     if resume:
         if not state_path.is_file():
-            raise SystemExit(f"--resume: no checkpoint at {state_path}")
+            raise ExportError(f"--resume: no checkpoint at {state_path}")
         st = torch.load(state_path, map_location="cpu", weights_only=True)  # tensors and plain containers only
         if st["fingerprint"] != fp or st["base_dir"] != str(base_dir):
-            raise SystemExit(f"--resume: {state_path} was written for other examples or another base model")
+            raise ExportError(f"--resume: {state_path} was written for other examples or another base model")
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
         sched.load_state_dict(st["scheduler"])

@@ -16,6 +16,7 @@ from routekit.encoders import Encoder, encoder_from_spec
 from . import data as D
 from .embed import embed_texts
 from .encoder import write_encoder
+from .errors import ExportError
 
 ENCODER_SPEC = "encoder.json"
 
@@ -50,7 +51,7 @@ def load_encoder(folder: Path, threads: int | None = None) -> tuple[Encoder, dic
     folder = Path(folder)
     spec_path = folder / ENCODER_SPEC
     if not spec_path.is_file():
-        raise SystemExit(f"{folder}: not an encoder folder (run `routekit-export encoder --out {folder}` first)")
+        raise ExportError(f"{folder}: not an encoder folder (run `routekit-export encoder --out {folder}` first)")
     spec = json.loads(spec_path.read_text())
     enc = encoder_from_spec(spec, path=lambda rel: folder / rel,
                             array=lambda rel: np.load(folder / rel, allow_pickle=False),

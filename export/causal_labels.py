@@ -91,7 +91,7 @@ def load_examples(data_dir: Path | None = None, *, strong: str = D.STRONG, weak:
             continue
         if D.is_noncommercial(row.get("license")) and not allow_noncommercial:
             continue
-        outcome = {"model_a": 1.0, "model_b": 0.0}.get(row["winner"], 0.5)
+        outcome = D.battle_outcome(row, f"{train / 'battles.jsonl'}:{lineno}")  # unknown winner: an error
         strong_first = a == strong
         if "score_a" in row and "score_b" in row and row["score_a"] is not None and row["score_b"] is not None:
             s, w = (row["score_a"], row["score_b"]) if strong_first else (row["score_b"], row["score_a"])

@@ -17,6 +17,7 @@ from routekit.routers.causal import (DEFAULT_STRONG_SCORES, SCORE_TOKENS, Prompt
 
 from . import data as D
 from .causal_labels import (SYSTEM_PROMPT, TINY_SPECIALS, USER_TEMPLATE, default_prompt_spec, load_examples)
+from .errors import ExportError
 
 
 def load_base(folder: Path, *, device=None, dtype=None):
@@ -168,7 +169,7 @@ def train_classifier(model, tokenizer, spec: PromptSpec, prompts: Sequence[str],
         try:
             from peft import LoraConfig, get_peft_model
         except ImportError as exc:
-            raise SystemExit("LoRA needs peft: pip install peft (or use --lora-r 0 for a full fine-tune)") from exc
+            raise ExportError("LoRA needs peft: pip install peft (or use --lora-r 0 for a full fine-tune)") from exc
         model = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
                                                  lora_dropout=cfg.lora_dropout, target_modules=LORA_TARGETS))
         decoder = model.get_base_model().get_decoder()

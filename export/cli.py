@@ -207,7 +207,18 @@ def _convert_routellm(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; an export error (any RoutekitError, ExportError included) is one line, exit 2."""
+    from routekit.errors import RoutekitError
+
     args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except (RoutekitError, FileExistsError) as exc:
+        print(f"routekit-export: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
     if args.command == "convert-routellm":
         return _convert_routellm(args)
     if args.command == "train-causal":
@@ -226,73 +237,65 @@ def main(argv: list[str] | None = None) -> int:
         from .linear import run_cli as _run_linear
 
         return _run_linear(args)
-    from routekit.errors import RoutekitError
+    if args.command == "encoder":
+        from .build import build_encoder
 
-    from .data import DataError
+        out = build_encoder(args.out, int8=not args.fp32, max_length=args.max_length, overwrite=args.force)
+        print(f"wrote {out}")
+    elif args.command == "static-encoder":
+        from .static import distill
 
-    try:
-        if args.command == "encoder":
-            from .build import build_encoder
+        print(f"wrote {distill(args.encoder, args.out, dim=args.dim, max_length=args.max_length, overwrite=args.force, fp16=args.fp16)}")
+    elif args.command == "train-mf":
+        from .build import build_mf
+        from .mf import MFConfig
 
-            out = build_encoder(args.out, int8=not args.fp32, max_length=args.max_length, overwrite=args.force)
-            print(f"wrote {out}")
-        elif args.command == "static-encoder":
-            from .static import distill
+        cfg = MFConfig(hidden=args.hidden, lr=args.lr, batch_size=args.batch_size, epochs=args.epochs,
+                       weight_decay=args.weight_decay, seed=args.seed)
+        metrics = build_mf(args.out, encoder_dir=args.encoder, data_dir=args.data, cfg=cfg,
+                           allow_noncommercial=args.allow_noncommercial, limit=args.limit,
+                           calib_limit=args.calib_limit, overwrite=args.force,
+                           name=args.name or args.out.name, threads=args.threads, extra=args.extra_battles)
+        print(json.dumps({"artifact": str(args.out), **metrics["final"]}, indent=2))
+    elif args.command == "train-sw":
+        from .sw import SWConfig, build_sw
 
-            print(f"wrote {distill(args.encoder, args.out, dim=args.dim, max_length=args.max_length, overwrite=args.force, fp16=args.fp16)}")
-        elif args.command == "train-mf":
-            from .build import build_mf
-            from .mf import MFConfig
+        gamma = args.gamma if args.gamma == "cv" else float(args.gamma)
+        cfg = SWConfig(tiers=args.tiers, weighting=args.weighting, gamma=gamma, k=args.k, index=args.index,
+                       embed_dtype=args.embed_dtype, cv_folds=args.cv_folds)
+        info = build_sw(args.out, encoder_dir=args.encoder, data_dir=args.data, cfg=cfg,
+                        allow_noncommercial=args.allow_noncommercial, limit=args.limit,
+                        calib_limit=args.calib_limit, overwrite=args.force,
+                        name=args.name or args.out.name, threads=args.threads, extra=args.extra_battles)
+        print(json.dumps({"artifact": str(args.out), **info}, indent=2))
+    elif args.command == "train-bert":
+        from .bert import BertTrainConfig, build_bert, load_examples, tiny_base_model
+        from .data import read_prompts
 
-            cfg = MFConfig(hidden=args.hidden, lr=args.lr, batch_size=args.batch_size, epochs=args.epochs,
-                           weight_decay=args.weight_decay, seed=args.seed)
-            metrics = build_mf(args.out, encoder_dir=args.encoder, data_dir=args.data, cfg=cfg,
-                               allow_noncommercial=args.allow_noncommercial, limit=args.limit,
-                               calib_limit=args.calib_limit, overwrite=args.force,
-                               name=args.name or args.out.name, threads=args.threads, extra=args.extra_battles)
-            print(json.dumps({"artifact": str(args.out), **metrics["final"]}, indent=2))
-        elif args.command == "train-sw":
-            from .sw import SWConfig, build_sw
-
-            gamma = args.gamma if args.gamma == "cv" else float(args.gamma)
-            cfg = SWConfig(tiers=args.tiers, weighting=args.weighting, gamma=gamma, k=args.k, index=args.index,
-                           embed_dtype=args.embed_dtype, cv_folds=args.cv_folds)
-            info = build_sw(args.out, encoder_dir=args.encoder, data_dir=args.data, cfg=cfg,
-                            allow_noncommercial=args.allow_noncommercial, limit=args.limit,
-                            calib_limit=args.calib_limit, overwrite=args.force,
-                            name=args.name or args.out.name, threads=args.threads, extra=args.extra_battles)
-            print(json.dumps({"artifact": str(args.out), **info}, indent=2))
-        elif args.command == "train-bert":
-            from .bert import BertTrainConfig, build_bert, load_examples, tiny_base_model
-            from .data import read_prompts
-
-            cfg = BertTrainConfig(lr=args.lr, weight_decay=args.weight_decay, batch_size=args.batch_size,
-                                  steps=args.steps, max_length=args.max_length, warmup_fraction=args.warmup,
-                                  val_fraction=args.val_fraction, seed=args.seed, tier_width=args.tier_width,
-                                  time_budget_s=None if args.time_budget is None else 60.0 * args.time_budget,
-                                  save_every=args.save_every, threads=args.threads)
-            work = args.work or args.out.with_name(args.out.name + ".train")
-            base, ex = args.base, None
-            if args.tiny and base is None:
-                base = work / "tiny-base"
-                if not (base / "config.json").is_file():
-                    ex = load_examples(args.data, allow_noncommercial=args.allow_noncommercial,
-                                       tier_width=args.tier_width, limit=args.limit)
-                    tiny_base_model(base, ex.prompts[:2000])
-            metrics = build_bert(args.out, data_dir=args.data, work_dir=work, cfg=cfg, base_dir=base,
-                                 int8=args.int8, allow_noncommercial=args.allow_noncommercial, limit=args.limit,
-                                 calib_limit=args.calib_limit, resume=args.resume, overwrite=args.force,
-                                 name=args.name or args.out.name, layers=args.layers,
-                                 teacher_dir=args.teacher, distill_alpha=args.distill_alpha,
-                                 distill_prompts=None if args.distill_prompts is None else
-                                 (read_prompts(args.distill_prompts), str(args.distill_prompts)),
-                                 base_license=args.base_license, examples=ex)
-            print(json.dumps({"artifact": str(args.out), "steps": metrics["steps_done"],
-                              "stopped_by_time_budget": metrics["stopped_by_time_budget"],
-                              "train_wall_s": metrics["train_wall_s"], "val": metrics["val"]}, indent=2))
-    except (DataError, FileExistsError, RoutekitError) as exc:
-        print(f"routekit-export: error: {exc}", file=sys.stderr)
-        return 2
+        cfg = BertTrainConfig(lr=args.lr, weight_decay=args.weight_decay, batch_size=args.batch_size,
+                              steps=args.steps, max_length=args.max_length, warmup_fraction=args.warmup,
+                              val_fraction=args.val_fraction, seed=args.seed, tier_width=args.tier_width,
+                              time_budget_s=None if args.time_budget is None else 60.0 * args.time_budget,
+                              save_every=args.save_every, threads=args.threads)
+        work = args.work or args.out.with_name(args.out.name + ".train")
+        base, ex = args.base, None
+        if args.tiny and base is None:
+            base = work / "tiny-base"
+            if not (base / "config.json").is_file():
+                ex = load_examples(args.data, allow_noncommercial=args.allow_noncommercial,
+                                   tier_width=args.tier_width, limit=args.limit)
+                tiny_base_model(base, ex.prompts[:2000])
+        metrics = build_bert(args.out, data_dir=args.data, work_dir=work, cfg=cfg, base_dir=base,
+                             int8=args.int8, allow_noncommercial=args.allow_noncommercial, limit=args.limit,
+                             calib_limit=args.calib_limit, resume=args.resume, overwrite=args.force,
+                             name=args.name or args.out.name, layers=args.layers,
+                             teacher_dir=args.teacher, distill_alpha=args.distill_alpha,
+                             distill_prompts=None if args.distill_prompts is None else
+                             (read_prompts(args.distill_prompts), str(args.distill_prompts)),
+                             base_license=args.base_license, examples=ex)
+        print(json.dumps({"artifact": str(args.out), "steps": metrics["steps_done"],
+                          "stopped_by_time_budget": metrics["stopped_by_time_budget"],
+                          "train_wall_s": metrics["train_wall_s"], "val": metrics["val"]}, indent=2))
     return 0
 
 

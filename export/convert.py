@@ -19,6 +19,7 @@ from routekit import artifact
 
 from . import data as D
 from .bert import LABELS as BERT_LABELS
+from .errors import ExportError
 
 
 
@@ -133,7 +134,7 @@ def _tokenizer_json(checkpoint_dir: Path, dest: Path) -> None:
 
     tok = AutoTokenizer.from_pretrained(str(checkpoint_dir), use_fast=True)
     if not getattr(tok, "is_fast", False):
-        raise SystemExit(f"{checkpoint_dir}: no tokenizer.json and no fast tokenizer could be built")
+        raise ExportError(f"{checkpoint_dir}: no tokenizer.json and no fast tokenizer could be built")
     tok.backend_tokenizer.save(str(dest))
 
 
@@ -178,13 +179,13 @@ def convert_bert(checkpoint_dir, out_dir, int8: bool = False, *, max_length: int
     checkpoint_dir, out_dir = Path(checkpoint_dir), Path(out_dir)
     artifact.check_output_dir(out_dir, overwrite=overwrite, inputs=[checkpoint_dir])
     if not (checkpoint_dir / "config.json").is_file():
-        raise SystemExit(f"{checkpoint_dir}: not a Hugging Face model folder (no config.json)")
+        raise ExportError(f"{checkpoint_dir}: not a Hugging Face model folder (no config.json)")
     labels = list(labels)
     if len(labels) != 3 or "strong_wins" not in labels:
         raise ValueError(f"labels must be 3 names incl. 'strong_wins', got {labels!r}")
     model = load_classifier(checkpoint_dir).eval()
     if model.config.num_labels != 3:
-        raise SystemExit(f"{checkpoint_dir}: classifier has {model.config.num_labels} labels, expected 3")
+        raise ExportError(f"{checkpoint_dir}: classifier has {model.config.num_labels} labels, expected 3")
     max_length = int(max_length or _default_max_length(checkpoint_dir, model.config))
     with artifact.ArtifactWriter(out_dir, overwrite=overwrite) as w:
         with tempfile.TemporaryDirectory(dir=w.dir.parent, prefix=".bert-onnx-") as tmp:

@@ -22,6 +22,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from .errors import ExportError
+
 STRONG = "gpt-4-1106-preview"
 WEAK = "mixtral-8x7b-instruct-v0.1"
 
@@ -38,7 +40,7 @@ ALIASES = {
 NONCOMMERCIAL = ("CC-BY-NC",)
 
 
-class DataError(ValueError):
+class DataError(ExportError, ValueError):
     """A training file is malformed; the message names the file and line."""
 
 
@@ -130,19 +132,28 @@ class Battles:
         return h.hexdigest()[:16]
 
 
+#: ``winner`` of a battle row -> outcome for model_a (the one map every trainer uses).
+WINNER_OUTCOME = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5, "tie (bothbad)": 0.5}
+
+
+def battle_outcome(row: dict, where: str) -> float:
+    """Outcome for ``model_a`` of a battle row (1 / 0 / 0.5); an unknown ``winner`` is a DataError."""
+    try:
+        return WINNER_OUTCOME[row["winner"]]
+    except (KeyError, TypeError):
+        raise DataError(f"{where}: unknown winner {row.get('winner')!r} (expected model_a, model_b or tie)") from None
+
+
 def add_battles_file(out: Battles, path: Path, *, allow_noncommercial: bool = False, limit: int | None = None) -> None:
-    outcomes = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5, "tie (bothbad)": 0.5}
     for lineno, row in read_jsonl(path, ("prompt", "model_a", "model_b", "winner")):
         if limit is not None and len(out) >= limit:
             return
         if is_noncommercial(row.get("license")) and not allow_noncommercial:
             continue
-        if row["winner"] not in outcomes:
-            raise DataError(f"{path}:{lineno}: unknown winner {row['winner']!r} "
-                            f"(expected model_a, model_b or tie)")
+        outcome = battle_outcome(row, f"{path}:{lineno}")
         if not isinstance(row["prompt"], str):
             raise DataError(f"{path}:{lineno}: prompt must be a string")
-        out.add(row["prompt"], row["model_a"], row["model_b"], outcomes[row["winner"]],
+        out.add(row["prompt"], row["model_a"], row["model_b"], outcome,
                 row.get("source", path.name), row.get("license", "unknown"))
 
 

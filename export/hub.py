@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .data import Battles, DataError, read_jsonl
+from .errors import ExportError
 
 HUB_SETS = {
     "lmsys/lmsys-arena-human-preference-55k": "Apache-2.0",
@@ -72,5 +73,5 @@ def _datasets():
     try:
         import datasets
     except ImportError as exc:
-        raise SystemExit("reading hub datasets needs `pip install datasets` (and network access)") from exc
+        raise ExportError("reading hub datasets needs `pip install datasets` (and network access)") from exc
     return datasets

@@ -15,6 +15,8 @@ import numpy as np
 
 from routekit._progress import progress
 
+from .errors import ExportError
+
 
 def distill(encoder_dir: Path, out: Path, *, dim: int | None = None, max_length: int = 512,
             batch_size: int = 512, overwrite: bool = False, fp16: bool = False) -> Path:
@@ -24,7 +26,7 @@ def distill(encoder_dir: Path, out: Path, *, dim: int | None = None, max_length:
     tmp = partial_encoder_dir(out, overwrite)
     enc, spec = load_encoder(encoder_dir)
     if spec.get("kind") == "static":
-        raise SystemExit("distil from a neural encoder folder, not a static one")
+        raise ExportError("distil from a neural encoder folder, not a static one")
     vocab = enc.tokenizer.get_vocab()
     size = max(vocab.values()) + 1
     cls_id, sep_id = vocab.get("[CLS]", 101), vocab.get("[SEP]", 102)

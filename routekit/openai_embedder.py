@@ -16,8 +16,9 @@ loads without the package or an API key and fails, clearly, only when it has to 
 * The key is read from the environment variable named by ``api_key_env`` (default
   ``OPENAI_API_KEY``) unless ``api_key`` is given.  Servers that need no key accept any value.
 * Texts are sent in batches of ``batch_size``; rate limits (429), server errors (5xx), timeouts
-  and dropped connections are retried with exponential backoff and jitter (honouring
-  ``Retry-After``).  A text the server rejects as too long is cut in half until it fits.
+  and dropped connections are retried by the ``openai`` SDK itself (``max_retries``; exponential
+  backoff with jitter, honouring ``Retry-After``).  A text the server rejects as too long is cut in
+  half until it fits.
 * Vectors are cached on disk in SQLite (``$ROUTEKIT_CACHE`` or ``~/.cache/routekit``,
   file ``openai-embeddings.sqlite3``), keyed by sha256 of (model, dimensions, text), bounded by
   ``cache_max_bytes`` with least-recently-used eviction.  ``cache=False`` turns it off.
@@ -28,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import sqlite3
 import threading
 import time
@@ -48,7 +48,6 @@ KNOWN_DIMS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "t
 CACHE_FILE = "openai-embeddings.sqlite3"
 DEFAULT_CACHE_MAX_BYTES = 512 * 1024 * 1024
 
-_RETRY_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 _TOO_LONG_HINTS = ("context length", "too long", "maximum", "token", "exceeds")
 
 
@@ -160,7 +159,7 @@ class OpenAIEmbedder:
     def __init__(self, model: str = DEFAULT_MODEL, *, dim: int | None = None, dimensions: int | None = None,
                  base_url: str | None = None, api_key: str | None = None,
                  api_key_env: str | None = DEFAULT_API_KEY_ENV, api_version: str | None = None,
-                 batch_size: int = 128, max_retries: int = 6, backoff: float = 0.5, max_backoff: float = 30.0,
+                 batch_size: int = 128, max_retries: int = 6,
                  timeout: float = 60.0, cache: bool | str | os.PathLike | EmbeddingCache = True,
                  cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES, default_headers: Mapping[str, str] | None = None):
         if batch_size < 1:
@@ -173,8 +172,6 @@ class OpenAIEmbedder:
         self.api_version = api_version
         self.batch_size = int(batch_size)
         self.max_retries = int(max_retries)
-        self.backoff = float(backoff)
-        self.max_backoff = float(max_backoff)
         self.timeout = float(timeout)
         self.default_headers = dict(default_headers or {})
         self._api_key = api_key
@@ -185,8 +182,7 @@ class OpenAIEmbedder:
         self._client = None
         self._pid = os.getpid()
         self._lock = threading.Lock()
-        self.requests = 0  #: embeddings requests sent (retries included)
-        self._sleep = time.sleep
+        self.requests = 0  #: embeddings calls made (each may be several HTTP attempts: SDK retries)
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any], **overrides) -> "OpenAIEmbedder":
@@ -255,7 +251,7 @@ class OpenAIEmbedder:
                 if self._client is None:
                     key = self._key()
                     openai = require("openai", "openai", "remote (OpenAI) embeddings")
-                    common = dict(api_key=key, max_retries=0, timeout=self.timeout,
+                    common = dict(api_key=key, max_retries=self.max_retries, timeout=self.timeout,
                                   default_headers=self.default_headers or None)
                     if self.api_version:
                         self._client = openai.AzureOpenAI(azure_endpoint=self.base_url, api_version=self.api_version,
@@ -309,43 +305,25 @@ class OpenAIEmbedder:
                 return self._embed([text[: len(text) // 2]])
             raise EmbeddingServiceError(f"embeddings request rejected by the server: {exc}") from exc
 
-    def _delay(self, attempt: int, exc) -> float:
-        delay = min(self.max_backoff, self.backoff * (2 ** attempt)) * (0.5 + 0.5 * random.random())
-        response = getattr(exc, "response", None)
-        retry_after = response.headers.get("retry-after") if response is not None else None
-        if retry_after:
-            try:
-                delay = max(delay, min(self.max_backoff, float(retry_after)))
-            except ValueError:
-                pass
-        return delay
-
     def _request(self, texts: list[str]) -> list[np.ndarray]:
         openai = require("openai", "openai", "remote (OpenAI) embeddings")
         client = self.client()
         extra = {"dimensions": self.dimensions} if self.dimensions else {}
-        last = None
-        for attempt in range(self.max_retries + 1):
-            try:
-                self.requests += 1
-                resp = client.embeddings.create(model=self.model, input=texts, encoding_format="float", **extra)
-                break
-            except (openai.APITimeoutError, openai.APIConnectionError) as exc:
-                last = exc
-            except openai.APIStatusError as exc:
-                if exc.status_code == 400:
-                    raise
-                if exc.status_code == 401:
-                    raise EmbeddingServiceError(
-                        f"the embeddings server refused the API key from ${self.api_key_env} (401): {exc}") from exc
-                if exc.status_code not in _RETRY_STATUS:
-                    raise EmbeddingServiceError(f"embeddings request failed ({exc.status_code}): {exc}") from exc
-                last = exc
-            if attempt < self.max_retries:
-                self._sleep(self._delay(attempt, last))
-        else:
+        self.requests += 1
+        try:  # the SDK has already retried 408/409/429/5xx, timeouts and dropped connections
+            resp = client.embeddings.create(model=self.model, input=texts, encoding_format="float", **extra)
+        except (openai.APITimeoutError, openai.APIConnectionError) as exc:
             raise EmbeddingServiceError(
-                f"embeddings request failed after {self.max_retries + 1} attempts: {last}") from last
+                f"embeddings request failed after {self.max_retries + 1} attempts: {exc}") from exc
+        except openai.APIStatusError as exc:
+            if exc.status_code == 400:
+                raise
+            if exc.status_code == 401:
+                raise EmbeddingServiceError(
+                    f"the embeddings server refused the API key from ${self.api_key_env} (401): {exc}") from exc
+            tries = f" after {self.max_retries + 1} attempts" if exc.status_code in (408, 409, 429) or \
+                exc.status_code >= 500 else ""
+            raise EmbeddingServiceError(f"embeddings request failed ({exc.status_code}){tries}: {exc}") from exc
         data = sorted(resp.data, key=lambda d: d.index)
         if len(data) != len(texts):
             raise EmbeddingServiceError(f"the server returned {len(data)} embeddings for {len(texts)} texts")

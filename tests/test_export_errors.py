@@ -1,0 +1,55 @@
+"""export/: one outcome map for battle rows (unknown winners are errors everywhere) and ExportError
+(a RoutekitError) instead of SystemExit, printed once by ``routekit-export`` as one line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from routekit.errors import RoutekitError
+
+
+def _train(tmp_path, winner):
+    from routekit_export import data as D
+
+    train = tmp_path / "train"
+    train.mkdir()
+    rows = [{"prompt": "hello", "model_a": D.STRONG, "model_b": D.WEAK, "winner": "model_a"},
+            {"prompt": "bye", "model_a": D.WEAK, "model_b": D.STRONG, "winner": winner}]
+    (train / "battles.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (train / "golden.jsonl").write_text("")
+    return tmp_path
+
+
+@pytest.mark.parametrize("loader", ["data", "bert", "causal"])
+def test_an_unknown_winner_is_an_error_for_every_trainer(tmp_path, loader):
+    from routekit_export import data as D
+
+    root = _train(tmp_path, "nobody")
+    with pytest.raises(D.DataError, match=r"battles.jsonl:2: unknown winner 'nobody'"):
+        if loader == "data":
+            D.add_battles_file(D.Battles(), root / "train" / "battles.jsonl")
+        elif loader == "bert":
+            pytest.importorskip("torch")
+            from routekit_export.bert import load_examples
+
+            load_examples(root)
+        else:
+            from routekit_export.causal import load_examples
+
+            load_examples(root)
+    assert D.battle_outcome({"winner": "tie (bothbad)"}, "x") == 0.5
+    assert issubclass(D.DataError, RoutekitError)
+
+
+def test_export_errors_are_one_line_not_system_exit(tmp_path, capsys):
+    from routekit_export.cli import main
+    from routekit_export.errors import ExportError
+
+    assert issubclass(ExportError, RoutekitError)
+    (tmp_path / "enc").mkdir()
+    rc = main(["static-encoder", "--encoder", str(tmp_path / "enc"), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("routekit-export: error:") and err.count("\n") == 1, err
+    assert "not an encoder folder" in err

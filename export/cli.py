@@ -34,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--data", type=Path, default=default_data_dir(), help="data folder (default: %(default)s)")
         sp.add_argument("--encoder", type=Path, required=True, help="folder written by `routekit-export encoder`")
         sp.add_argument("--out", type=Path, required=True)
-        sp.add_argument("--name", default=None, help="artifact name in the manifest")
+        sp.add_argument("--name", default=None, help="artifact name in the manifest (default: the --out folder name)")
         sp.add_argument("--allow-noncommercial", action="store_true",
                         help="also train on CC BY-NC rows (AlpacaEval): research artifacts only")
         sp.add_argument("--limit", type=int, default=None, help="use only the first N battles (smoke tests)")
@@ -104,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--save-every", type=int, default=100)
     b.add_argument("--val-fraction", type=float, default=0.05)
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--name", default=None)
+    b.add_argument("--name", default=None, help="artifact name in the manifest (default: the --out folder name)")
     b.add_argument("--allow-noncommercial", action="store_true",
                    help="also train on CC BY-NC rows (AlpacaEval): research artifacts only")
     b.add_argument("--limit", type=int, default=None, help="read only the first N battles / N/2 golden rows")

@@ -203,10 +203,11 @@ def load_training(data_dir: Path | None = None, *, allow_noncommercial: bool = F
         else:
             hub.add_local_file(out, Path(src))
     out.ensure_models(STRONG, WEAK)
-    add_battles_file(out, train / "battles.jsonl", allow_noncommercial=allow_noncommercial, limit=limit)
+    # ``limit``: at most that many battles in all, four fifths from battles.jsonl, the rest golden rows
+    add_battles_file(out, train / "battles.jsonl", allow_noncommercial=allow_noncommercial,
+                     limit=None if limit is None else len(out) + limit - limit // 5)
     skip = ("routerbench/",) if multi_model else ()
-    add_golden_file(out, train / "golden.jsonl", skip_sources=skip,
-                    limit=None if limit is None else len(out) + limit // 4)
+    add_golden_file(out, train / "golden.jsonl", skip_sources=skip, limit=limit)
     if multi_model and limit is None:
         add_multi_model_file(out, train / "multi_model_scores.jsonl", allow_noncommercial=allow_noncommercial)
     return out

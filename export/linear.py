@@ -348,7 +348,7 @@ def add_cli(sub) -> None:
     p.add_argument("--data", type=Path, default=D.default_data_dir(), help="data folder")
     p.add_argument("--encoder", type=Path, required=True, help="folder written by `routekit-export encoder`")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--name", default=None, help="artifact name in the manifest (default: folder name)")
+    p.add_argument("--name", default=argparse.SUPPRESS, help="artifact name in the manifest (default: folder name)")
     p.add_argument("--calib-limit", type=int, default=None, help="calibrate on the first N prompts only")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime threads for embedding")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
@@ -379,7 +379,7 @@ def run_cli(args) -> int:
     try:
         metrics = build_linear(args.out, encoder_dir=args.encoder, data_dir=args.data, cfg=cfg,
                                calib_limit=args.calib_limit, overwrite=args.force,
-                               name=args.name or args.out.name, threads=args.threads,
+                               name=getattr(args, "name", None) or args.out.name, threads=args.threads,
                                measure_dev=args.dev_metrics)
     except (D.DataError, FileExistsError, OutputError) as exc:
         print(f"routekit-export: error: {exc}", file=sys.stderr)

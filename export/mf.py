@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -51,8 +52,8 @@ def split_by_prompt(prompt_idx: np.ndarray, val_fraction: float, seed: int) -> t
 
 
 def train_mf(emb: np.ndarray, arrays: dict[str, np.ndarray], n_models: int, cfg: MFConfig,
-             *, show_progress: bool = True) -> tuple[dict[str, np.ndarray], dict]:
-    """Fit MF; returns (weights for ``mf.npz``, metrics).  Ties are soft targets of 0.5."""
+             *, show_progress: bool = True) -> tuple[dict[str, np.ndarray], dict, Any]:
+    """Fit MF; returns (weights for ``mf.npz``, metrics, the torch model).  Ties are soft targets of 0.5."""
     import torch
 
     torch.manual_seed(cfg.seed)

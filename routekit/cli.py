@@ -90,13 +90,14 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("calibrate", help="threshold that sends a fraction of your prompts to strong")
     _router_arg(c)
-    c.add_argument("--strong-fraction", type=float, required=True)
+    c.add_argument("--strong-fraction", type=float, required=True,
+                   help="fraction of these prompts (0..1) that should go to the strong model")
     c.add_argument("--prompts", type=Path, required=True, help="JSONL with a 'prompt' field, or one per line")
-    c.add_argument("--field", default="prompt")
+    c.add_argument("--field", default="prompt", help="JSON field holding the prompt (default: %(default)s)")
     c.add_argument("--write", type=Path, default=None,
                    help="write a copy of the artifact calibrated on these prompts to this folder")
     c.add_argument("--force", action="store_true", help="replace the --write folder if it exists")
-    c.add_argument("--json", action="store_true")
+    c.add_argument("--json", action="store_true", help="print one JSON object")
     _add_serve(sub)
     return p
 

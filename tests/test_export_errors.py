@@ -53,3 +53,12 @@ def test_export_errors_are_one_line_not_system_exit(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("routekit-export: error:") and err.count("\n") == 1, err
     assert "not an encoder folder" in err
+
+
+def test_limit_caps_the_training_battles(data_root):
+    from routekit_export import data as D
+
+    b = D.load_training(data_root, limit=3000)
+    assert len(b) == 3000  # battles + golden rows together, not 1.25 × the limit
+    rows = [s["rows"] for s in b.sources.values()]
+    assert len(rows) == 2 and max(rows) == 2400  # four fifths pair battles, the rest golden

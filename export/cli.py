@@ -62,8 +62,9 @@ def _parser() -> argparse.ArgumentParser:
                         "prompt-grouped cross-validation on the training battles (--weighting is then ignored)")
     w.add_argument("--weighting", choices=("paper", "reference"), default="paper",
                    help="paper: γ^(1+s); reference (RouteLLM code): γ^(1+s/max s)")
-    w.add_argument("--index", choices=("none", "flat", "hnsw"), default="none",
-                   help="FAISS index shipped for mode='fast' (none: a flat index is built at load)")
+    w.add_argument("--index", choices=("auto", "none", "flat", "flat-fp16", "hnsw"), default="auto",
+                   help="FAISS index shipped as sw.faiss for mode='fast' (auto: flat fp16, HNSW above 50k prompts; "
+                        "none: a flat index is built at load)")
     w.add_argument("--k", type=int, default=256, help="default top-k of mode='fast'")
     w.add_argument("--embed-dtype", choices=("float32", "float16"), default="float32")
     w.add_argument("--cv-folds", type=int, default=5)

@@ -41,7 +41,7 @@ class SWConfig:
     weighting: str = "paper"
     gamma: float | str = "cv"  # a number, or "cv" to pick (weighting, gamma) from CV_GRID
     k: int = 256  # default top-k of fast mode
-    index: str = "none"  # FAISS index shipped for fast mode: none (flat, built at load) | flat | hnsw
+    index: str = "auto"  # sw.faiss: auto (flat-fp16; hnsw above HNSW_ABOVE) | none | flat | flat-fp16 | hnsw
     embed_dtype: str = "float32"
     ridge: float = DEFAULT_RIDGE
     cv_folds: int = 5
@@ -185,24 +185,72 @@ def _auc(score: np.ndarray, label: np.ndarray) -> float | None:
 # --------------------------------------------------------------------------- artifact
 
 
+#: Above this many training prompts the shipped index is HNSW (graph search, ~1 ms whatever the
+#: size); at or below it a flat fp16 index (every neighbour exact, half the bytes of float32), and
+#: above FAST_ABOVE prompts an artifact routes in fast mode by default (see docs/sw.md for the
+#: measurements behind both numbers: bench/sw_scale.py).
+HNSW_ABOVE = 50_000
+FAST_ABOVE = 50_000
+INDEX_KINDS = ("auto", "none", "flat", "flat-fp16", "hnsw")
+
+
 def _write_index(emb: np.ndarray, kind: str, path: Path) -> dict | None:
+    """Write ``sw.faiss`` for fast mode; returns the manifest's ``router.index`` section.  Only the
+    neighbours come from the index: fast mode recomputes their similarities from ``sw.npz``."""
     if kind == "none":
         return None
     import faiss
 
+    if kind == "auto":
+        kind = "hnsw" if len(emb) > HNSW_ABOVE else "flat-fp16"
     d = emb.shape[1]
     if kind == "flat":
         index = faiss.IndexFlatIP(d)
         spec = {"type": "IndexFlatIP"}
+    elif kind == "flat-fp16":
+        index = faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+        spec = {"type": "IndexScalarQuantizer(fp16, inner product)"}
     elif kind == "hnsw":
         index = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = 200
         spec = {"type": "IndexHNSWFlat(M=32, inner product)", "efSearch": 256}
     else:
-        raise ValueError(f"unknown index kind {kind!r} (none, flat, hnsw)")
-    index.add(np.ascontiguousarray(emb, dtype=np.float32))
+        raise ValueError(f"unknown index kind {kind!r} ({', '.join(INDEX_KINDS)})")
+    x = np.ascontiguousarray(emb, dtype=np.float32)
+    index.train(x)
+    index.add(x)
     faiss.write_index(index, str(path))
     return {"file": path.name, **spec}
+
+
+def add_index(folder: Path, kind: str = "auto") -> dict:
+    """Write ``sw.faiss`` into an existing SW artifact (its embeddings from ``sw.npz``), list it with
+    its hash in the manifest, and seal the manifest.  Returns the ``router.index`` section."""
+    import json
+
+    from routekit import artifact as ra
+    from routekit._io import atomic_write
+
+    folder = Path(folder)
+    m = ra.read_manifest(folder, verify=True)
+    if m.kind != "sw":
+        raise ValueError(f"{folder} is a {m.kind} artifact, not sw")
+    with np.load(m.path(m["router"].get("data", "sw.npz")), allow_pickle=False) as z:
+        emb = z["embeddings"].astype(np.float32)
+    spec = _write_index(emb, kind, folder / "sw.faiss")
+    data = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    if spec is None:
+        data["router"].pop("index", None)
+        data["files"].pop("sw.faiss", None)
+    else:
+        p = folder / "sw.faiss"
+        data["files"]["sw.faiss"] = {"sha256": ra.sha256_file(p), "bytes": p.stat().st_size}
+        data["router"]["index"] = spec
+    data.pop("manifest_sha256", None)
+    with atomic_write(folder / "manifest.json") as f:
+        f.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    ra.seal(folder)
+    return spec
 
 
 def build_sw(out: Path, *, encoder_dir: Path, data_dir: Path, cfg: SWConfig | None = None,
@@ -260,6 +308,8 @@ def build_sw(out: Path, *, encoder_dir: Path, data_dir: Path, cfg: SWConfig | No
                                  "of the ratings into contiguous tiers (0 = lowest)"}
         if index_spec:
             router["index"] = index_spec
+        if len(emb) > FAST_ABOVE:
+            router["mode"] = "fast"  # exact would read every training prompt per query
         same = int((ta == tb).sum())
         w.manifest.update({
             "name": name, "kind": "sw",

@@ -323,6 +323,8 @@ def _router_sw(c: Checker, r: dict, data, models) -> None:
     c.number(r.get("gamma"), "router.gamma", lo=0.0, hi=1e300, lo_open=True, optional=True)
     c.number(r.get("ridge"), "router.ridge", lo=0.0, hi=1e6, optional=True)
     c.integer(r.get("k"), "router.k", lo=1, hi=1 << 31, optional=True)
+    if r.get("mode") not in (None, "exact", "fast"):
+        c.fail("router.mode", f"must be 'exact' or 'fast', got {_short(r.get('mode'))}")
     index = c.obj(r.get("index"), "router.index", optional=True)
     if index:
         c.listed_file(index.get("file"), "router.index.file")

@@ -36,8 +36,9 @@ warning is issued at load time (use another router or another pair).
 
 Artifact: ``sw.npz`` (no pickle) with ``embeddings`` (n_prompts × d, float32 or float16,
 L2-normalised), ``battle_prompt`` (int32), ``tier_a``, ``tier_b`` (uint8), ``outcome`` (float32
-1/0/0.5, or uint8 codes 2/0/1); optional FAISS index file for fast mode (else a flat inner-product
-index is built in memory); ``router.model_tiers`` maps model -> tier in the manifest.
+1/0/0.5, or uint8 codes 2/0/1); ``sw.faiss``, the FAISS index fast mode searches (flat fp16, or
+HNSW above 50k prompts; without one a flat index is built at load) — it only picks the
+neighbours, whose similarities come from the embeddings; ``router.model_tiers`` maps model -> tier.
 """
 
 from __future__ import annotations
@@ -61,8 +62,9 @@ __all__ = ["SWRouter", "SWModel", "bt_fit", "pair_counts", "check_options"]
 class SWRouter(Router):
     """SW ranking router.  Options (``routekit.load(path, ...)``):
 
-    * ``mode``: ``"exact"`` (default; all training prompts) or ``"fast"`` (FAISS top-``k`` plus the
-      moment-matched remainder, see the module docstring);
+    * ``mode``: ``"exact"`` (all training prompts; the default unless the manifest's ``router.mode``
+      says ``"fast"``, which export writes above 50k training prompts) or ``"fast"`` (FAISS
+      top-``k`` plus the moment-matched remainder, see the module docstring);
     * ``precision``: exact mode's similarity pass, ``"int8"`` (default; onnxruntime integer GEMM over
       int8 prompt embeddings) or ``"float32"`` (faiss / BLAS over the stored embeddings);
     * ``k``: prompts searched in fast mode (default: the artifact's ``router.k`` or 256);
@@ -73,7 +75,7 @@ class SWRouter(Router):
     kind = "sw"
 
     def __init__(self, manifest, *, providers=None, threads=None, strong=None, weak=None,
-                 mode: str = "exact", k: int | None = None, weighting: str | None = None,
+                 mode: str | None = None, k: int | None = None, weighting: str | None = None,
                  gamma: float | None = None, ridge: float | None = None, remainder: str = "moments",
                  precision: str = "int8"):
         super().__init__(manifest, strong=strong, weak=weak)
@@ -96,13 +98,18 @@ class SWRouter(Router):
         if dim and emb.shape[1] != int(dim):
             raise BadArtifactError(f"{manifest.folder}: embeddings are {emb.shape[1]}-d, encoder gives {dim}")
         # the caller's options are input errors, not artifact errors: check them before SWModel
+        mode = mode or spec.get("mode", "exact")  # the artifact's default (fast above 50k prompts)
         check_options(weighting=weighting, gamma=gamma, mode=mode, remainder=remainder, precision=precision, k=k)
         self.mode = mode
         index = None
         if mode == "fast" and spec.get("index"):
             import faiss
 
-            index = faiss.read_index(str(manifest.path(spec["index"]["file"])))
+            path = manifest.path(spec["index"]["file"])
+            try:
+                index = faiss.read_index(str(path))
+            except RuntimeError as exc:  # faiss's error for a damaged file
+                raise BadArtifactError(f"{path}: not a readable FAISS index ({str(exc).splitlines()[0]})") from None
             if "efSearch" in spec["index"] and hasattr(index, "hnsw"):
                 index.hnsw.efSearch = int(spec["index"]["efSearch"])
         try:

@@ -184,21 +184,35 @@ class SWModel:
         order = np.argsort(prompt, kind="stable")
         self.row_ptr = np.concatenate([[0], np.cumsum(np.bincount(prompt, minlength=self.n_prompts))])
         self.row_col, self.row_cnt = col[order], cnt[order]
-        # exact first and second moments of the similarities, for the non-top-k remainder
-        E64 = self.E.astype(np.float64)
+        # exact first and second moments of the similarities, for the non-top-k remainder, in
+        # chunks of rows (np.add.at and one float64 copy of E took 12 s and 3 GB at 55k / 1M prompts)
         M = np.zeros((self.pairs.size, self.dim))
-        np.add.at(M, col, cnt[:, None] * E64[prompt])
+        by_pair = np.argsort(col, kind="stable")
+        bounds = np.searchsorted(col[by_pair], np.arange(self.pairs.size + 1))
+        for j in range(self.pairs.size):
+            ent = by_pair[bounds[j]:bounds[j + 1]]
+            for c0 in range(0, ent.size, 65536):
+                part = ent[c0:c0 + 65536]
+                M[j] += cnt[part].astype(np.float64) @ self.E[prompt[part]].astype(np.float64)
         self.M = M                      # Σ_p C_p,ij e_p for every pair
-        self.E_sum = E64.sum(axis=0)    # Σ_p e_p
-        self.G = E64.T @ E64            # Σ_p e_p e_pᵀ
+        self.E_sum = np.zeros(self.dim)
+        self.G = np.zeros((self.dim, self.dim))
+        for c0 in range(0, self.n_prompts, 65536):
+            part = self.E[c0:c0 + 65536].astype(np.float64)
+            self.E_sum += part.sum(axis=0)  # Σ_p e_p
+            self.G += part.T @ part         # Σ_p e_p e_pᵀ
 
     def _counts_fast(self, Q: np.ndarray) -> np.ndarray:
         B, k = Q.shape[0], self.k
-        D, I = self.index.search(np.ascontiguousarray(Q, dtype=np.float32), k)
+        Q32 = np.ascontiguousarray(Q, dtype=np.float32)
+        _, I = self.index.search(Q32, k)
         valid = I >= 0
-        D = np.where(valid, D, -np.inf).astype(np.float64)
         I = np.where(valid, I, 0)
-        smax = D[:, :1]
+        # the index only picks the neighbours; their similarities are recomputed from the stored
+        # embeddings, so a compressed index (fp16, HNSW) does not change the weights
+        D = np.einsum("bkd,bd->bk", self.E[I], Q32, dtype=np.float32)
+        D = np.where(valid, D, -np.inf).astype(np.float64)
+        smax = D.max(axis=1, keepdims=True)
         w = np.where(valid, np.exp(self._log_weights(D, smax)), 0.0)  # (B, k)
         # gather the top-k prompts' count rows
         starts, ends = self.row_ptr[I], self.row_ptr[I + 1]

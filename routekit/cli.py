@@ -174,6 +174,8 @@ def cmd_artifacts(args) -> int:
     m = artifact.verify(folder, load=True, threads=args.threads)
     print(f"OK {m.folder}: kind={m.kind}, format v{m.get('format_version')}, manifest_sha256 "
           f"{m.get('manifest_sha256')}, {len(m.files)} files verified, trial load scored one prompt")
+    if not m.get("calibration"):
+        print("note: no calibration table: route() needs threshold= (or run `routekit calibrate --write`)")
     return 0
 
 

@@ -271,3 +271,51 @@ def test_cli_eval_plot_and_json_written_atomically(tmp_path, capsys):
     assert plot.read_bytes()[:4] == b"\x89PNG"
     assert json.loads((tmp_path / "o" / "mine.json").read_text())["n"] == 30
     assert _leftovers(tmp_path) == [] and _leftovers(tmp_path / "o") == []
+
+
+def test_exporters_check_the_output_before_any_work(tmp_path, capsys):
+    """Every exporter refuses an existing --out (without --force) or an --out that is one of its inputs
+    before it reads any data: the data folder here does not even exist."""
+    pytest.importorskip("routekit_export")
+    from routekit_export.build import build_mf
+    from routekit_export.cli import main as export_main
+    from routekit_export.linear import build_linear
+    from routekit_export.sw import build_sw
+
+    enc = tmp_path / "enc"
+    enc.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    missing = tmp_path / "no-data"
+    for build in (build_mf, build_sw, build_linear):
+        with pytest.raises(OutputExistsError, match="--force"):
+            build(out, encoder_dir=enc, data_dir=missing, cfg=None)
+        with pytest.raises(OutputError, match="input"):
+            build(enc, encoder_dir=enc, data_dir=missing, cfg=None, overwrite=True)
+    assert export_main(["train-mf", "--encoder", str(enc), "--data", str(missing), "--out", str(enc),
+                        "--force"]) == 2
+    assert capsys.readouterr().err.startswith("routekit-export: error: output folder")
+
+
+def test_cli_sigterm_during_calibrate_write_keeps_the_old_folder_and_says_so(tmp_path):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("hello\nprove that 2 + 2 = 4\n")
+    out = tmp_path / "cal"
+    out.mkdir()
+    (out / "keep.txt").write_text("old artifact")
+    p = _run("""
+        import os, shutil, signal, sys
+        from routekit import calibrate
+        from routekit.cli import main
+        real = shutil.copyfile
+        def copy_then_term(src, dst, **kw):
+            real(src, dst, **kw)
+            os.kill(os.getpid(), signal.SIGTERM)  # SIGTERM while the new folder is half written
+        calibrate.shutil.copyfile = copy_then_term
+        sys.exit(main(["calibrate", "--router", "linear", "--strong-fraction", "0.5", "--prompts", sys.argv[1],
+                       "--write", sys.argv[2], "--force", "--json"]))
+    """, prompts, out)
+    assert p.returncode == 128 + signal.SIGTERM, p.stderr
+    err = [ln for ln in p.stderr.splitlines() if ln.startswith("routekit:")]
+    assert len(err) == 1 and err[0].startswith("routekit: error: terminated (SIGTERM)") and "left untouched" in err[0]
+    assert sorted(x.name for x in out.iterdir()) == ["keep.txt"] and _leftovers(tmp_path) == []

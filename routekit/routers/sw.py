@@ -63,8 +63,8 @@ class SWRouter(Router):
     """SW ranking router.  Options (``routekit.load(path, ...)``):
 
     * ``mode``: ``"exact"`` (all training prompts; the default unless the manifest's ``router.mode``
-      says ``"fast"``, which export writes above 50k training prompts) or ``"fast"`` (FAISS
-      top-``k`` plus the moment-matched remainder, see the module docstring);
+      says ``"fast"``) or ``"fast"`` (FAISS top-``k`` plus the moment-matched remainder, see the
+      module docstring; docs/sw.md says when it is accurate);
     * ``precision``: exact mode's similarity pass, ``"int8"`` (default; onnxruntime integer GEMM over
       int8 prompt embeddings) or ``"float32"`` (faiss / BLAS over the stored embeddings);
     * ``k``: prompts searched in fast mode (default: the artifact's ``router.k`` or 256);
@@ -98,7 +98,7 @@ class SWRouter(Router):
         if dim and emb.shape[1] != int(dim):
             raise BadArtifactError(f"{manifest.folder}: embeddings are {emb.shape[1]}-d, encoder gives {dim}")
         # the caller's options are input errors, not artifact errors: check them before SWModel
-        mode = mode or spec.get("mode", "exact")  # the artifact's default (fast above 50k prompts)
+        mode = mode or spec.get("mode", "exact")  # the artifact's default mode
         check_options(weighting=weighting, gamma=gamma, mode=mode, remainder=remainder, precision=precision, k=k)
         self.mode = mode
         index = None

@@ -184,3 +184,15 @@ def test_fit_bert_when_asked(tmp_path, capsys):
     assert m["training"]["labels"]["pair_prompts"] == 24
     r = routekit.load(out)
     assert (r.strong_model, r.weak_model) == (S, W) and 0.0 <= r.win_rate("hi") <= 1.0
+
+
+def test_the_readme_example_label_files_are_valid():
+    """README's walk-through fits on examples/own-models/labels.jsonl and checks on heldout.jsonl."""
+    from pathlib import Path
+
+    ex = Path(__file__).resolve().parent.parent / "examples" / "own-models"
+    train = read_labels(ex / "labels.jsonl", "gpt-4o", "gpt-4o-mini")
+    held = read_labels(ex / "heldout.jsonl", "gpt-4o", "gpt-4o-mini")
+    assert len(train) >= 20 and len(held) >= 20 and not set(train.prompts) & set(held.prompts)
+    assert train.strong_q.mean() != train.weak_q.mean()
+    assert len((ex / "traffic.txt").read_text().splitlines()) >= 20

@@ -88,10 +88,16 @@ def _router_files(kind: str, inp: F.FitInputs, dest: Path, work: Path) -> tuple[
         np.savez(dest / "sw.npz", embeddings=d["emb"].astype(np.float32), battle_prompt=d["prompt"].astype(np.int32),
                  tier_a=d["ta"].astype(np.uint8), tier_b=d["tb"].astype(np.uint8),
                  outcome=d["outcome"].astype(np.float32))
+        from .sw import _write_index
+
         tiers = {m: int(t) for m, t in zip(lab.models, d["tier_of"])}
-        return ({"data": "sw.npz", "tiers": d["tiers"], "model_tiers": tiers, "weighting": weighting,
-                 "gamma": gamma, "k": 256,
-                 "tier_method": "Bradley-Terry MLE over the label battles, optimal 1-D k-means split of the ratings"},
+        router = {"data": "sw.npz", "tiers": d["tiers"], "model_tiers": tiers, "weighting": weighting,
+                  "gamma": gamma, "k": 256,
+                  "tier_method": "Bradley-Terry MLE over the label battles, optimal 1-D k-means split of the ratings"}
+        index = _write_index(d["emb"], "auto", dest / "sw.faiss")  # as train-sw: fast mode's neighbour index
+        if index:
+            router["index"] = index
+        return (router,
                 {"gamma_selection": [{k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in r.items()}
                                      for r in res]},
                 "Similarity-weighted ranking router (RouteLLM §4.1) fitted on your labels")

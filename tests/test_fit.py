@@ -167,6 +167,18 @@ def test_fit_on_battles_with_other_models_trains_sw_and_mf(tmp_path, capsys):
     for kind in ("linear", "sw", "mf"):
         assert np.isfinite(cv["candidates"][kind]["apgr"])
     assert cv["oracle"]["apgr"] > max(r["apgr"] for r in cv["candidates"].values()) - 1e-9
+    # the SW artifact is a normal one: three tiers, its FAISS index, loadable, ranks like the labels
+    import routekit
+    from routekit_export.fit_build import write_artifact
+
+    out = tmp_path / "sw"
+    write_artifact("sw", inp, out, enc, cv=cv, why={}, calibration=(lab.prompts, "labels"), name="sw",
+                   overwrite=False, work=tmp_path / "work")
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["router"]["tiers"] == 3 and "sw.faiss" in m["files"] and m["models"] == [S, W, "mid"]
+    r = routekit.load(out)
+    wr = r.win_rates(["Solve for x: 4x + 1 = 9. Show every step.", "Write a friendly greeting for my uncle."])
+    assert wr[0] > wr[1]
 
 
 @pytest.mark.slow

@@ -85,13 +85,49 @@ def training_section(battles: D.Battles, allow_noncommercial: bool) -> dict:
             **noncommercial_fields(allow_noncommercial)}
 
 
-def calibrate_in_place(writer: artifact.ArtifactWriter, prompts: list[str], source: str) -> dict:
+def calibrate_in_place(writer: artifact.ArtifactWriter, prompts: list[str], source: str, *,
+                       weights=None, mix: dict | None = None, default_strong_fraction: float = 0.5) -> dict:
     """Load the half-built artifact through the runtime and store its calibration table."""
     writer.write_manifest()
     router = routekit.load(writer.dir)
-    table = calibration_table(router.win_rates(prompts, show_progress=True), prompts=source)
+    table = calibration_table(router.win_rates(prompts, show_progress=True), prompts=source, weights=weights,
+                              mix=mix, default_strong_fraction=default_strong_fraction)
     writer.manifest["calibration"] = table
     return table
+
+
+#: The reference traffic mix the shipped thresholds are calibrated on: component -> share of traffic.
+#: An assumption, not a measurement: real chat traffic holds many everyday requests (greetings,
+#: quick facts, rewrites) and a minority of hard ones; Arena-Hard prompts stand in for real chat
+#: (they are harder than typical chat), GSM8K train questions for maths word problems.
+TRAFFIC_MIX = {"arena-hard": 0.5, "everyday": 0.4, "gsm8k-train": 0.1}
+
+
+def traffic_mix(data_dir: Path, *, gsm8k_n: int = 250, seed: int = 1, limit: int | None = None
+                ) -> tuple[list[str], np.ndarray, str, dict]:
+    """Prompts, per-prompt weights, a description and the ``mix`` record of :data:`TRAFFIC_MIX`.
+
+    Each component's prompts share its traffic share equally.  GSM8K questions are drawn with a
+    seed different from the training sample's (``mixture.extra_rows`` uses seed 0)."""
+    from .mixture import EVERYDAY_TRAIN
+
+    arena, _ = calibration_prompts(data_dir, limit)
+    everyday = D.read_prompts(EVERYDAY_TRAIN)
+    gsm = D.read_prompts(Path(data_dir) / "unlabelled" / "gsm8k_train_questions.jsonl")
+    gsm = [gsm[i] for i in np.random.default_rng(seed).permutation(len(gsm))[:gsm8k_n]]
+    parts = {"arena-hard": arena, "everyday": everyday, "gsm8k-train": gsm}
+    prompts, weights, mix = [], [], {}
+    for name, share in TRAFFIC_MIX.items():
+        ps = parts[name]
+        prompts += ps
+        weights += [share / len(ps)] * len(ps)
+        mix[name] = {"share": share, "n": len(ps)}
+    mix["arena-hard"]["source"] = "shared/data/calibration/prompts.jsonl (Arena-Hard v0.1+v2.0, Apache-2.0)"
+    mix["everyday"]["source"] = "routekit export/data/everyday_train.jsonl (written for routekit)"
+    mix["gsm8k-train"]["source"] = "shared/data/unlabelled/gsm8k_train_questions.jsonl (GSM8K train, MIT)"
+    desc = ("reference traffic mix: " + ", ".join(f"{int(100 * s)} % {n}" for n, s in TRAFFIC_MIX.items())
+            + f" ({len(prompts)} prompts, weighted)")
+    return prompts, np.array(weights), desc, mix
 
 
 def calibration_prompts(data_dir: Path, limit: int | None = None) -> tuple[list[str], str]:

@@ -19,7 +19,7 @@ P(strong wins) = σ(a·g + c) fitted on soft targets (1 + gain) / 2.
 from __future__ import annotations
 
 import datetime as _dt
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +44,14 @@ class LinearConfig:
     min_df: int = 3  # word pieces seen in fewer training prompts are dropped
     folds: int = 5
     seed: int = 0
+    #: per-source row weights overriding ``other_weight`` (e.g. {"everyday": 1.0, "crux": 0.3})
+    source_weights: dict = field(default_factory=dict)
+    #: extra training sources from :mod:`.mixture` (everyday prompts, code reasoning, maths)
+    extra: tuple = ()
+    gsm8k_limit: int = 1000  # GSM8K train questions drawn for the ``gsm8k-train`` source
+    #: "mix": thresholds calibrated on the reference traffic mix (build.TRAFFIC_MIX); "arena": Arena-Hard only
+    calibration: str = "mix"
+    default_strong_fraction: float = 0.5  # of the calibration prompts, for the default threshold
 
 
 @dataclass
@@ -67,8 +75,12 @@ def _short(source: str) -> str:
     return MMLU if "mmlu" in source else source.split(" ")[0].split("/")[-1] if "/" in source else source
 
 
-def load_prompt_table(data_dir: Path | None = None) -> PromptTable:
-    """One row per unique training prompt with pair qualities and multi-model difficulty."""
+def load_prompt_table(data_dir: Path | None = None, extra: tuple[str, ...] = (), *,
+                      gsm8k_limit: int = 1000, seed: int = 0) -> PromptTable:
+    """One row per unique training prompt with pair qualities and multi-model difficulty;
+    ``extra`` adds sources from :mod:`.mixture` (a prompt already present keeps its first label)."""
+    from .mixture import extra_rows
+
     train = Path(data_dir or D.default_data_dir()) / "train"
     rows: dict[str, dict] = {}
     sources: dict[str, dict] = {}
@@ -102,6 +114,10 @@ def load_prompt_table(data_dir: Path | None = None) -> PromptTable:
         if "s" not in d and D.STRONG in sc and D.WEAK in sc:
             d["s"], d["w"] = sc[D.STRONG] / scale, sc[D.WEAK] / scale
         note(src, r.get("license", "unknown"), "multi_model_scores.jsonl")
+    for row in extra_rows(train.parent, extra, gsm8k_limit=gsm8k_limit, seed=seed) if extra else ():
+        if row.prompt not in rows:
+            rows[row.prompt] = {"src": row.source, "s": row.strong, "w": row.weak, "diff": row.difficulty}
+            note(row.origin, row.license, "prompts")
     prompts = list(rows)
     get = lambda k: np.array([rows[p].get(k, np.nan) for p in prompts], np.float64)  # noqa: E731
     return PromptTable(prompts, np.array([rows[p]["src"] for p in prompts]), get("s"), get("w"), get("diff"),
@@ -186,25 +202,37 @@ class _Fit:
         return K_base_cols @ self.alpha + dd[idx] * (dd[self.rows] @ self.alpha) + self.mu
 
 
-def train_linear(emb: np.ndarray, table: PromptTable, tokenizer, cfg: LinearConfig,
-                 *, log=print) -> tuple[dict[str, np.ndarray], dict]:
-    """Fit the linear head; returns (arrays for ``linear.npz``, metrics incl. cross-validated APGR)."""
-    from routekit.evaluate import EvalDataError, apgr
-
-    n = len(table)
+def design(emb: np.ndarray, table: PromptTable, tokenizer, min_df: int) -> dict:
+    """The inputs of the head that do not depend on weights or block scales (features and their
+    Gram matrices; the tf-idf Gram is the expensive part), reusable across configurations."""
     X = np.asarray(emb, np.float64)
     F = surface_features(table.prompts)
     f_mean, f_std = F.mean(0), F.std(0) + 1e-9
     Fz = (F - f_mean) / f_std
     ids = token_ids(tokenizer, [clean_text(p) for p in table.prompts])
-    vocab, idf = build_vocab(ids, cfg.min_df)
+    vocab, idf = build_vocab(ids, min_df)
     B = tfidf_matrix(ids, vocab, idf)
+    return {"X": X, "F": F, "f_mean": f_mean, "f_std": f_std, "Fz": Fz, "vocab": vocab, "idf": idf, "B": B,
+            "XX": X @ X.T, "FF": Fz @ Fz.T, "BB": (B @ B.T).astype(np.float64), "min_df": min_df}
+
+
+def train_linear(emb: np.ndarray, table: PromptTable, tokenizer, cfg: LinearConfig,
+                 *, log=print, prepared: dict | None = None) -> tuple[dict[str, np.ndarray], dict]:
+    """Fit the linear head; returns (arrays for ``linear.npz``, metrics incl. cross-validated APGR).
+
+    ``prepared``: :func:`design` of the same rows (and ``cfg.min_df``), to skip recomputing it."""
+    from routekit.evaluate import EvalDataError, apgr
+
+    n = len(table)
+    d = prepared if prepared is not None and prepared["min_df"] == cfg.min_df else design(
+        emb, table, tokenizer, cfg.min_df)
+    X, F, f_mean, f_std, Fz, vocab, idf, B = (d[k] for k in ("X", "F", "f_mean", "f_std", "Fz", "vocab", "idf", "B"))
     log(f"linear head: {n} prompts, {len(vocab)} word pieces, {F.shape[1]} surface features")
     gain, diff = table.gain, table.difficulty
-    weight = np.where(table.source == MMLU, 1.0, cfg.other_weight)
+    weight = np.array([1.0 if s == MMLU else cfg.source_weights.get(s, cfg.other_weight)
+                       for s in table.source.tolist()], np.float64)
     c = cfg
-    K_base = (c.emb_scale ** 2) * (X @ X.T) + (c.feat_scale ** 2) * (Fz @ Fz.T)
-    K_base += (c.bow_scale ** 2) * (B @ B.T).astype(np.float64)
+    K_base = (c.emb_scale ** 2) * d["XX"] + (c.feat_scale ** 2) * d["FF"] + (c.bow_scale ** 2) * d["BB"]
 
     # cross-validation, grouped by prompt (one row per prompt)
     fold = np.random.default_rng(cfg.seed).integers(0, cfg.folds, n)
@@ -289,41 +317,58 @@ def dev_metrics(router, data_dir: Path, *, n_boot: int = 1000) -> dict:
 # ------------------------------------------------------------------------------------------ artifact
 
 
+def _suite_metrics(router) -> dict:
+    """The everyday dev suite's report (never trained on; recorded for the record, not for fitting)."""
+    from routekit.suite import load_suite, suite_report
+
+    rep = suite_report(router, load_suite("everyday"))
+    return {k: rep[k] for k in ("n", "auc", "default", "p30") if k in rep}
+
+
 def build_linear(out: Path, *, encoder_dir: Path, data_dir: Path, cfg: LinearConfig,
                  calib_limit: int | None = None, overwrite: bool = False, name: str = "linear",
                  threads: int | None = None, measure_dev: bool = False) -> dict:
     import routekit
     from routekit import artifact
 
-    from .build import calibrate_in_place, calibration_prompts, copy_encoder, load_encoder, pair_fields
+    from .build import calibrate_in_place, calibration_prompts, copy_encoder, load_encoder, pair_fields, traffic_mix
     from .embed import embed_texts
 
     artifact.check_output_dir(out, overwrite=overwrite, inputs=[encoder_dir, data_dir])
-    table = load_prompt_table(data_dir)
+    table = load_prompt_table(data_dir, tuple(cfg.extra), gsm8k_limit=cfg.gsm8k_limit, seed=cfg.seed)
     enc, spec = load_encoder(encoder_dir, threads=threads)
     emb = embed_texts(enc, table.prompts, encoder_key=spec["sha256"])
     tokenizer = load_bow_tokenizer(Path(encoder_dir) / spec["tokenizer"])
     weights, metrics = train_linear(emb, table, tokenizer, cfg)
-    prompts, source = calibration_prompts(data_dir, calib_limit)
+    if cfg.calibration == "mix":
+        prompts, cal_w, source, mix = traffic_mix(data_dir, limit=calib_limit)
+    else:
+        (prompts, source), cal_w, mix = calibration_prompts(data_dir, calib_limit), None, None
     with artifact.ArtifactWriter(out, overwrite=overwrite) as w:
         enc_section = copy_encoder(encoder_dir, w.dir)
         np.savez(w.dir / "linear.npz", **weights)
         w.manifest.update({
             "name": name, "kind": "linear",
             "description": ("Linear head on MiniLM-L6 embedding + word-piece tf-idf + surface features, "
-                            "trained on pair golden labels and multi-model difficulty (stacked)"),
+                            "trained on pair golden labels and multi-model difficulty (stacked)"
+                            + (f", plus {', '.join(cfg.extra)}" if cfg.extra else "")),
             **pair_fields([D.STRONG, D.WEAK]),
             "encoder": enc_section,
             "router": {"weights": "linear.npz", "features": list(FEATURE_NAMES), "max_chars": 4000},
             "training": {
                 "prompts": len(table), "sources": table.sources,
                 "noncommercial_rows_included": False,
-                "note": "golden.jsonl + multi_model_scores.jsonl only; AlpacaEval (CC BY-NC 4.0) never read",
+                "note": ("golden.jsonl + multi_model_scores.jsonl" + (" + export/mixture.py sources "
+                         f"{list(cfg.extra)} (labels documented there)" if cfg.extra else " only")
+                         + "; AlpacaEval (CC BY-NC 4.0) never read"),
             },
             "metrics": {k: metrics[k] for k in ("config", "cv_apgr", "cv_note", "platt", "vocab",
                                                   "fold_check_max_abs")},
         })
-        calibrate_in_place(w, prompts, source)
+        calibrate_in_place(w, prompts, source, weights=cal_w, mix=mix,
+                           default_strong_fraction=cfg.default_strong_fraction)
+        w.write_manifest()
+        w.manifest["metrics"]["everyday_suite"] = _suite_metrics(routekit.load(w.dir))
         if measure_dev:
             w.write_manifest()
             router = routekit.load(w.dir)
@@ -363,6 +408,17 @@ def add_cli(sub) -> None:
     p.add_argument("--min-df", type=int, default=d.min_df)
     p.add_argument("--folds", type=int, default=d.folds)
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--extra", default=",".join(d.extra),
+                   help="comma-separated extra training sources from export/mixture.py "
+                        "(everyday, crux, math-l5, gsm8k-train; empty = none)")
+    p.add_argument("--source-weight", action="append", default=None, metavar="SOURCE=W",
+                   help="row weight of one training source (repeatable; default: "
+                        + (", ".join(f"{k}={v}" for k, v in d.source_weights.items()) or "none") + ")")
+    p.add_argument("--gsm8k-limit", type=int, default=d.gsm8k_limit, help="GSM8K train questions to draw")
+    p.add_argument("--calibration", choices=["mix", "arena"], default=d.calibration,
+                   help="calibrate thresholds on the reference traffic mix or on Arena-Hard prompts only")
+    p.add_argument("--default-strong-fraction", type=float, default=d.default_strong_fraction,
+                   help="share of the calibration prompts the default threshold sends to strong")
     p.add_argument("--dev-metrics", action="store_true",
                    help="measure APGR/CPT(50%%) with bootstrap CIs on <data>/dev and record them in the manifest")
 
@@ -373,9 +429,22 @@ def run_cli(args) -> int:
 
     from routekit.errors import OutputError
 
+    weights = dict(LinearConfig().source_weights)
+    for item in args.source_weight or ():
+        name, sep, val = item.partition("=")
+        try:
+            weights[name.strip()] = float(val)
+        except ValueError:
+            sep = ""
+        if not sep:
+            print(f"routekit-export: error: --source-weight expects SOURCE=NUMBER, got {item!r}", file=sys.stderr)
+            return 2
     cfg = LinearConfig(emb_scale=args.emb_scale, bow_scale=args.bow_scale, feat_scale=args.feat_scale,
                        diff_scale=args.diff_scale, other_weight=args.other_weight, ridge=args.ridge,
-                       min_df=args.min_df, folds=args.folds, seed=args.seed)
+                       min_df=args.min_df, folds=args.folds, seed=args.seed, source_weights=weights,
+                       extra=tuple(x.strip() for x in args.extra.split(",") if x.strip()),
+                       gsm8k_limit=args.gsm8k_limit, calibration=args.calibration,
+                       default_strong_fraction=args.default_strong_fraction)
     try:
         metrics = build_linear(args.out, encoder_dir=args.encoder, data_dir=args.data, cfg=cfg,
                                calib_limit=args.calib_limit, overwrite=args.force,

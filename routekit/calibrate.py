@@ -14,20 +14,48 @@ from .errors import BadInputError
 FRACTIONS = tuple(round(0.1 * i, 1) for i in range(1, 10))
 
 
+def weighted_quantile(values: np.ndarray, levels: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Quantiles of ``values`` at ``levels`` (0…1); with ``weights``, of the weighted distribution
+    (piecewise-linear between the weighted mid-points; equal weights give numpy's default)."""
+    v = np.asarray(values, dtype=np.float64)
+    if weights is None:
+        return np.quantile(v, levels)
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != v.shape or not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
+        raise BadInputError("calibration weights must be finite, >= 0, one per prompt, not all zero")
+    order = np.argsort(v, kind="mergesort")
+    v, w = v[order], w[order]
+    keep = w > 0
+    v, w = v[keep], w[keep]
+    if len(v) == 1:
+        return np.full(np.shape(levels), v[0])
+    cum = np.cumsum(w) - 0.5 * w  # mid-point of each value's weight
+    pos = (cum - cum[0]) / (cum[-1] - cum[0])
+    return np.interp(levels, pos, v)
+
+
 def calibration_table(win_rates: np.ndarray, *, prompts: str, default_strong_fraction: float = 0.5,
-                      levels: int = 101) -> dict:
-    """Quantiles of the win rates (0, 1/(levels-1), …, 1) plus readable thresholds for 10 %…90 %."""
+                      levels: int = 101, weights: np.ndarray | None = None, mix: dict | None = None) -> dict:
+    """Quantiles of the win rates (0, 1/(levels-1), …, 1) plus readable thresholds for 10 %…90 %.
+
+    ``weights`` (one per prompt) make the quantiles those of a weighted mix of prompt sets, e.g.
+    to give a small set of everyday prompts the share it has in real traffic; ``mix`` records the
+    components in the table."""
     rates = np.asarray(win_rates, dtype=np.float64)
     if rates.size == 0:
         raise BadInputError("calibration needs at least one prompt")
-    q = np.quantile(rates, np.linspace(0.0, 1.0, levels))
-    return {
+    q = weighted_quantile(rates, np.linspace(0.0, 1.0, levels), weights)
+    thr = weighted_quantile(rates, 1.0 - np.array(FRACTIONS), weights)
+    table = {
         "prompts": prompts,
         "n": int(rates.size),
         "default_strong_fraction": default_strong_fraction,
-        "thresholds": {str(f): float(np.quantile(rates, 1.0 - f)) for f in FRACTIONS},
+        "thresholds": {str(f): float(t) for f, t in zip(FRACTIONS, thr)},
         "quantiles": [float(x) for x in q],
     }
+    if mix:
+        table["mix"] = mix
+    return table
 
 
 def threshold_for_fraction(win_rates: np.ndarray, strong_fraction: float) -> float:

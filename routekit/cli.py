@@ -69,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--file", type=Path, default=None,
                        help="your labelled prompts: JSONL {prompt, <strong model>: quality, <weak model>: quality} "
                             "or a CSV with those columns")
+    which.add_argument("--suite", default=None, metavar="NAME|FILE",
+                       help="a prompt suite with known sides (shipped: everyday; or JSONL {prompt, side: "
+                            "trivial|hard}): AUC and the share of each side sent to strong")
     e.add_argument("--data", type=Path, default=None,
                    help="RouteLLM evals folder (default: $ROUTEKIT_DATA/dev/routellm-evals)")
     _router_arg(e, many=True)
@@ -190,6 +193,8 @@ def cmd_eval(args) -> int:
     from ._io import atomic_path, atomic_write, check_output
     from .errors import OutputError
 
+    if args.suite:
+        return _eval_suite(args)
     data = args.data or _default_data()
     kw = {}
     if args.strong_model:
@@ -234,6 +239,19 @@ def cmd_eval(args) -> int:
         print(ev.format_table(summary))
         if plot_path:
             print(f"plot: {plot_path}")
+    return 0
+
+
+def _eval_suite(args) -> int:
+    from .suite import format_suite_table, load_suite, suite_report
+
+    suite = load_suite(args.suite)
+    reports = [suite_report(_load(name, args.threads), suite) for name in (args.router or ["default"])]
+    if args.json:
+        print(json.dumps({"suite": suite.name, "n": len(suite), "routers": reports}))
+    else:
+        print(f"suite {suite.name}: {len(suite)} prompts ({int(suite.hard.sum())} hard)")
+        print(format_suite_table(reports))
     return 0
 
 

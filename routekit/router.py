@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import threading
@@ -17,6 +18,8 @@ from .errors import BadInputError, UnknownModelError
 
 #: Strong-call fraction the default threshold is calibrated for, unless the artifact says otherwise.
 DEFAULT_STRONG_FRACTION = 0.5
+
+log = logging.getLogger("routekit")
 
 
 @dataclass(frozen=True)
@@ -208,6 +211,33 @@ class Router:
         levels = np.linspace(0.0, 1.0, len(q))
         return float(np.interp(1.0 - f, levels, q))
 
+    def calibrated_range(self) -> tuple[float, float] | None:
+        """Lowest and highest win rate on the calibration prompts (``None`` without calibration)."""
+        q = (self.calibration or {}).get("quantiles")
+        return (float(q[0]), float(q[-1])) if q else None
+
+    def threshold_warning(self, threshold: float) -> str | None:
+        """Why a raw ``threshold`` is suspicious for this router, or ``None``: outside the range of win
+        rates the router gave its calibration prompts, it sends (nearly) every prompt one way."""
+        rng = self.calibrated_range()
+        if rng is None or rng[0] <= threshold <= rng[1]:
+            return None
+        word, side = ("below", "strong") if threshold < rng[0] else ("above", "weak")
+        return (f"threshold {threshold:g} is {word} every win rate router {self.name!r} gave its calibration "
+                f"prompts ({rng[0]:.4f}..{rng[1]:.4f}): nearly every prompt will go to {side}. Raw "
+                "thresholds are specific to one router and artifact; pass strong_fraction instead")
+
+    def _check_threshold_range(self, threshold: float) -> None:
+        """Log :meth:`threshold_warning` once per router and direction (too low / too high)."""
+        msg = self.threshold_warning(threshold)
+        if msg is None:
+            return
+        low = threshold < self.calibrated_range()[0]
+        warned = self.__dict__.setdefault("_threshold_warned", set())
+        if low not in warned:
+            warned.add(low)
+            log.warning(msg)
+
     @property
     def default_threshold(self) -> float:
         cal = self.calibration or {}
@@ -218,7 +248,9 @@ class Router:
         if threshold is not None and strong_fraction is not None:
             raise BadInputError("pass threshold or strong_fraction, not both")
         if threshold is not None:
-            return _check_unit("threshold", threshold), None
+            thr = _check_unit("threshold", threshold)
+            self._check_threshold_range(thr)
+            return thr, None
         if strong_fraction is not None:
             f = _check_unit("strong_fraction", strong_fraction)
             if f == 0.0:

@@ -1,0 +1,105 @@
+"""Extra training sources for the linear head: everyday prompts, code reasoning, maths word problems.
+
+The pair labels in ``golden.jsonl`` / ``multi_model_scores.jsonl`` are exam questions (MMLU, ARC,
+Winogrande, MBPP) and 300 Arena prompts: nothing there looks like everyday traffic, so a head fitted
+on them alone extrapolates ("short = hard") and ranks greetings above proofs. These sources add the
+*kind of task* signal, each with a documented label:
+
+``everyday``  ``export/data/everyday_train.jsonl``: 222 short everyday prompts written for routekit
+              (greetings, thanks, quick facts, conversions, one-line rewrites / translations, simple
+              recipes, how-tos, definitions, suggestions).  Label: a tie (gain 0, difficulty 0) —
+              any chat model answers them correctly.  Worded apart from the everyday dev suite
+              (``routekit/suites/everyday.jsonl``), which is never trained on.
+``crux``      ZeroEval CRUXEval-O (``train/extra/zeroeval_scores.jsonl``, Apache-2.0 repo / MIT data):
+              per-item correctness of gpt-4-turbo-2024-04-09 (the closest GPT-4 Turbo there) and
+              Mixtral-8x7B-Instruct; difficulty = share of the 48 models that fail.  The fixed ZeroEval
+              answer-format instruction is cut off: the router sees the bare question, as a user sends it.
+``math-l5``   ZeroEval MATH level 5: gpt-4-turbo-2024-04-09 vs gpt-3.5-turbo-0125 (Mixtral is absent
+              there; gpt-3.5-turbo-0125 is the nearest weak-class model on CRUX, 0.55 vs Mixtral 0.45).
+``gsm8k-train`` GSM8K *train* questions (``unlabelled/``, no model answers): a prior gain of
+              :data:`GSM8K_PRIOR_GAIN` for every question, from the published GSM8K accuracies of the
+              pair (GPT-4 technical report 92.0 %, Mixtral paper 74.4 %).  A constant label cannot rank
+              questions *within* GSM8K; it tells the head where multi-step word problems sit relative
+              to everything else.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import data as D
+
+EVERYDAY_TRAIN = Path(__file__).resolve().parent / "data" / "everyday_train.jsonl"
+GSM8K_PRIOR_GAIN = 0.92 - 0.744
+ZEROEVAL_STRONG = "gpt-4-turbo-2024-04-09"
+ZEROEVAL_WEAK = {"crux": D.WEAK, "math-l5": "gpt-3.5-turbo-0125"}
+SOURCES = ("everyday", "crux", "math-l5", "gsm8k-train")
+_QUESTION = re.compile(r"## Question:\s*(.*?)\s*## Instruction", re.S)
+
+
+@dataclass(frozen=True)
+class Row:
+    prompt: str
+    source: str  # short name, one of SOURCES
+    strong: float
+    weak: float
+    difficulty: float  # NaN = unknown
+    origin: str  # file / data set it came from
+    license: str
+
+
+def zeroeval_question(prompt: str) -> str:
+    """The bare question inside ZeroEval's answer-format template (the prompt itself if none)."""
+    m = _QUESTION.search(prompt)
+    return m.group(1).strip() if m else prompt
+
+
+def _everyday(path: Path = EVERYDAY_TRAIN):
+    for _, r in D.read_jsonl(path, ("prompt",)):
+        yield Row(r["prompt"], "everyday", 0.0, 0.0, 0.0, "routekit export/data/everyday_train.jsonl (written "
+                  "for routekit; label: tie)", "Apache-2.0")
+
+
+def _zeroeval(data_dir: Path, wanted: set[str]):
+    path = data_dir / "train" / "extra" / "zeroeval_scores.jsonl"
+    for lineno, r in D.read_jsonl(path, ("prompt", "scores", "source")):
+        short = r["source"].split("/")[-1]
+        if short not in wanted:
+            continue
+        sc = r["scores"]
+        if not isinstance(sc, dict):
+            raise D.DataError(f"{path}:{lineno}: scores must be an object")
+        s, w = sc.get(ZEROEVAL_STRONG), sc.get(ZEROEVAL_WEAK[short])
+        if s is None or w is None:
+            continue
+        yield Row(zeroeval_question(r["prompt"]), short, float(s), float(w),
+                  1.0 - float(np.mean([float(v) for v in sc.values()])), f"zeroeval/{short}",
+                  r.get("license", "unknown"))
+
+
+def _gsm8k(data_dir: Path, limit: int, seed: int):
+    path = data_dir / "unlabelled" / "gsm8k_train_questions.jsonl"
+    rows = [r for _, r in D.read_jsonl(path, ("prompt",))]
+    for i in np.random.default_rng(seed).permutation(len(rows))[:limit]:
+        yield Row(rows[i]["prompt"], "gsm8k-train", GSM8K_PRIOR_GAIN, 0.0, np.nan,
+                  "gsm8k-train (unlabelled; prior gain from published accuracies)", rows[i].get("license", "unknown"))
+
+
+def extra_rows(data_dir: Path, sources=SOURCES, *, gsm8k_limit: int = 1000, seed: int = 0) -> list[Row]:
+    """Rows of the requested extra sources (unknown names raise DataError)."""
+    unknown = set(sources) - set(SOURCES)
+    if unknown:
+        raise D.DataError(f"unknown extra training source(s) {sorted(unknown)}; known: {', '.join(SOURCES)}")
+    data_dir = Path(data_dir)
+    out: list[Row] = []
+    if "everyday" in sources:
+        out.extend(_everyday())
+    if {"crux", "math-l5"} & set(sources):
+        out.extend(_zeroeval(data_dir, {"crux", "math-l5"} & set(sources)))
+    if "gsm8k-train" in sources and gsm8k_limit > 0:
+        out.extend(_gsm8k(data_dir, gsm8k_limit, seed))
+    return out

@@ -119,6 +119,9 @@ def _parser() -> argparse.ArgumentParser:
     from .linear import add_cli as _add_train_linear
 
     _add_train_linear(sub)
+    from .recalibrate import add_cli as _add_recalibrate
+
+    _add_recalibrate(sub)
     from .fit_build import add_cli as _add_fit
 
     _add_fit(sub)
@@ -238,6 +241,10 @@ def _run(args) -> int:
         from .linear import run_cli as _run_linear
 
         return _run_linear(args)
+    if args.command == "recalibrate":
+        from .recalibrate import run_cli as _run_recalibrate
+
+        return _run_recalibrate(args)
     if args.command == "encoder":
         from .build import build_encoder
 

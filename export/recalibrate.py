@@ -1,0 +1,68 @@
+"""``routekit-export recalibrate``: recompute an artifact's thresholds on the reference traffic mix.
+
+The weights stay untouched; the ``calibration`` section is rewritten and the manifest sealed again.
+The new folder is written beside the old one and swapped in at the end (an interrupted run leaves
+the artifact as it was).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+
+def recalibrate(folder: Path, data_dir: Path, *, default_strong_fraction: float | None = None,
+                calib_limit: int | None = None, threads: int | None = None) -> dict:
+    import routekit
+    from routekit import artifact
+    from routekit.calibrate import calibration_table
+
+    from .build import traffic_mix
+
+    folder = Path(folder)
+    router = routekit.load(folder, threads=threads)
+    old = router.calibration or {}
+    frac = old.get("default_strong_fraction", 0.5) if default_strong_fraction is None else default_strong_fraction
+    prompts, weights, desc, mix = traffic_mix(data_dir, limit=calib_limit)
+    table = calibration_table(router.win_rates(prompts, show_progress=True), prompts=desc, weights=weights,
+                              mix=mix, default_strong_fraction=frac)
+    tmp = folder.with_name(f".{folder.name}.recalibrate")
+    shutil.rmtree(tmp, ignore_errors=True)
+    with artifact.ArtifactWriter(tmp) as w:
+        for rel in router.manifest.files:
+            dst = w.dir / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(router.manifest.path(rel), dst)
+        w.manifest.update({k: v for k, v in router.manifest.data.items()
+                           if k not in ("files", artifact.DIGEST)})
+        w.manifest["calibration"] = table
+    backup = folder.with_name(f".{folder.name}.old")
+    shutil.rmtree(backup, ignore_errors=True)
+    folder.rename(backup)
+    tmp.rename(folder)
+    shutil.rmtree(backup)
+    return table
+
+
+def add_cli(sub) -> None:
+    from .data import default_data_dir
+
+    p = sub.add_parser("recalibrate", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       help="recompute an artifact's thresholds on the reference traffic mix (weights unchanged)")
+    p.add_argument("artifact", type=Path, nargs="+", help="artifact folder(s)")
+    p.add_argument("--data", type=Path, default=default_data_dir(), help="data folder")
+    p.add_argument("--default-strong-fraction", type=float, default=None,
+                   help="share of the mix the default threshold sends to strong (default: keep the artifact's)")
+    p.add_argument("--calib-limit", type=int, default=None, help="use only the first N Arena-Hard prompts")
+    p.add_argument("--threads", type=int, default=None, help="onnxruntime threads")
+
+
+def run_cli(args) -> int:
+    for folder in args.artifact:
+        table = recalibrate(folder, args.data, default_strong_fraction=args.default_strong_fraction,
+                            calib_limit=args.calib_limit, threads=args.threads)
+        print(f"{folder}: {table['prompts']}; default strong fraction {table['default_strong_fraction']}, "
+              f"thresholds {table['thresholds']}", file=sys.stderr)
+    return 0

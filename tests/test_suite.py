@@ -1,0 +1,101 @@
+"""Everyday suite, suite metrics, the out-of-range threshold warning and weighted calibration."""
+
+import json
+import logging
+
+import numpy as np
+import pytest
+
+import routekit
+from routekit import cli
+from routekit.calibrate import calibration_table, weighted_quantile
+from routekit.errors import BadInputError
+from routekit.suite import auc, load_suite, suite_report
+
+
+def test_shipped_suite_shape():
+    s = load_suite("everyday")
+    assert len(s) >= 200
+    cats = {c: bool(h) for c, h in zip(s.categories, s.hard)}
+    assert sum(cats.values()) >= 8 and sum(not v for v in cats.values()) >= 8  # >= 8 categories a side
+    assert len(set(s.prompts)) == len(s.prompts)
+
+
+def test_suite_not_in_training_prompts():
+    from routekit_export.mixture import EVERYDAY_TRAIN
+
+    train = {json.loads(line)["prompt"].strip().lower() for line in open(EVERYDAY_TRAIN, encoding="utf-8")}
+    assert not train & {p.strip().lower() for p in load_suite("everyday").prompts}
+
+
+def test_auc_matches_pairwise_definition():
+    rng = np.random.default_rng(0)
+    s = np.round(rng.random(60), 1)  # many ties
+    h = rng.random(60) < 0.5
+    a, b = s[h], s[~h]
+    direct = (a[:, None] > b[None, :]).mean() + 0.5 * (a[:, None] == b[None, :]).mean()
+    assert auc(s, h) == pytest.approx(direct)
+    assert auc(np.r_[np.zeros(3), np.ones(3)], np.r_[[False] * 3, [True] * 3]) == 1.0
+
+
+def test_load_suite_errors(tmp_path):
+    with pytest.raises(BadInputError, match="no such suite"):
+        load_suite("nope")
+    bad = tmp_path / "s.jsonl"
+    bad.write_text('{"prompt": "hi", "side": "easy"}\n')
+    with pytest.raises(BadInputError, match=r"s.jsonl:1"):
+        load_suite(bad)
+    one = tmp_path / "one.jsonl"
+    one.write_text('{"prompt": "hi", "side": "trivial"}\n')
+    with pytest.raises(BadInputError, match="both sides"):
+        load_suite(one)
+
+
+def test_suite_report_random_router(tmp_path):
+    f = tmp_path / "mine.jsonl"
+    f.write_text("".join(json.dumps({"prompt": f"p{i}", "side": "hard" if i % 2 else "trivial"}) + "\n"
+                         for i in range(40)))
+    r = routekit.load("random")
+    rep = suite_report(r, load_suite(f))
+    assert rep["n"] == 40 and rep["n_hard"] == 20 and 0.0 <= rep["auc"] <= 1.0
+    w = r.win_rates([f"p{i}" for i in range(40)])
+    assert rep["auc"] == pytest.approx(auc(w, np.arange(40) % 2 == 1), abs=1e-4)
+
+
+def test_eval_suite_cli(capsys):
+    assert cli.main(["eval", "--suite", "everyday", "--router", "random", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["suite"] == "everyday" and out["routers"][0]["router"].startswith("random")
+
+
+def test_default_router_orders_everyday_traffic():
+    """The shipped default must rank hard prompts above trivial ones on the (never trained on) suite."""
+    rep = suite_report(routekit.load("default"), load_suite("everyday"))
+    assert rep["auc"] >= 0.85
+    assert rep["default"]["trivial_to_strong"] <= 0.15
+    assert rep["default"]["hard_to_strong"] >= 0.5
+
+
+def test_threshold_warning_once(caplog):
+    r = routekit.load("linear")
+    lo, hi = r.calibrated_range()
+    assert r.threshold_warning((lo + hi) / 2) is None
+    assert "strong" in r.threshold_warning(lo / 2)
+    assert "weak" in r.threshold_warning(min(1.0, hi + (1 - hi) / 2))
+    with caplog.at_level(logging.WARNING, logger="routekit"):
+        for _ in range(3):
+            r.route("hi", threshold=lo / 2)
+    assert sum("below every win rate" in m for m in caplog.messages) == 1
+
+
+def test_weighted_quantile():
+    v = np.random.default_rng(1).random(50)
+    levels = np.linspace(0, 1, 11)
+    assert np.allclose(weighted_quantile(v, levels, np.ones(50)), np.quantile(v, levels))
+    # doubling the weight of the upper half moves the median up
+    w = np.where(v > np.median(v), 2.0, 1.0)
+    assert weighted_quantile(v, np.array([0.5]), w)[0] > np.median(v)
+    with pytest.raises(BadInputError):
+        weighted_quantile(v, levels, -np.ones(50))
+    t = calibration_table(v, prompts="x", weights=w, mix={"a": {"share": 1.0}})
+    assert t["mix"] == {"a": {"share": 1.0}} and np.all(np.diff(t["quantiles"]) >= 0)

@@ -112,20 +112,22 @@ def traffic_mix(data_dir: Path, *, gsm8k_n: int = 250, seed: int = 1, limit: int
     from .mixture import EVERYDAY_TRAIN
 
     arena, _ = calibration_prompts(data_dir, limit)
-    everyday = D.read_prompts(EVERYDAY_TRAIN)
-    gsm = D.read_prompts(Path(data_dir) / "unlabelled" / "gsm8k_train_questions.jsonl")
+    gsm_path = Path(data_dir) / "unlabelled" / "gsm8k_train_questions.jsonl"
+    gsm = D.read_prompts(gsm_path) if gsm_path.is_file() else []
     gsm = [gsm[i] for i in np.random.default_rng(seed).permutation(len(gsm))[:gsm8k_n]]
-    parts = {"arena-hard": arena, "everyday": everyday, "gsm8k-train": gsm}
+    parts = {"arena-hard": arena, "everyday": D.read_prompts(EVERYDAY_TRAIN), "gsm8k-train": gsm}
+    sources = {"arena-hard": "shared/data/calibration/prompts.jsonl (Arena-Hard v0.1+v2.0, Apache-2.0)",
+               "everyday": "routekit export/data/everyday_train.jsonl (written for routekit)",
+               "gsm8k-train": "shared/data/unlabelled/gsm8k_train_questions.jsonl (GSM8K train, MIT)"}
+    shares = {n: s for n, s in TRAFFIC_MIX.items() if parts[n]}  # a missing component: the rest renormalised
+    total = sum(shares.values())
     prompts, weights, mix = [], [], {}
-    for name, share in TRAFFIC_MIX.items():
+    for name, share in shares.items():
         ps = parts[name]
         prompts += ps
-        weights += [share / len(ps)] * len(ps)
-        mix[name] = {"share": share, "n": len(ps)}
-    mix["arena-hard"]["source"] = "shared/data/calibration/prompts.jsonl (Arena-Hard v0.1+v2.0, Apache-2.0)"
-    mix["everyday"]["source"] = "routekit export/data/everyday_train.jsonl (written for routekit)"
-    mix["gsm8k-train"]["source"] = "shared/data/unlabelled/gsm8k_train_questions.jsonl (GSM8K train, MIT)"
-    desc = ("reference traffic mix: " + ", ".join(f"{int(100 * s)} % {n}" for n, s in TRAFFIC_MIX.items())
+        weights += [share / total / len(ps)] * len(ps)
+        mix[name] = {"share": round(share / total, 4), "n": len(ps), "source": sources[name]}
+    desc = ("reference traffic mix: " + ", ".join(f"{100 * m['share']:.0f} % {n}" for n, m in mix.items())
             + f" ({len(prompts)} prompts, weighted)")
     return prompts, np.array(weights), desc, mix
 

@@ -31,6 +31,11 @@ from . import data as D
 MMLU = "mmlu"
 
 
+#: Row weights of the extra sources, chosen by CV (MMLU gold-train APGR) and the everyday dev suite
+#: (docs/quality.md, "Round 2"); MMLU gold rows weigh 1, other golden / Arena-Bench rows other_weight.
+DEFAULT_SOURCE_WEIGHTS = {"everyday": 2.0, "crux": 0.3, "math-l5": 0.03, "gsm8k-train": 0.3, "arena-human": 0.1}
+
+
 @dataclass
 class LinearConfig:
     emb_scale: float = 0.05
@@ -45,9 +50,9 @@ class LinearConfig:
     folds: int = 5
     seed: int = 0
     #: per-source row weights overriding ``other_weight`` (e.g. {"everyday": 1.0, "crux": 0.3})
-    source_weights: dict = field(default_factory=dict)
-    #: extra training sources from :mod:`.mixture` (everyday prompts, code reasoning, maths)
-    extra: tuple = ()
+    source_weights: dict = field(default_factory=lambda: dict(DEFAULT_SOURCE_WEIGHTS))
+    #: extra training sources from :mod:`.mixture` (everyday prompts, code reasoning, maths, Arena votes)
+    extra: tuple = ("everyday", "crux", "math-l5", "arena-human", "gsm8k-train")
     gsm8k_limit: int = 1000  # GSM8K train questions drawn for the ``gsm8k-train`` source
     #: "mix": thresholds calibrated on the reference traffic mix (build.TRAFFIC_MIX); "arena": Arena-Hard only
     calibration: str = "mix"
@@ -76,7 +81,7 @@ def _short(source: str) -> str:
 
 
 def load_prompt_table(data_dir: Path | None = None, extra: tuple[str, ...] = (), *,
-                      gsm8k_limit: int = 1000, seed: int = 0) -> PromptTable:
+                      gsm8k_limit: int = 1000, seed: int = 0, log=print) -> PromptTable:
     """One row per unique training prompt with pair qualities and multi-model difficulty;
     ``extra`` adds sources from :mod:`.mixture` (a prompt already present keeps its first label)."""
     from .mixture import extra_rows
@@ -114,7 +119,7 @@ def load_prompt_table(data_dir: Path | None = None, extra: tuple[str, ...] = (),
         if "s" not in d and D.STRONG in sc and D.WEAK in sc:
             d["s"], d["w"] = sc[D.STRONG] / scale, sc[D.WEAK] / scale
         note(src, r.get("license", "unknown"), "multi_model_scores.jsonl")
-    for row in extra_rows(train.parent, extra, gsm8k_limit=gsm8k_limit, seed=seed) if extra else ():
+    for row in extra_rows(train.parent, extra, gsm8k_limit=gsm8k_limit, seed=seed, log=log) if extra else ():
         if row.prompt not in rows:
             rows[row.prompt] = {"src": row.source, "s": row.strong, "w": row.weak, "diff": row.difficulty}
             note(row.origin, row.license, "prompts")

@@ -16,6 +16,11 @@ on them alone extrapolates ("short = hard") and ranks greetings above proofs. Th
               answer-format instruction is cut off: the router sees the bare question, as a user sends it.
 ``math-l5``   ZeroEval MATH level 5: gpt-4-turbo-2024-04-09 vs gpt-3.5-turbo-0125 (Mixtral is absent
               there; gpt-3.5-turbo-0125 is the nearest weak-class model on CRUX, 0.55 vs Mixtral 0.45).
+``arena-human`` Chatbot Arena human votes (``train/extra/arena_human_1k.jsonl``, Apache-2.0 repo;
+              31 models of 2023, none of them the pair).  Label per prompt: the mean outcome for the
+              *stronger* model over its battles (+1 win, −1 loss, 0 tie or "tie (bothbad)"), counting
+              only battles whose Bradley–Terry strengths (fitted on these votes, ties half) differ by
+              at least :data:`ARENA_MIN_GAP`; a proxy for "does a stronger model help here".
 ``gsm8k-train`` GSM8K *train* questions (``unlabelled/``, no model answers): a prior gain of
               :data:`GSM8K_PRIOR_GAIN` for every question, from the published GSM8K accuracies of the
               pair (GPT-4 technical report 92.0 %, Mixtral paper 74.4 %).  A constant label cannot rank
@@ -37,7 +42,8 @@ EVERYDAY_TRAIN = Path(__file__).resolve().parent / "data" / "everyday_train.json
 GSM8K_PRIOR_GAIN = 0.92 - 0.744
 ZEROEVAL_STRONG = "gpt-4-turbo-2024-04-09"
 ZEROEVAL_WEAK = {"crux": D.WEAK, "math-l5": "gpt-3.5-turbo-0125"}
-SOURCES = ("everyday", "crux", "math-l5", "gsm8k-train")
+SOURCES = ("everyday", "crux", "math-l5", "arena-human", "gsm8k-train")
+ARENA_MIN_GAP = 0.5  # natural-log BT units: the stronger model wins ~62 % of votes against the weaker
 _QUESTION = re.compile(r"## Question:\s*(.*?)\s*## Instruction", re.S)
 
 
@@ -81,6 +87,32 @@ def _zeroeval(data_dir: Path, wanted: set[str]):
                   r.get("license", "unknown"))
 
 
+def _arena_human(data_dir: Path):
+    from routekit.routers.bradley_terry import bt_fit
+
+    path = data_dir / "train" / "extra" / "arena_human_1k.jsonl"
+    rows = [r for _, r in D.read_jsonl(path, ("prompt", "model_a", "model_b", "winner"))]
+    models = sorted({m for r in rows for m in (r["model_a"], r["model_b"])})
+    idx = {m: i for i, m in enumerate(models)}
+    outcome = {"model_a": 1.0, "model_b": 0.0}
+    wins = np.zeros((len(models), len(models)))
+    for r in rows:
+        a, b, y = idx[r["model_a"]], idx[r["model_b"]], outcome.get(r["winner"], 0.5)  # both ties: half
+        wins[a, b] += y
+        wins[b, a] += 1.0 - y
+    theta = bt_fit(wins, ridge=1e-3)
+    per: dict[str, list[float]] = {}
+    for r in rows:
+        a, b = idx[r["model_a"]], idx[r["model_b"]]
+        if abs(theta[a] - theta[b]) < ARENA_MIN_GAP:
+            continue
+        y = {"model_a": 1.0, "model_b": -1.0}.get(r["winner"], 0.0)
+        per.setdefault(r["prompt"], []).append(y if theta[a] > theta[b] else -y)
+    lic = rows[0].get("license", "unknown") if rows else "unknown"
+    for prompt, ys in per.items():
+        yield Row(prompt, "arena-human", float(np.mean(ys)), 0.0, np.nan, "arena_human_1k (Chatbot Arena votes)", lic)
+
+
 def _gsm8k(data_dir: Path, limit: int, seed: int):
     path = data_dir / "unlabelled" / "gsm8k_train_questions.jsonl"
     rows = [r for _, r in D.read_jsonl(path, ("prompt",))]
@@ -89,17 +121,34 @@ def _gsm8k(data_dir: Path, limit: int, seed: int):
                   "gsm8k-train (unlabelled; prior gain from published accuracies)", rows[i].get("license", "unknown"))
 
 
-def extra_rows(data_dir: Path, sources=SOURCES, *, gsm8k_limit: int = 1000, seed: int = 0) -> list[Row]:
-    """Rows of the requested extra sources (unknown names raise DataError)."""
+#: data file of each source, relative to the data folder (None: shipped with the toolchain)
+FILES = {"everyday": None, "crux": "train/extra/zeroeval_scores.jsonl",
+         "math-l5": "train/extra/zeroeval_scores.jsonl", "arena-human": "train/extra/arena_human_1k.jsonl",
+         "gsm8k-train": "unlabelled/gsm8k_train_questions.jsonl"}
+
+
+def extra_rows(data_dir: Path, sources=SOURCES, *, gsm8k_limit: int = 1000, seed: int = 0,
+               log=print) -> list[Row]:
+    """Rows of the requested extra sources.  Unknown names raise DataError; a source whose file is
+    not in ``data_dir`` is skipped with a message through ``log`` (a user's own data folder may
+    hold only golden / battle files)."""
     unknown = set(sources) - set(SOURCES)
     if unknown:
         raise D.DataError(f"unknown extra training source(s) {sorted(unknown)}; known: {', '.join(SOURCES)}")
     data_dir = Path(data_dir)
+    present = set()
+    for name in sources:
+        if FILES[name] is None or (data_dir / FILES[name]).is_file():
+            present.add(name)
+        else:
+            log(f"extra training source {name!r} skipped: {data_dir / FILES[name]} not found")
     out: list[Row] = []
-    if "everyday" in sources:
+    if "everyday" in present:
         out.extend(_everyday())
-    if {"crux", "math-l5"} & set(sources):
-        out.extend(_zeroeval(data_dir, {"crux", "math-l5"} & set(sources)))
-    if "gsm8k-train" in sources and gsm8k_limit > 0:
+    if {"crux", "math-l5"} & present:
+        out.extend(_zeroeval(data_dir, {"crux", "math-l5"} & present))
+    if "arena-human" in present:
+        out.extend(_arena_human(data_dir))
+    if "gsm8k-train" in present and gsm8k_limit > 0:
         out.extend(_gsm8k(data_dir, gsm8k_limit, seed))
     return out

@@ -148,7 +148,12 @@ def test_linear_artifact_end_to_end(tmp_path, encoder_dir):
     assert rc == 0
     router = routekit.load(out)
     assert router.kind == "linear" and router.manifest["training"]["noncommercial_rows_included"] is False
-    assert router.calibration["n"] == 20
+    # thresholds on the reference traffic mix: the data folder's 20 calibration prompts + the shipped
+    # everyday prompts (the tiny folder has no GSM8K questions: that component is left out, shares renormalised)
+    mix = router.calibration["mix"]
+    assert mix["arena-hard"]["n"] == 20 and mix["everyday"]["n"] > 200 and "gsm8k-train" not in mix
+    assert sum(m["share"] for m in mix.values()) == pytest.approx(1.0)
+    assert router.manifest["metrics"]["everyday_suite"]["n"] >= 200
     hard = ["Compute the integral of x^3 from 0 to 99.\nA. 5\nB. 6\nAnswer:"]
     easy = ["Which word names a colour, item 999?\nA. blue\nB. table\nAnswer:"]
     wh, we = router.win_rates(hard)[0], router.win_rates(easy)[0]
@@ -227,3 +232,39 @@ def test_shipped_linear_reuses_the_encoders_word_pieces():
     one: list = []
     enc(prompts[:1], token_ids=one)
     np.testing.assert_array_equal(one[0], ids[0])
+
+
+def test_extra_sources(tmp_path):
+    """export/mixture.py: the labels of each extra source, and missing files skipped with a message."""
+    from routekit_export.linear import load_prompt_table
+    from routekit_export.mixture import GSM8K_PRIOR_GAIN, zeroeval_question
+
+    _write_tiny_data(tmp_path)
+    extra = tmp_path / "train" / "extra"
+    extra.mkdir()
+    tmpl = "## Question: \n\n{q}\n\n## Instruction \n\nPlease answer in json."
+    ze = [{"prompt": tmpl.format(q="What does f([1, 2]) return?"), "source": "zeroeval/crux",
+           "scores": {"gpt-4-turbo-2024-04-09": 1, "mixtral-8x7b-instruct-v0.1": 0, "x": 0, "y": 0}},
+          {"prompt": tmpl.format(q="Find x if 2x = 6."), "source": "zeroeval/math-l5",
+           "scores": {"gpt-4-turbo-2024-04-09": 0, "gpt-3.5-turbo-0125": 1}}]
+    (extra / "zeroeval_scores.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ze))
+    ah = [{"prompt": "Explain monads.", "model_a": "big", "model_b": "small", "winner": w}
+          for w in ["model_a"] * 8 + ["tie (bothbad)"]] + [
+          {"prompt": "Write a limerick.", "model_a": "small", "model_b": "big", "winner": "model_a"}]
+    (extra / "arena_human_1k.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ah))
+    msgs = []
+    t = load_prompt_table(tmp_path, ("everyday", "crux", "math-l5", "arena-human", "gsm8k-train"), log=msgs.append)
+    assert any("gsm8k-train" in m and "not found" in m for m in msgs)  # no unlabelled/ folder here
+    row = {p: i for i, p in enumerate(t.prompts)}
+    assert zeroeval_question(ze[0]["prompt"]) == "What does f([1, 2]) return?"
+    i = row["What does f([1, 2]) return?"]
+    assert (t.source[i], t.gain[i], t.difficulty[i]) == ("crux", 1.0, 0.75)
+    assert t.gain[row["Find x if 2x = 6."]] == -1.0
+    # 'big' wins 8 of 9 votes on one prompt (+1 each, a tie 0) and loses the other prompt's vote
+    assert t.gain[row["Explain monads."]] == pytest.approx(8 / 9)
+    assert t.gain[row["Write a limerick."]] == -1.0
+    every = t.source == "everyday"
+    assert every.sum() > 200 and (t.gain[every] == 0).all() and (t.difficulty[every] == 0).all()
+    assert GSM8K_PRIOR_GAIN == pytest.approx(0.176)
+    with pytest.raises(Exception, match="unknown extra training source"):
+        load_prompt_table(tmp_path, ("nope",))

@@ -21,6 +21,7 @@ from routekit import artifact
 from routekit import evaluate as ev
 from routekit.errors import BadInputError, RoutekitError
 from routekit.router import load
+from routekit.suite import load_suite, suite_report
 
 #: The paper's best APGR per benchmark (Ong et al., ICLR 2025, Table/Figure numbers quoted in the README).
 PAPER_BEST = {"mmlu": ("0.603", "SW, Arena + 1,500 MMLU gold labels"),
@@ -51,10 +52,13 @@ def write_report(routers: Sequence[str], data_dir: Path, out: Path, *, threads: 
             continue
         summaries[bench] = ev.report(results, evalset, rates)
         ev.plot(results, evalset, out / f"eval-{bench}.png")
+    suite = load_suite("everyday")
+    summaries["everyday"] = {r.name: suite_report(r, suite) for r in loaded}
     (out / "eval.json").write_text(json.dumps(summaries, indent=2) + "\n")
 
-    head = "| router | " + " | ".join(f"{b} APGR [95% CI]" for b in ev.BENCHMARKS) + " | MMLU CPT(50%) |"
-    lines = [head, "|" + "---|" * (len(ev.BENCHMARKS) + 2)]
+    head = ("| router | " + " | ".join(f"{b} APGR [95% CI]" for b in ev.BENCHMARKS)
+            + " | MMLU CPT(50%) | everyday AUC | everyday trivial / hard → strong² |")
+    lines = [head, "|" + "---|" * (len(ev.BENCHMARKS) + 4)]
     for name in routers:
         cells = []
         for b in ev.BENCHMARKS:
@@ -66,15 +70,21 @@ def write_report(routers: Sequence[str], data_dir: Path, out: Path, *, threads: 
                              f"{s['routers'][name]['apgr']:.3f} (seed 0; mean of 10 seeds {s['random']['apgr_mean']:.3f})")
         mm = summaries["mmlu"]
         cpt = f"{100 * mm['routers'][name]['cpt50']:.1f} %" if "routers" in mm else "–"
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {cpt} |")
+        ev_rep = summaries["everyday"][loaded[routers.index(name)].name]
+        d = ev_rep.get("default")
+        share = (f"{100 * d['trivial_to_strong']:.0f} % / {100 * d['hard_to_strong']:.0f} %" if d else "–")
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {cpt} | {ev_rep['auc']:.3f} | {share} |")
     opt = [f"{summaries[b]['optimal']['apgr']:.3f}" if "optimal" in summaries[b] else "undefined¹" for b in ev.BENCHMARKS]
-    lines.append("| optimal (oracle) | " + " | ".join(opt) + " | |")
-    lines.append("| paper, best router | " + " | ".join(f"{PAPER_BEST[b][0]} ({PAPER_BEST[b][1]})" for b in ev.BENCHMARKS) + " | |")
+    lines.append("| optimal (oracle) | " + " | ".join(opt) + " | | 1.000 | 0 % / 100 % |")
+    lines.append("| paper, best router | " + " | ".join(f"{PAPER_BEST[b][0]} ({PAPER_BEST[b][1]})" for b in ev.BENCHMARKS) + " | | | |")
     notes = []
     for b in ev.BENCHMARKS:
         s = summaries[b]
         notes.append(f"- {b}: n = {s['n']} questions, strong {s['quality_strong']:.4f}, weak {s['quality_weak']:.4f}"
                      + (f" — ¹ APGR undefined: {s['undefined']}" if "undefined" in s else ""))
+    notes.append(f"- everyday: the {len(suite)} prompts of `routekit/suites/everyday.jsonl` ({int(suite.hard.sum())} hard; "
+                 "never trained on); AUC = P(a hard prompt scores above a trivial one); ² share of each side "
+                 "sent to strong at the router's default threshold (`routekit eval --suite everyday`)")
     table = "\n".join(lines)
     md = "\n".join([
         "# Routing quality on the dev benchmarks",

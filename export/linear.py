@@ -33,7 +33,7 @@ MMLU = "mmlu"
 
 #: Row weights of the extra sources, chosen by CV (MMLU gold-train APGR) and the everyday dev suite
 #: (docs/quality.md, "Round 2"); MMLU gold rows weigh 1, other golden / Arena-Bench rows other_weight.
-DEFAULT_SOURCE_WEIGHTS = {"everyday": 2.0, "crux": 0.3, "math-l5": 0.03, "gsm8k-train": 0.3, "arena-human": 0.1}
+DEFAULT_SOURCE_WEIGHTS = {"everyday": 2.0, "crux": 0.3, "math-l5": 0.05, "gsm8k-train": 0.3, "arena-human": 0.2}
 
 
 @dataclass

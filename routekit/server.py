@@ -139,6 +139,9 @@ def create_app(config: ServerConfig | None = None, *, upstream_clients: Mapping[
                 out = auto_pick(router, text)
             else:
                 out = router.route(text, **spec.as_kwargs())
+                warning = router.threshold_warning(spec.threshold) if spec.threshold is not None else None
+                if warning:  # also logged once by the router
+                    rec["_warning"] = warning
             dt = time.perf_counter() - t0
             metrics.router_latency(router.name, dt)
             rec["route_ms"] = round(dt * 1e3, 3)
@@ -223,7 +226,8 @@ def create_app(config: ServerConfig | None = None, *, upstream_clients: Mapping[
         note_decision(rec, d, text)
         up = cfg.all_upstreams().get(d.route)
         rec["model"] = up.model if up else d.model
-        return JSONResponse({**d.to_dict(), "model": rec["model"]})
+        return JSONResponse({**d.to_dict(), "model": rec["model"],
+                             **({"warning": rec["_warning"]} if "_warning" in rec else {})})
 
     async def chat(body, rec):
         spec = parse_model(body.get("model"), cfg.aliases)
@@ -244,6 +248,8 @@ def create_app(config: ServerConfig | None = None, *, upstream_clients: Mapping[
             d = await decide(spec, text, rec)
             note_decision(rec, d, text)
             info = {k: v for k, v in d.to_dict().items() if k not in ("model", "strong_model", "weak_model")}
+            if "_warning" in rec:
+                info["warning"] = rec["_warning"]
             other = "weak" if d.is_strong else "strong"
             order = [d.route] + ([other] if cfg.fallback and ups.configured(other) else [])
         extra = {k: v for k, v in body.items() if k not in ("model", "messages", "stream")}

@@ -252,6 +252,20 @@ def test_route_endpoint_agrees_with_router(router_server, default_router):
         assert got["win_rate"] == pytest.approx(rnd.win_rate("abc")) and got["router"] == "random"
 
 
+def test_raw_threshold_outside_calibrated_range_warns(router_server, sdk, default_router):
+    """RouteLLM-style thresholds (router-mf-0.11593) that route everything one way are flagged."""
+    import httpx
+
+    lo, hi = default_router.calibrated_range()
+    with httpx.Client(base_url=router_server[0]) as c:
+        got = c.post("/v1/route", json={"prompt": "hi", "threshold": lo / 2}).json()
+        assert got["route"] == "strong" and "below every win rate" in got["warning"]
+        assert "warning" not in c.post("/v1/route", json={"prompt": "hi", "threshold": (lo + hi) / 2}).json()
+        assert "warning" not in c.post("/v1/route", json={"prompt": "hi", "strong_fraction": 0.3}).json()
+    r = sdk.chat.completions.create(model=f"router-default-{lo / 2:.5f}", messages=_user("hi"))
+    assert "below every win rate" in r.model_extra["routekit"]["warning"]
+
+
 def test_models_health_metrics(router_server, sdk, default_router):
     ids = [m.id for m in sdk.models.list()]
     assert ids == ["router-default", "router-random", "cheap"]

@@ -7,7 +7,8 @@ part of a request line or headers (or a body shorter than its Content-Length), s
 pile up until the process runs out of file descriptors.  :func:`guarded_h11` gives every request
 ``read_timeout`` seconds from its first byte (or from the connection's start) to arrive in full,
 and when more than ``max_connections`` are open it drops the oldest one that is still waiting for
-a request, or refuses the new one if all are busy answering.
+a request, or refuses the new one if all are busy answering.  :func:`fit_to_fd_limit` keeps the
+cap (plus one accept burst) inside the process's file-descriptor limit.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import json
 import math
 from typing import Any
 
-__all__ = ["loads_strict", "guarded_h11", "JSONLimitError"]
+__all__ = ["loads_strict", "guarded_h11", "fit_to_fd_limit", "JSONLimitError"]
 
 _MAX_INT_DIGITS = 18
 
@@ -66,6 +67,39 @@ def loads_strict(data: bytes | str, *, max_depth: int = 32) -> Any:
         raise JSONLimitError(f"JSON nested deeper than {max_depth} levels") from None
     _depth(obj, max_depth)
     return obj
+
+
+def fit_to_fd_limit(max_connections: int, *, spare: int = 64) -> int:
+    """A connection cap the process's file-descriptor limit can hold.
+
+    asyncio accepts up to ``backlog`` sockets in one go before any protocol sees them, so at the
+    peak the process holds ``max_connections`` open sockets plus one accept burst (routekit sets
+    ``backlog`` to the cap): it needs ``2 * max_connections + spare`` descriptors.  The soft limit
+    is raised towards the hard one when that is short; if even the hard limit is too low, the cap
+    is lowered to fit and a warning says so.
+    """
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return max_connections
+    need = 2 * max_connections + spare
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft != resource.RLIM_INFINITY and soft < need:
+        fitted = max(1, (soft - spare) // 2)
+        import logging
+
+        logging.getLogger("routekit.server").warning(
+            "max_connections %d needs %d file descriptors, the limit is %d: using max_connections %d "
+            "(raise it with `ulimit -n`)", max_connections, need, soft, fitted)
+        return fitted
+    return max_connections
 
 
 def guarded_h11(read_timeout: float, max_connections: int):

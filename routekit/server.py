@@ -277,10 +277,11 @@ def uvicorn_config(app, config: ServerConfig, *, host: str = "127.0.0.1", port: 
     """The ``uvicorn.Config`` routekit serves with: the guarded HTTP/1.1 protocol (request read
     timeout, connection cap), keep-alive timeout and h11's header size limit."""
     uvicorn = require("uvicorn", "server", "the routing server")
-    from ._http_guard import guarded_h11
+    from ._http_guard import fit_to_fd_limit, guarded_h11
 
-    return uvicorn.Config(app, host=host, port=port, log_level=log_level,
-                          http=guarded_h11(config.read_timeout, config.max_connections),
+    cap = fit_to_fd_limit(config.max_connections)
+    kw.setdefault("backlog", min(2048, cap))  # one accept burst is at most the cap
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, http=guarded_h11(config.read_timeout, cap),
                           timeout_keep_alive=config.keep_alive_timeout, h11_max_incomplete_event_size=64 * 1024,
                           **kw)
 

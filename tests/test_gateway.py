@@ -342,3 +342,14 @@ def test_auto_picks_among_configured_upstreams(up):
                 assert info["candidates"][side] == pytest.approx(want.quality[want.model], abs=1e-6)
                 chosen.add(side)
     assert "tiny" in chosen  # wtp 0: the cheapest
+
+
+def test_connection_cap_fits_the_fd_limit():
+    import subprocess
+    import sys
+
+    code = ("import resource; resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))\n"
+            "from routekit._http_guard import fit_to_fd_limit\n"
+            "print(fit_to_fd_limit(1000), fit_to_fd_limit(50))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["96", "50"] and "max_connections 1000 needs 2064" in out.stderr

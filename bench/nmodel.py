@@ -177,7 +177,7 @@ def main(argv=None) -> int:
     (args.out / "nmodel.json").write_text(json.dumps(report, indent=1))
     plot(report, models, args.out / "nmodel.png")
     print(json.dumps({k: v for k, v in report["overall"].items() if k not in ("curves", "singles")}, indent=1))
-    print("by source AIQ:", {k: {m: round(x, 4) for m, x in v["aiq"].items()} for k, v in report["by_source"].items()})
+    print("by source AIQ:", {str(k): {m: round(x, 4) for m, x in v["aiq"].items()} for k, v in report["by_source"].items()})
     print("bootstrap 95 %:", report["bootstrap_95"])
     return 0
 

@@ -378,7 +378,12 @@ def cmd_serve(args) -> int:
         serve_cli(cfg, host=args.host, port=args.port, address=args.address, replicas=args.replicas,
                   max_replicas=args.max_replicas)
         return 0
-    serve(cfg, host=args.host, port=args.port, log_level=args.log_level)
+    from ._io import Terminated
+
+    try:
+        serve(cfg, host=args.host, port=args.port, log_level=args.log_level)
+    except (KeyboardInterrupt, Terminated):  # uvicorn has shut down cleanly: the normal way to stop a server
+        pass
     return 0
 
 

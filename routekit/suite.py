@@ -16,12 +16,12 @@ For a router the report gives
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ._io import json_line, text_lines
 from .errors import BadInputError
 
 SIDES = ("trivial", "hard")
@@ -52,21 +52,17 @@ def load_suite(name_or_path: str | Path = "everyday") -> Suite:
     if not path.is_file():
         raise BadInputError(f"{name_or_path}: no such suite (shipped: {', '.join(shipped_suites())}) or file")
     ids, prompts, hard, cats = [], [], [], []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise BadInputError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
-            if not isinstance(row, dict) or not isinstance(row.get("prompt"), str) or row.get("side") not in SIDES:
-                raise BadInputError(f"{path}:{lineno}: expected an object with a 'prompt' string and "
-                                    f"'side' in {SIDES}")
-            ids.append(str(row.get("id", f"{path.stem}:{lineno}")))
-            prompts.append(row["prompt"])
-            hard.append(row["side"] == "hard")
-            cats.append(str(row.get("category", row["side"])))
+    for lineno, line in text_lines(path):
+        if not line.strip():
+            continue
+        row = json_line(line, f"{path}:{lineno}")
+        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str) or row.get("side") not in SIDES:
+            raise BadInputError(f"{path}:{lineno}: expected an object with a 'prompt' string and "
+                                f"'side' in {SIDES}")
+        ids.append(str(row.get("id", f"{path.stem}:{lineno}")))
+        prompts.append(row["prompt"])
+        hard.append(row["side"] == "hard")
+        cats.append(str(row.get("category", row["side"])))
     hard_arr = np.array(hard, dtype=bool)
     if not hard_arr.any() or hard_arr.all():
         raise BadInputError(f"{path}: a suite needs prompts on both sides ({' and '.join(SIDES)})")

@@ -45,6 +45,12 @@ def test_load_suite_errors(tmp_path):
     bad.write_text('{"prompt": "hi", "side": "easy"}\n')
     with pytest.raises(BadInputError, match=r"s.jsonl:1"):
         load_suite(bad)
+    (tmp_path / "u.jsonl").write_bytes(b'{"prompt": "\xff", "side": "hard"}\n')
+    with pytest.raises(BadInputError, match="invalid UTF-8"):
+        load_suite(tmp_path / "u.jsonl")
+    (tmp_path / "j.jsonl").write_text('{"prompt": \n')
+    with pytest.raises(BadInputError, match=r"j.jsonl:1: invalid JSON"):
+        load_suite(tmp_path / "j.jsonl")
     one = tmp_path / "one.jsonl"
     one.write_text('{"prompt": "hi", "side": "trivial"}\n')
     with pytest.raises(BadInputError, match="both sides"):

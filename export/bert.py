@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from routekit.encoders import clean_text, load_tokenizer
 
@@ -291,14 +292,7 @@ def distill_examples(ex: Examples, teacher_dir: Path, *, alpha: float = 1.0, max
     tok = make_tokenizer(tokenizer_file(Path(teacher_dir)), max_length)
     order = sorted(range(len(ex)), key=lambda i: len(ex.prompts[i]))
     soft = np.zeros((len(ex), 3))
-    bar = None
-    if show_progress:
-        try:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(ex), desc="teacher targets", unit="prompt", dynamic_ncols=True)
-        except ImportError:
-            bar = None
+    bar = tqdm(total=len(ex), desc="teacher targets", unit="prompt", dynamic_ncols=True) if show_progress else None
     with torch.no_grad():
         for s in range(0, len(order), batch_size):
             ii = order[s:s + batch_size]
@@ -317,17 +311,6 @@ def distill_examples(ex: Examples, teacher_dir: Path, *, alpha: float = 1.0, max
 
 
 # --------------------------------------------------------------------------- training
-
-
-def _schedule(cfg: BertTrainConfig):
-    warm = int(cfg.warmup_fraction * cfg.steps)
-
-    def f(step: int) -> float:
-        if step < warm:
-            return (step + 1) / max(1, warm)
-        return max(0.0, (cfg.steps - step) / max(1, cfg.steps - warm))
-
-    return f
 
 
 def _epoch_batches(lengths: np.ndarray, batch: int, seed: int, epoch: int, pool: int = 50) -> list[np.ndarray]:
@@ -390,7 +373,9 @@ def train_bert(ex: Examples, base_dir: Path, work_dir: Path, cfg: BertTrainConfi
     no_decay = [p for n, p in model.named_parameters() if any(k in n for k in ("bias", "LayerNorm"))]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg))
+    from transformers import get_linear_schedule_with_warmup
+
+    sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_fraction * cfg.steps), cfg.steps)
     train_idx, val_idx = split_examples(ex, cfg.val_fraction, cfg.seed)
     fp = ex.fingerprint()
     state_path = work_dir / STATE
@@ -420,14 +405,8 @@ def train_bert(ex: Examples, base_dir: Path, work_dir: Path, cfg: BertTrainConfi
     lengths = np.array([len(e.ids) for e in no_pad.encode_batch(
         [clean_text(ex.prompts[i], cfg.max_length * 12) for i in train_idx])])
     epochs: dict[int, list[np.ndarray]] = {}
-    bar = None
-    if show_progress:
-        try:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=cfg.steps, initial=step, desc="fine-tuning BERT router", unit="step", dynamic_ncols=True)
-        except ImportError:
-            bar = None
+    bar = (tqdm(total=cfg.steps, initial=step, desc="fine-tuning BERT router", unit="step", dynamic_ncols=True)
+           if show_progress else None)
     t0 = time.monotonic() - elapsed
     ema, stopped_early = None, False
     n_examples_seen = 0

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from routekit._progress import progress
+from tqdm.auto import tqdm
 from routekit.routers.causal import (DEFAULT_STRONG_SCORES, SCORE_TOKENS, PromptEncoder,
                                      PromptSpec, configure_tokenizer, pick_device_dtype, score_token_ids)
 
@@ -158,8 +158,8 @@ def train_classifier(model, tokenizer, spec: PromptSpec, prompts: Sequence[str],
     if max(ids) >= head.weight.shape[0]:
         raise ValueError("the model has no output rows for the score tokens; load it with load_base()")
     enc = PromptEncoder(tokenizer, spec, cfg.max_length)
-    rows = [enc.encode(p) for p in progress(prompts, total=len(prompts), desc="tokenizing",
-                                            enabled=show_progress, unit="prompt")]
+    rows = [enc.encode(p) for p in tqdm(prompts, total=len(prompts), desc="tokenizing",
+                                            disable=not show_progress, unit="prompt")]
     pad_id = int(tokenizer.pad_token_id or 0)
     train_idx, val_idx = _split(prompts, cfg.val_fraction, cfg.seed)
     if not len(train_idx):
@@ -184,8 +184,9 @@ def train_classifier(model, tokenizer, spec: PromptSpec, prompts: Sequence[str],
     steps_per_epoch = math.ceil(len(train_idx) / (cfg.batch_size * cfg.grad_accum))
     total = cfg.max_steps or steps_per_epoch * cfg.epochs
     warm = max(1, int(total * cfg.warmup_ratio))
-    sched = torch.optim.lr_scheduler.LambdaLR(  # linear warm-up, then linear decay to 0
-        opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (total - s) / max(1, total - warm)))
+    from transformers import get_linear_schedule_with_warmup
+
+    sched = get_linear_schedule_with_warmup(opt, warm, total)  # linear warm-up, then linear decay to 0
     strong_idx = [k - 1 for k in strong_scores]
 
     def logits5(batch: np.ndarray):
@@ -215,7 +216,7 @@ def train_classifier(model, tokenizer, spec: PromptSpec, prompts: Sequence[str],
     history: list[dict] = []
     step, epoch = 0, 0
     decoder.train()
-    bar = progress(range(total), total=total, desc="fine-tuning causal classifier", enabled=show_progress,
+    bar = tqdm(range(total), total=total, desc="fine-tuning causal classifier", disable=not show_progress,
                    unit="step")
     bar_iter = iter(bar)
     while step < total:

@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from routekit._progress import progress
+from tqdm.auto import tqdm
 from routekit.artifact import cache_dir
 
 
@@ -23,7 +23,7 @@ def embed_texts(encoder, texts: list[str], *, encoder_key: str, batch_size: int 
     todo = sorted({k: t for k, t in zip(keys, texts) if k not in cached}.items())
     if todo:
         chunks = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
-        for chunk in progress(chunks, total=len(chunks), desc="embedding prompts", enabled=show_progress,
+        for chunk in tqdm(chunks, total=len(chunks), desc="embedding prompts", disable=not show_progress,
                               unit="batch"):
             vecs = encoder([t for _, t in chunk], batch_size=batch_size)
             cached.update(zip((k for k, _ in chunk), vecs))

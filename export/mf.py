@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from routekit._progress import progress
+from tqdm.auto import tqdm
 
 
 @dataclass
@@ -78,7 +78,7 @@ def train_mf(emb: np.ndarray, arrays: dict[str, np.ndarray], n_models: int, cfg:
         return {"loss": round(loss, 5), "accuracy_non_tie": round(acc, 5), "battles": int(len(idx))}
 
     history = []
-    for epoch in progress(range(cfg.epochs), total=cfg.epochs, desc="training MF", enabled=show_progress, unit="epoch"):
+    for epoch in tqdm(range(cfg.epochs), total=cfg.epochs, desc="training MF", disable=not show_progress, unit="epoch"):
         model.train()
         perm = train_idx[torch.randperm(len(train_idx), generator=gen)]
         for start in range(0, len(perm), cfg.batch_size):

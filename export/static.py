@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from routekit._progress import progress
+from tqdm.auto import tqdm
 
 from .errors import ExportError
 
@@ -33,7 +33,7 @@ def distill(encoder_dir: Path, out: Path, *, dim: int | None = None, max_length:
     session, name = enc.session, enc.output
     rows = np.zeros((size, session.get_outputs()[0].shape[-1] or 384), dtype=np.float32)
     ids = np.arange(size)
-    for start in progress(range(0, size, batch_size), total=(size + batch_size - 1) // batch_size,
+    for start in tqdm(range(0, size, batch_size), total=(size + batch_size - 1) // batch_size,
                           desc="distilling tokens", unit="batch"):
         chunk = ids[start:start + batch_size]
         input_ids = np.stack([np.full(len(chunk), cls_id), chunk, np.full(len(chunk), sep_id)], axis=1).astype(np.int64)

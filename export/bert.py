@@ -175,13 +175,8 @@ def load_examples(data_dir: Path | None = None, *, allow_noncommercial: bool = F
 
 
 def split_examples(ex: Examples, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, val); a prompt is in exactly one of them (decided by a hash of prompt and seed)."""
-    if val_fraction <= 0:
-        return np.arange(len(ex)), np.zeros(0, np.int64)
-    u = np.array([int(hashlib.sha1(f"{seed}:{p}".encode("utf-8", "replace")).hexdigest()[:8], 16) / 2**32
-                  for p in ex.prompts])
-    val = u < val_fraction
-    return np.flatnonzero(~val), np.flatnonzero(val)
+    """Indices (train, val); a prompt is in exactly one of them (:func:`data.split_by_prompt`)."""
+    return D.split_by_prompt(ex.prompts, val_fraction, seed)
 
 
 # --------------------------------------------------------------------------- tokenizer / models

@@ -128,16 +128,6 @@ class CausalConfig:
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-def _split(prompts: Sequence[str], val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    uniq = sorted(set(prompts))
-    rng = np.random.default_rng(seed)
-    n_val = int(len(uniq) * val_fraction) if val_fraction and len(uniq) > 1 else 0
-    val_set = set(rng.choice(len(uniq), size=n_val, replace=False).tolist()) if n_val else set()
-    val_prompts = {uniq[i] for i in val_set}
-    is_val = np.array([p in val_prompts for p in prompts], dtype=bool)
-    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
-
-
 def train_classifier(model, tokenizer, spec: PromptSpec, prompts: Sequence[str], labels: Sequence[int],
                      cfg: CausalConfig, *, show_progress: bool = True, strong_scores=DEFAULT_STRONG_SCORES):
     """Fine-tune in place; returns ``(model, metrics)`` (a new object when LoRA adapters are merged)."""
@@ -161,7 +151,7 @@ def train_classifier(model, tokenizer, spec: PromptSpec, prompts: Sequence[str],
     rows = [enc.encode(p) for p in tqdm(prompts, total=len(prompts), desc="tokenizing",
                                             disable=not show_progress, unit="prompt")]
     pad_id = int(tokenizer.pad_token_id or 0)
-    train_idx, val_idx = _split(prompts, cfg.val_fraction, cfg.seed)
+    train_idx, val_idx = D.split_by_prompt(prompts, cfg.val_fraction, cfg.seed)
     if not len(train_idx):
         train_idx, val_idx = val_idx, train_idx
 

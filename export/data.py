@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -142,6 +142,18 @@ def battle_outcome(row: dict, where: str) -> float:
         return WINNER_OUTCOME[row["winner"]]
     except (KeyError, TypeError):
         raise DataError(f"{where}: unknown winner {row.get('winner')!r} (expected model_a, model_b or tie)") from None
+
+
+def split_by_prompt(prompts: Sequence[Any], val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(train, val)`` of rows keyed by their prompt (its text or id): every row of a prompt
+    is on the same side, decided by a hash of (seed, prompt), so a split does not move when rows
+    are added.  The one train/validation splitter of the trainers (MF, BERT, causal)."""
+    if val_fraction <= 0:
+        return np.arange(len(prompts)), np.zeros(0, np.int64)
+    u = np.array([int(hashlib.sha1(f"{seed}:{p}".encode("utf-8", "replace")).hexdigest()[:8], 16) / 2**32
+                  for p in prompts])
+    val = u < val_fraction
+    return np.flatnonzero(~val), np.flatnonzero(val)
 
 
 def add_battles_file(out: Battles, path: Path, *, allow_noncommercial: bool = False, limit: int | None = None) -> None:

@@ -6,8 +6,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-
 from tqdm.auto import tqdm
+
+from .data import split_by_prompt
 
 
 @dataclass
@@ -42,15 +43,6 @@ def build_model(n_models: int, dim: int, hidden: int):
     return MF()
 
 
-def split_by_prompt(prompt_idx: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Train/validation masks with no prompt in both."""
-    rng = np.random.default_rng(seed)
-    uniq = np.unique(prompt_idx)
-    val_prompts = rng.choice(uniq, size=max(1, int(len(uniq) * val_fraction)), replace=False) if val_fraction else []
-    val = np.isin(prompt_idx, val_prompts)
-    return ~val, val
-
-
 def train_mf(emb: np.ndarray, arrays: dict[str, np.ndarray], n_models: int, cfg: MFConfig,
              *, show_progress: bool = True) -> tuple[dict[str, np.ndarray], dict, Any]:
     """Fit MF; returns (weights for ``mf.npz``, metrics, the torch model).  Ties are soft targets of 0.5."""
@@ -59,7 +51,10 @@ def train_mf(emb: np.ndarray, arrays: dict[str, np.ndarray], n_models: int, cfg:
     torch.manual_seed(cfg.seed)
     q = torch.from_numpy(emb.astype(np.float32))
     pidx, a, b, y = (torch.from_numpy(arrays[k]) for k in ("prompt", "a", "b", "outcome"))
-    train, val = split_by_prompt(arrays["prompt"], cfg.val_fraction, cfg.seed)
+    train_idx, val_idx = split_by_prompt(arrays["prompt"], cfg.val_fraction, cfg.seed)
+    train = np.zeros(len(arrays["prompt"]), dtype=bool)
+    train[train_idx] = True
+    val = ~train
     train_idx = torch.from_numpy(np.flatnonzero(train))
     model = build_model(n_models, emb.shape[1], cfg.hidden)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

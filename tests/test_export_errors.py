@@ -62,3 +62,20 @@ def test_limit_caps_the_training_battles(data_root):
     assert len(b) == 3000  # battles + golden rows together, not 1.25 × the limit
     rows = [s["rows"] for s in b.sources.values()]
     assert len(rows) == 2 and max(rows) == 2400  # four fifths pair battles, the rest golden
+
+
+def test_one_splitter_keeps_each_prompt_on_one_side():
+    import numpy as np
+
+    from routekit_export.data import split_by_prompt
+
+    prompts = [f"p{i % 300}" for i in range(3000)]  # every prompt 10 times
+    train, val = split_by_prompt(prompts, 0.2, seed=1)
+    assert sorted(np.concatenate([train, val]).tolist()) == list(range(3000))
+    assert not {prompts[i] for i in train} & {prompts[i] for i in val}
+    assert 0.12 < len(val) / 3000 < 0.28
+    # stable when rows are added, different for another seed, empty for fraction 0
+    more, _ = split_by_prompt(prompts + ["new"], 0.2, seed=1)
+    assert set(train.tolist()) <= set(more.tolist())
+    assert set(split_by_prompt(prompts, 0.2, seed=2)[1].tolist()) != set(val.tolist())
+    assert len(split_by_prompt(prompts, 0.0, seed=1)[1]) == 0

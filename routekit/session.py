@@ -19,7 +19,7 @@ _LOCK = threading.Lock()
 
 
 def default_providers() -> list[str]:
-    """CUDA when the installed onnxruntime offers it (``routekit[gpu]``), else CPU."""
+    """CUDA when the installed onnxruntime offers it (the ``routekit-gpu`` distribution), else CPU."""
     import onnxruntime as ort
 
     env = os.environ.get("ROUTEKIT_PROVIDERS")

@@ -60,4 +60,23 @@ def test_both_wheels_build(tmp_path):
             names = set(z.namelist())
             meta = email.message_from_bytes(z.read(next(n for n in names if n.endswith(".dist-info/METADATA"))))
         assert "routekit/router.py" in names and "routekit/_artifacts/index.json" in names
+        assert {"routekit/suites/everyday.jsonl", "routekit_export/data/everyday_train.jsonl",
+                "routekit_export/judges/pairwise.txt"} <= names
         assert _ort(_requires(meta)) == (["onnxruntime-gpu>=1.17"] if gpu else ["onnxruntime>=1.17"])
+
+
+def test_package_data_covers_the_data_files_the_code_opens():
+    """Files read through Path(__file__) must be in the wheel: every non-Python file under routekit/
+    (outside caches) and export/ is matched by a package-data pattern (fast; no wheel built)."""
+    import fnmatch
+    import tomllib
+
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    dirs = {"routekit": ROOT / "routekit", "routekit_export": ROOT / "export"}
+    for pkg, folder in dirs.items():
+        pats = cfg["package-data"].get(pkg, [])
+        for f in folder.rglob("*"):
+            rel = f.relative_to(folder).as_posix()
+            if f.is_dir() or f.suffix in (".py", ".pyc") or "__pycache__" in rel:
+                continue
+            assert any(fnmatch.fnmatch(rel, p) for p in pats), f"{pkg}: {rel} is not in package-data"

@@ -17,11 +17,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ._formats import ADDED as _ADDED  # the columns score adds
 from .errors import BadInputError, RoutekitError, require
 
 __all__ = ["score_dataset", "serve_app", "read_dataset", "write_local", "error_from", "score_cli", "serve_cli"]
-
-_ADDED = ("route", "model", "win_rate", "threshold", "router")
 
 
 def _ray():

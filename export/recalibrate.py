@@ -1,14 +1,13 @@
 """``routekit-export recalibrate``: recompute an artifact's thresholds on the reference traffic mix.
 
-The weights stay untouched; the ``calibration`` section is rewritten and the manifest sealed again.
-The new folder is written beside the old one and swapped in at the end (an interrupted run leaves
-the artifact as it was).
+The weights stay untouched; the ``calibration`` section is rewritten and the manifest sealed again,
+through the same atomic artifact writer as every export (an interrupted run leaves the artifact as
+it was).
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
@@ -16,8 +15,7 @@ from pathlib import Path
 def recalibrate(folder: Path, data_dir: Path, *, default_strong_fraction: float | None = None,
                 calib_limit: int | None = None, threads: int | None = None) -> dict:
     import routekit
-    from routekit import artifact
-    from routekit.calibrate import calibration_table
+    from routekit.calibrate import calibration_table, write_calibration
 
     from .build import traffic_mix
 
@@ -28,21 +26,7 @@ def recalibrate(folder: Path, data_dir: Path, *, default_strong_fraction: float 
     prompts, weights, desc, mix = traffic_mix(data_dir, limit=calib_limit)
     table = calibration_table(router.win_rates(prompts, show_progress=True), prompts=desc, weights=weights,
                               mix=mix, default_strong_fraction=frac)
-    tmp = folder.with_name(f".{folder.name}.recalibrate")
-    shutil.rmtree(tmp, ignore_errors=True)
-    with artifact.ArtifactWriter(tmp) as w:
-        for rel in router.manifest.files:
-            dst = w.dir / rel
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(router.manifest.path(rel), dst)
-        w.manifest.update({k: v for k, v in router.manifest.data.items()
-                           if k not in ("files", artifact.DIGEST)})
-        w.manifest["calibration"] = table
-    backup = folder.with_name(f".{folder.name}.old")
-    shutil.rmtree(backup, ignore_errors=True)
-    folder.rename(backup)
-    tmp.rename(folder)
-    shutil.rmtree(backup)
+    write_calibration(router, folder, table, overwrite=True)
     return table
 
 

@@ -84,6 +84,12 @@ def write_calibrated_copy(router, prompts: Sequence[str], out: Path, *, source: 
     artifact.check_output_dir(out, overwrite=overwrite, inputs=inputs)
     rates = router.win_rates(prompts, show_progress=True) if win_rates is None else win_rates
     table = calibration_table(rates, prompts=source, default_strong_fraction=default_strong_fraction)
+    return write_calibration(router, out, table, overwrite=overwrite, inputs=inputs)
+
+
+def write_calibration(router, out: Path, table: dict, *, overwrite: bool = False, inputs=None) -> Path:
+    """``router``'s artifact written to ``out`` (atomically, through :class:`~routekit.artifact.ArtifactWriter`)
+    with ``table`` as its calibration; ``out`` may be the artifact's own folder with ``overwrite``."""
     with artifact.ArtifactWriter(out, overwrite=overwrite, inputs=inputs) as w:
         for rel in router.manifest.files:
             dst = w.dir / rel

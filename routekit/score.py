@@ -160,6 +160,17 @@ class ScoreJob:
         total = self.reader.count() if show else None
         return Meter(total=total, desc=f"scoring ({router.name})", unit="prompt", enabled=show, initial=initial)
 
+    def _write_chunks(self, router, target, rej, chunks, summary: Summary, meter: Meter) -> None:
+        """Score ``chunks`` into one output ``target`` (rejected rows to ``rej`` when given)."""
+        writer = fm.open_writer(self.out_fmt, target, self.reader.columns, self.reader.schema)
+        for chunk in chunks:
+            rows, bad = self._score(router, chunk, summary)
+            writer.write(rows)
+            if rej is not None:
+                rej.write("".join(fm.json_line(b) for b in bad))
+            meter.update(len(chunk))
+        writer.close()
+
     def _run_file(self, router, summary: Summary, show: bool) -> None:
         meter = self._meter(show, router)
         with contextlib.ExitStack() as stack:
@@ -173,14 +184,7 @@ class ScoreJob:
             if self.rejected is not None:
                 rtmp = stack.enter_context(atomic_path(self.rejected, inputs=[self.input], what="rejected-rows file"))
                 rej = stack.enter_context(open(rtmp, "w", encoding="utf-8"))
-            writer = fm.open_writer(self.out_fmt, target, self.reader.columns, self.reader.schema)
-            for chunk in self._chunked(self.reader.records()):
-                rows, bad = self._score(router, chunk, summary)
-                writer.write(rows)
-                if rej is not None:
-                    rej.write("".join(fm.json_line(b) for b in bad))
-                meter.update(len(chunk))
-            writer.close()
+            self._write_chunks(router, target, rej, self._chunked(self.reader.records()), summary, meter)
         meter.close()
 
     # -- folder output -----------------------------------------------------------------------------
@@ -268,14 +272,7 @@ class ScoreJob:
             if self.skip_bad:
                 rtmp = stack.enter_context(atomic_path(path.with_suffix(".rejected"), inputs=[self.input]))
                 rej = stack.enter_context(open(rtmp, "w", encoding="utf-8"))
-            writer = fm.open_writer(self.out_fmt, target, self.reader.columns, self.reader.schema)
-            for chunk in chunks:
-                rows, bad = self._score(router, chunk, summary)
-                writer.write(rows)
-                if rej is not None:
-                    rej.write("".join(fm.json_line(b) for b in bad))
-                meter.update(len(chunk))
-            writer.close()
+            self._write_chunks(router, target, rej, chunks, summary, meter)
 
     def _add_done(self, summary: Summary, state: dict, n: int) -> None:
         for k in range(n):

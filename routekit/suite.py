@@ -75,18 +75,8 @@ def auc(scores, hard) -> float:
     h = np.asarray(hard, dtype=bool)
     a, b = s[h], s[~h]
     # rank formulation (Mann–Whitney U) with average ranks for ties: O(n log n)
-    order = np.argsort(np.concatenate([a, b]), kind="mergesort")
-    allv = np.concatenate([a, b])[order]
-    ranks = np.empty(len(allv))
-    i = 0
-    while i < len(allv):
-        j = i
-        while j + 1 < len(allv) and allv[j + 1] == allv[i]:
-            j += 1
-        ranks[i:j + 1] = (i + j) / 2.0 + 1.0
-        i = j + 1
-    r = np.empty(len(allv))
-    r[order] = ranks
+    _, inv, counts = np.unique(np.concatenate([a, b]), return_inverse=True, return_counts=True)
+    r = (np.cumsum(counts) - (counts - 1) / 2.0)[inv]
     u = r[: len(a)].sum() - len(a) * (len(a) + 1) / 2.0
     return float(u / (len(a) * len(b)))
 

@@ -105,3 +105,25 @@ def test_weighted_quantile():
         weighted_quantile(v, levels, -np.ones(50))
     t = calibration_table(v, prompts="x", weights=w, mix={"a": {"share": 1.0}})
     assert t["mix"] == {"a": {"share": 1.0}} and np.all(np.diff(t["quantiles"]) >= 0)
+
+
+def test_recalibrate_rewrites_only_the_calibration(tmp_path):
+    """routekit-export recalibrate: thresholds on the traffic mix, weights byte-identical, resealed."""
+    import shutil
+
+    from routekit import artifact
+    from routekit_export.recalibrate import recalibrate
+
+    art = tmp_path / "lin"
+    shutil.copytree(artifact.resolve("linear"), art)
+    data = tmp_path / "data"
+    (data / "calibration").mkdir(parents=True)
+    (data / "calibration" / "prompts.jsonl").write_text(
+        "".join(json.dumps({"prompt": f"Explain topic {i} in depth."}) + "\n" for i in range(20)))
+    before = {p.name: p.read_bytes() for p in art.iterdir() if p.name != "manifest.json"}
+    table = recalibrate(art, data, default_strong_fraction=0.4)
+    assert {p.name: p.read_bytes() for p in art.iterdir() if p.name != "manifest.json"} == before
+    r = routekit.load(art)
+    assert r.calibration == table and table["default_strong_fraction"] == 0.4
+    assert table["mix"]["arena-hard"]["n"] == 20 and "gsm8k-train" not in table["mix"]
+    assert artifact.verify(art, load=True)

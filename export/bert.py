@@ -47,21 +47,17 @@ from routekit.encoders import clean_text, load_tokenizer
 
 from . import data as D
 from .errors import ExportError
+from .train_config import TextTrainConfig
 
 LABELS = ("strong_wins", "tie", "weak_wins")
 STATE = "train_state.pt"
 
 
 @dataclass
-class BertTrainConfig:
-    lr: float = 1e-5
+class BertTrainConfig(TextTrainConfig):
     weight_decay: float = 0.01
-    batch_size: int = 16
-    steps: int = 2000
-    max_length: int = 256
-    warmup_fraction: float = 0.0
     val_fraction: float = 0.05
-    seed: int = 0
+    steps: int = 2000
     tier_width: float = 0.06  #: win-fraction distance that puts a model on the strong/weak side (0: pair only)
     time_budget_s: float | None = None  #: stop (and checkpoint) after this much training wall time
     save_every: int = 100

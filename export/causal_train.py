@@ -18,6 +18,7 @@ from routekit.routers.causal import (DEFAULT_STRONG_SCORES, SCORE_TOKENS, Prompt
 from . import data as D
 from .causal_labels import (SYSTEM_PROMPT, TINY_SPECIALS, USER_TEMPLATE, default_prompt_spec, load_examples)
 from .errors import ExportError
+from .train_config import TextTrainConfig
 
 
 def load_base(folder: Path, *, device=None, dtype=None):
@@ -108,16 +109,12 @@ def make_tiny_llama(out: Path, *, corpus: Sequence[str] | None = None, vocab_siz
 
 # -- training -------------------------------------------------------------------------------------
 @dataclass
-class CausalConfig:
-    epochs: int = 1
-    lr: float = 1e-5
-    weight_decay: float = 0.0
+class CausalConfig(TextTrainConfig):
     batch_size: int = 8
-    grad_accum: int = 1
     max_length: int = 512
-    warmup_ratio: float = 0.05
-    val_fraction: float = 0.1
-    seed: int = 0
+    warmup_fraction: float = 0.05
+    epochs: int = 1
+    grad_accum: int = 1
     max_steps: int | None = None
     lora_r: int = 0  #: 0 = full fine-tune; > 0 = LoRA rank (needs peft)
     lora_alpha: int = 32
@@ -173,7 +170,7 @@ def train_classifier(model, tokenizer, spec: PromptSpec, prompts: Sequence[str],
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train_idx) / (cfg.batch_size * cfg.grad_accum))
     total = cfg.max_steps or steps_per_epoch * cfg.epochs
-    warm = max(1, int(total * cfg.warmup_ratio))
+    warm = max(1, int(total * cfg.warmup_fraction))
     from transformers import get_linear_schedule_with_warmup
 
     sched = get_linear_schedule_with_warmup(opt, warm, total)  # linear warm-up, then linear decay to 0

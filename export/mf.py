@@ -9,17 +9,16 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .data import split_by_prompt
+from .train_config import TrainConfig
 
 
 @dataclass
-class MFConfig:
-    hidden: int = 128
+class MFConfig(TrainConfig):
     lr: float = 3e-4
     weight_decay: float = 1e-5
     batch_size: int = 64
+    hidden: int = 128
     epochs: int = 10
-    val_fraction: float = 0.1
-    seed: int = 0
 
 
 def build_model(n_models: int, dim: int, hidden: int):

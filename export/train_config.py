@@ -1,0 +1,27 @@
+"""What every gradient trainer in export is configured by: one base, each trainer's own defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class TrainConfig:
+    """Optimiser, batching, validation split and seed; the fields MF, BERT and causal share.
+
+    A trainer's config subclasses this; a field it declares again keeps its place and takes the
+    trainer's own default."""
+
+    lr: float = 1e-5
+    weight_decay: float = 0.0
+    batch_size: int = 16
+    val_fraction: float = 0.1  #: share of prompts held out (a prompt's rows on one side: data.split_by_prompt)
+    seed: int = 0
+
+
+@dataclass
+class TextTrainConfig(TrainConfig):
+    """A trainer that fine-tunes a transformer on prompt text: truncation and LR warm-up as well."""
+
+    max_length: int = 256  #: tokens a prompt is cut to
+    warmup_fraction: float = 0.0  #: share of the steps with a linear LR warm-up (then linear decay)

@@ -7,7 +7,9 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
+import chat_proxy  # noqa: E402
 import eval_report  # noqa: E402
 import peer_compare  # noqa: E402
+import task_kind  # noqa: E402
 
-__all__ = ["BENCH", "eval_report", "peer_compare"]
+__all__ = ["BENCH", "chat_proxy", "eval_report", "peer_compare", "task_kind"]

@@ -1,0 +1,60 @@
+"""``load()``: a router from a shipped name, ``random[:SEED]`` or an artifact folder, through the registry."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+from . import artifact, registry
+from .errors import BadInputError
+from .router_base import Router
+
+
+def load(name_or_path: str | os.PathLike = "default", *, providers: Sequence[str] | None = None,
+         threads: int | None = None, strong: str | None = None, weak: str | None = None,
+         verify: bool = True, **options: Any) -> Router:
+    """Load a router by shipped name (``default``, ``linear``, ``mf``, ``sw``, ``sw-static``, ``bert``,
+    ``random[:SEED]``; see ``routekit artifacts list``) or artifact folder of any kind in
+    :func:`routekit.registry.kinds`: {kinds} and those of installed plugins.
+
+    ``strong``/``weak`` pick another pair from the artifact's model table (MF and SW routers).
+    ``providers``/``threads`` configure onnxruntime.  Files are hash-checked unless ``verify=False``.
+    Other keywords are the kind's own options (e.g. SW's ``mode="fast"``); one the kind does not
+    take raises :class:`BadInputError`.
+    """
+    key = _router_key(name_or_path)
+    from .session import resolve_threads
+
+    resolve_threads(threads)  # a bad thread count is refused before anything is read
+    kw = dict(providers=providers, threads=threads, strong=strong, weak=weak, **options)
+    if key == "random" or key.startswith("random:"):
+        cls = registry.router_class("random")
+        registry.check_options("random", cls, options)
+        if ":" in key:
+            if "seed" in options:
+                raise BadInputError(f"give the seed once: {key!r} or seed=, not both")
+            kw["seed"] = key.split(":", 1)[1]
+        return cls(None, **kw)
+    folder = artifact.resolve(name_or_path)
+    manifest = artifact.read_manifest(folder, verify=verify)
+    if key in artifact.shipped() and key != folder.name:
+        manifest.data.setdefault("name", folder.name)
+    cls = registry.router_class(manifest.kind)
+    registry.check_options(manifest.kind, cls, options)
+    return cls(manifest, **kw)
+
+
+def _router_key(name_or_path: Any) -> str:
+    if isinstance(name_or_path, bool) or not isinstance(name_or_path, (str, os.PathLike)):
+        raise BadInputError(f"a router is a shipped name or an artifact folder path, got "
+                            f"{type(name_or_path).__name__}")
+    key = os.fspath(name_or_path)
+    if not isinstance(key, str):
+        raise BadInputError("a router path must be str, not bytes")
+    if not key.strip() or "\0" in key:
+        raise BadInputError(f"invalid router name {key!r}")
+    return key
+
+
+if load.__doc__:  # one list of kinds: the registry's (python -OO drops docstrings)
+    load.__doc__ = load.__doc__.format(kinds=", ".join(f"``{k}``" for k in registry.BUILTIN))

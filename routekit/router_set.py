@@ -1,0 +1,79 @@
+""":class:`RouterSet`: several routers scored together, each distinct encoder run once per batch."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from ._progress import progress
+from ._validate import as_prompts, check_batch_size, short
+from .errors import BadInputError
+from .loading import load
+from .router_base import Decision, Router
+
+
+class RouterSet:
+    """Several routers scored together, running each distinct encoder once per batch.
+
+    Routers whose artifacts ship the same encoder file (same sha256) share one embedding pass;
+    the others (BERT, causal, random) score on their own.  ``win_rates`` returns one array per
+    router, in the order given, identical to each router's own ``win_rates``.
+    """
+
+    def __init__(self, routers: Sequence[Router | str], **load_options: Any):
+        if isinstance(routers, (str, bytes, os.PathLike)) or not hasattr(routers, "__iter__"):
+            raise BadInputError(f"RouterSet takes a list of routers or router names, got {short(routers)}")
+        self.routers = []
+        for i, r in enumerate(routers):
+            if isinstance(r, Router):
+                self.routers.append(r)
+            elif isinstance(r, (str, os.PathLike)) and not isinstance(r, bool):
+                self.routers.append(load(r, **load_options))
+            else:
+                raise BadInputError(f"routers[{i}] must be a Router, a shipped name or a folder, got {short(r)}")
+
+    @staticmethod
+    def _encoder_key(router: Router) -> tuple | None:
+        spec = router.manifest.get("encoder") if router.manifest else None
+        if not isinstance(spec, dict) or "file" not in spec or getattr(router, "encoder", None) is None:
+            return None
+        if type(router).score_embeddings is Router.score_embeddings:
+            return None
+        return (router.manifest.file_key(spec["file"]), int(spec.get("max_length", 256)))
+
+    def _score_chunk(self, items: list[str], batch_size: int) -> list[np.ndarray]:
+        out: list[np.ndarray | None] = [None] * len(self.routers)
+        groups: dict[tuple, list[int]] = {}
+        for i, r in enumerate(self.routers):
+            key = self._encoder_key(r)
+            if key is None:
+                out[i] = r._score(items)
+            else:
+                groups.setdefault(key, []).append(i)
+        for members in groups.values():
+            emb = self.routers[members[0]].encoder(items, batch_size=batch_size)
+            for i in members:
+                out[i] = self.routers[i].score_embeddings(emb, items)
+        return [Router._finish(o) for o in out]
+
+    def win_rates(self, prompts: Iterable[str], *, batch_size: int = 64,
+                  show_progress: bool = False) -> list[np.ndarray]:
+        batch_size = check_batch_size(batch_size)
+        items = as_prompts(prompts)
+        if not items:
+            return [np.zeros(0) for _ in self.routers]
+        chunks = range(0, len(items), batch_size)
+        parts = [self._score_chunk(items[i:i + batch_size], batch_size)
+                 for i in progress(chunks, total=len(chunks), desc="scoring", enabled=show_progress, unit="batch")]
+        return [np.concatenate([p[k] for p in parts]) for k in range(len(self.routers))]
+
+    def route(self, prompt: str, **kw: Any) -> list[Decision]:
+        """One decision per router for ``prompt`` (``threshold``/``strong_fraction`` as for Router.route)."""
+        rates = self.win_rates([prompt])
+        decisions = []
+        for r, w in zip(self.routers, rates):
+            thr, forced = r._resolve_threshold(kw.get("threshold"), kw.get("strong_fraction"))
+            decisions.append(r._decide(float(w[0]), thr, forced))
+        return decisions

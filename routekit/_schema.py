@@ -9,183 +9,13 @@ Every problem is a :class:`~routekit.errors.BadArtifactError` naming the manifes
 
 from __future__ import annotations
 
-import json
 import math
-import re
-from pathlib import PurePosixPath
-from typing import Any
 
+from ._strict_json import (HEX64, MAX_BYTES, MAX_DIM, MAX_FILES, MAX_MODELS, MAX_NAME, MAX_QUANTILES, MAX_TOKENS,
+                           Checker, depth, parse, safe_relpath, short_repr)
 from .errors import BadArtifactError
 
-MAX_BYTES = 8 << 20  #: a manifest larger than this is refused before it is parsed
-MAX_DEPTH = 32  #: deepest nesting of objects/arrays
-MAX_STR = 1 << 20  #: longest string value
-MAX_NAME = 500  #: longest model / artifact name
-MAX_MODELS = 100_000
-MAX_FILES = 100_000
-MAX_DIM = 1 << 16
-MAX_TOKENS = 1 << 20  #: largest max_length (tokens) an encoder may ask for
-MAX_QUANTILES = 100_001
-_HEX64 = re.compile(r"[0-9a-f]{64}")
-_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
-_BRACKETS = re.compile(r"[\[\]{}]")
-
-
-class _Reject(Exception):
-    pass
-
-
-def _no_constant(name: str):
-    raise _Reject(f"{name} is not allowed (numbers must be finite)")
-
-
-def _finite_float(text: str) -> float:
-    v = float(text)
-    if not math.isfinite(v):
-        raise _Reject(f"number {text[:40]} is out of range")
-    return v
-
-
-def _no_duplicates(pairs):
-    out = {}
-    for k, v in pairs:
-        if k in out:
-            raise _Reject(f"duplicate key {k[:80]!r}")
-        out[k] = v
-    return out
-
-
-def depth(text: str) -> int:
-    """Deepest bracket nesting of a JSON text (strings skipped), without recursion."""
-    d = deepest = 0
-    for m in _BRACKETS.finditer(_STRINGS.sub('""', text)):
-        if m.group() in "[{":
-            d += 1
-            deepest = max(deepest, d)
-        else:
-            d -= 1
-    return deepest
-
-
-def parse(raw: bytes, where: str, *, max_bytes: int = MAX_BYTES, max_depth: int = MAX_DEPTH) -> Any:
-    """JSON from ``raw`` with caps on size and depth, finite numbers only, no duplicate keys."""
-    if len(raw) > max_bytes:
-        raise BadArtifactError(f"{where}: {len(raw):,} bytes is more than a manifest may have ({max_bytes:,})")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadArtifactError(f"{where}: not valid UTF-8 ({exc})") from None
-    if depth(text) > max_depth:
-        raise BadArtifactError(f"{where}: nested more than {max_depth} levels deep")
-    try:
-        return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float,
-                          object_pairs_hook=_no_duplicates)
-    except _Reject as exc:
-        raise BadArtifactError(f"{where}: not a valid manifest ({exc})") from None
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError, int too long
-        raise BadArtifactError(f"{where}: not valid JSON ({exc})") from None
-
-
-# --------------------------------------------------------------------------- field checks
-
-
-class Checker:
-    """Field checks that raise BadArtifactError naming ``where`` and the field path."""
-
-    def __init__(self, where: str, files: dict):
-        self.where = where
-        self.files = files
-
-    def fail(self, field: str, msg: str):
-        raise BadArtifactError(f"{self.where}: {field} {msg}")
-
-    def obj(self, v, field, *, optional=False) -> dict | None:
-        if v is None and optional:
-            return None
-        if not isinstance(v, dict):
-            self.fail(field, f"must be an object, got {_tname(v)}")
-        return v
-
-    def string(self, v, field, *, optional=False, max_len=MAX_STR, empty=False) -> str | None:
-        if v is None and optional:
-            return None
-        if not isinstance(v, str):
-            self.fail(field, f"must be a string, got {_tname(v)}")
-        if not empty and not v:
-            self.fail(field, "must not be empty")
-        if len(v) > max_len:
-            self.fail(field, f"is {len(v):,} characters long (at most {max_len:,})")
-        if "\0" in v:
-            self.fail(field, "contains a NUL byte")
-        return v
-
-    def integer(self, v, field, *, lo=None, hi=None, optional=False) -> int | None:
-        if v is None and optional:
-            return None
-        if type(v) is not int:  # bool is an int subclass: refused on purpose
-            self.fail(field, f"must be an integer, got {_tname(v)} {_short(v)}")
-        if (lo is not None and v < lo) or (hi is not None and v > hi):
-            self.fail(field, f"must be in [{lo}, {hi}], got {_short(v)}")
-        return v
-
-    def number(self, v, field, *, lo=None, hi=None, optional=False, lo_open=False) -> float | None:
-        if v is None and optional:
-            return None
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            self.fail(field, f"must be a number, got {_tname(v)} {_short(v)}")
-        try:
-            f = float(v)
-        except OverflowError:
-            self.fail(field, f"is out of range ({_short(v)})")
-        if not math.isfinite(f):
-            self.fail(field, f"must be finite, got {_short(v)}")
-        if (lo is not None and (f < lo or (lo_open and f == lo))) or (hi is not None and f > hi):
-            self.fail(field, f"must be in {'(' if lo_open else '['}{lo}, {hi}], got {_short(v)}")
-        return f
-
-    def listed_file(self, v, field, *, optional=False) -> str | None:
-        if v is None and optional:
-            return None
-        rel = self.string(v, field, max_len=1000)
-        if rel not in self.files:
-            self.fail(field, f"names {rel!r}, which is not listed in the manifest's files")
-        return rel
-
-    def str_list(self, v, field, *, max_items=MAX_MODELS, unique=False, max_len=MAX_NAME) -> list[str]:
-        if not isinstance(v, list):
-            self.fail(field, f"must be a list of strings, got {_tname(v)}")
-        if len(v) > max_items:
-            self.fail(field, f"has {len(v):,} entries (at most {max_items:,})")
-        for i, s in enumerate(v):
-            self.string(s, f"{field}[{i}]", max_len=max_len)
-        if unique and len(set(v)) != len(v):
-            self.fail(field, "has duplicate entries")
-        return v
-
-
-def _tname(v) -> str:
-    return "null" if v is None else {bool: "boolean", int: "integer", float: "number", str: "string",
-                                     list: "list", dict: "object"}.get(type(v), type(v).__name__)
-
-
-def _short(v) -> str:
-    s = repr(v) if not isinstance(v, int) or abs(v) < 10**30 else f"{str(v)[:12]}…({len(str(v))} digits)"
-    return s if len(s) <= 60 else s[:57] + "…"
-
-
-def safe_relpath(rel: Any) -> str | None:
-    """Why ``rel`` is not an acceptable file path inside an artifact, or None if it is."""
-    if not isinstance(rel, str) or not rel:
-        return "is not a non-empty string"
-    if "\0" in rel:
-        return "contains a NUL byte"
-    if len(rel) > 1000:
-        return "is longer than 1000 characters"
-    if rel.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", rel) or "\\" in rel:
-        return "is absolute or uses backslashes"
-    if ".." in PurePosixPath(rel).parts:
-        return "points outside the artifact folder"
-    return None
+__all__ = ["MAX_BYTES", "Checker", "check", "depth", "parse", "safe_relpath"]
 
 
 # --------------------------------------------------------------------------- sections
@@ -207,7 +37,7 @@ def check(data: dict, where: str, kinds) -> None:
     c.string(data.get("name"), "name", optional=True, max_len=MAX_NAME)
     c.string(data.get("description"), "description", optional=True, empty=True)
     digest = data.get("manifest_sha256")
-    if digest is not None and (not isinstance(digest, str) or not _HEX64.fullmatch(digest)):
+    if digest is not None and (not isinstance(digest, str) or not HEX64.fullmatch(digest)):
         c.fail("manifest_sha256", "must be 64 lowercase hex digits")
     models = _models(c, data)
     _pair(c, data, models)
@@ -234,7 +64,7 @@ def _files(c: Checker, files) -> None:
             raise BadArtifactError(f"{c.where}: manifest names an invalid file path {rel[:200]!r} ({why})")
         if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str):
             c.fail(f"files[{rel!r}]", "has no sha256")
-        if not _HEX64.fullmatch(meta["sha256"]):
+        if not HEX64.fullmatch(meta["sha256"]):
             c.fail(f"files[{rel!r}].sha256", "must be 64 lowercase hex digits")
         c.integer(meta.get("bytes"), f"files[{rel!r}].bytes", lo=0, hi=1 << 50, optional=True)
 
@@ -279,7 +109,7 @@ def _encoder(c: Checker, enc, *, required: bool) -> None:
         return
     kind = enc.get("kind")
     if kind is not None and kind not in ("static", "openai"):
-        c.fail("encoder.kind", f"must be absent, 'static' or 'openai', got {_short(kind)}")
+        c.fail("encoder.kind", f"must be absent, 'static' or 'openai', got {short_repr(kind)}")
     c.integer(enc.get("dim"), "encoder.dim", lo=1, hi=MAX_DIM, optional=kind != "openai")
     c.integer(enc.get("batch_size"), "encoder.batch_size", lo=1, hi=1 << 20, optional=True)
     if kind == "openai":
@@ -319,12 +149,12 @@ def _router_sw(c: Checker, r: dict, data, models) -> None:
             c.fail("router.model_tiers", f"has no tier for model {m!r}")
     w = r.get("weighting")
     if w is not None and w not in ("paper", "reference"):
-        c.fail("router.weighting", f"must be 'paper' or 'reference', got {_short(w)}")
+        c.fail("router.weighting", f"must be 'paper' or 'reference', got {short_repr(w)}")
     c.number(r.get("gamma"), "router.gamma", lo=0.0, hi=1e300, lo_open=True, optional=True)
     c.number(r.get("ridge"), "router.ridge", lo=0.0, hi=1e6, optional=True)
     c.integer(r.get("k"), "router.k", lo=1, hi=1 << 31, optional=True)
     if r.get("mode") not in (None, "exact", "fast"):
-        c.fail("router.mode", f"must be 'exact' or 'fast', got {_short(r.get('mode'))}")
+        c.fail("router.mode", f"must be 'exact' or 'fast', got {short_repr(r.get('mode'))}")
     index = c.obj(r.get("index"), "router.index", optional=True)
     if index:
         c.listed_file(index.get("file"), "router.index.file")

@@ -303,7 +303,8 @@ def add_serve_arguments(sv) -> None:
     sv.add_argument("--engine", choices=["uvicorn", "ray"], default="uvicorn",
                     help="uvicorn in this process (default) or Ray Serve replicas (pip install 'routekit[ray]')")
     sv.add_argument("--replicas", type=int, default=1, help="Ray Serve: replicas (the minimum with --max-replicas)")
-    sv.add_argument("--max-replicas", type=int, default=None, help="Ray Serve: autoscale up to this many replicas")
+    sv.add_argument("--max-replicas", type=int, default=None,
+                    help="Ray Serve: autoscale up to this many replicas (default: --replicas, no autoscaling)")
     sv.add_argument("--address", default=None, help="Ray cluster to join (auto, ray://host:10001); default: local")
 
 

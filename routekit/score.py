@@ -294,10 +294,12 @@ def add_arguments(s) -> None:
                         "with --engine ray also a folder or s3:// path")
     s.add_argument("--output", default=None,
                    help="file to write (format from its suffix: .jsonl/.csv/.parquet), a folder ending in '/' "
-                        "for part files + _SUCCESS, or omit for JSONL on stdout")
+                        "for part files + _SUCCESS (default: JSONL on stdout)")
     s.add_argument("--field", default="prompt", help="field/column holding the prompt (default: %(default)s)")
-    s.add_argument("--input-format", choices=["jsonl", "csv", "parquet", "text"], default=None)
-    s.add_argument("--output-format", choices=["jsonl", "csv", "parquet"], default=None)
+    s.add_argument("--input-format", choices=["jsonl", "csv", "parquet", "text"], default=None,
+                   help="format of --input (default: from its suffix)")
+    s.add_argument("--output-format", choices=["jsonl", "csv", "parquet"], default=None,
+                   help="format of --output (default: from its suffix; JSONL on stdout)")
     s.add_argument("--batch-size", type=int, default=64, help="prompts per encoder batch (default: %(default)s)")
     s.add_argument("--part-rows", type=int, default=100_000, help="input rows per part file (folder output)")
     s.add_argument("--resume", action="store_true", help="folder output: keep the parts a previous run finished")

@@ -118,7 +118,7 @@ def test_output_is_input_refused(tmp_path, capsys):
 def test_refused_before_any_work(tmp_path, capsys, monkeypatch, args, message):
     inp = _jsonl(tmp_path / "in.jsonl", _rows())
     loaded = []
-    monkeypatch.setattr("routekit.cli._load", lambda *a: loaded.append(a) or routekit.load("random"))
+    monkeypatch.setattr("routekit._cli_common.load_router", lambda *a: loaded.append(a) or routekit.load("random"))
     rc = main(["score", "--input", str(inp), *[a.format(tmp=tmp_path) for a in args]])
     if message is None:
         assert rc == 0 and loaded  # control: a good command does load the router

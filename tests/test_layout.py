@@ -58,6 +58,14 @@ def test_no_import_cycles_in_the_runtime():
     assert cycles == []
 
 
+MAX_LINES = 350  #: the brief's "runtime modules small and readable"
+
+
+def test_no_runtime_module_is_longer_than_350_lines():
+    long = {str(p.relative_to(PKG)): n for p in PKG.rglob("*.py") if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert long == {}
+
+
 def test_the_wheel_holds_no_project_targets_or_peer_harness():
     text = "\n".join(p.read_text() for p in PKG.rglob("*.py"))
     for marker in ("NOT MET", "PAPER_BEST", "bench_peer", "eval-table:start"):

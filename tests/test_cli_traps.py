@@ -1,0 +1,108 @@
+"""The small traps of issue 17 item 6, tried as a new user would: each ends in one clear line (or
+works), and every CLI option says what it does and what happens without it."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import pytest
+
+import routekit
+from routekit import registry
+from routekit.cli import _parser, main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("routekit: error:") and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_route_with_a_bad_random_seed_is_one_line(capsys):
+    assert main(["route", "--router", "random:abc", "hi"]) == 2
+    assert "seed must be an integer, got 'abc'" in _one_error_line(capsys)
+
+
+@pytest.mark.parametrize("action", ["verify", "seal"])
+@pytest.mark.parametrize("name", ["random", "random:7"])
+def test_artifacts_verify_random_says_it_has_no_artifact(capsys, action, name):
+    assert main(["artifacts", action, name]) == 2
+    line = _one_error_line(capsys)
+    assert f"{name!r} is the built-in random router" in line and f"no artifact to {action}" in line, line
+    assert "Unknown router" not in line
+
+
+def test_verify_a_relative_artifacts_path_from_another_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # not the checkout: artifacts/mf is found in the shipped artifacts folder
+    assert main(["artifacts", "verify", "artifacts/mf"]) == 0
+    assert capsys.readouterr().out.startswith("OK ")
+    assert routekit.load("artifacts/linear").kind == "linear"
+
+
+def test_a_relative_path_here_wins_over_the_shipped_folder(tmp_path, monkeypatch):
+    from routekit import artifact
+
+    mine = tmp_path / "artifacts" / "mf"
+    mine.mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert artifact.resolve("artifacts/mf") == Path("artifacts/mf")
+    with pytest.raises(routekit.UnknownArtifactError, match=r"'nowhere/mf': not a shipped artifact"):
+        artifact.resolve("nowhere/mf")
+
+
+def test_load_docstring_names_every_built_in_kind():
+    for kind in registry.BUILTIN:
+        assert f"``{kind}``" in routekit.load.__doc__, kind
+
+
+def test_docs_links_resolve():
+    for md in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", md.read_text()):
+            if not re.match(r"[a-z]+:", target):
+                assert (md.parent / target).exists(), f"{md.name} links to {target}, which does not exist"
+
+
+# -- help texts --------------------------------------------------------------------------------------
+def _options(parser: argparse.ArgumentParser, path: str):
+    grouped = {id(a) for g in parser._mutually_exclusive_groups if g.required for a in g._group_actions}
+    for a in parser._actions:
+        if isinstance(a, argparse._SubParsersAction):
+            for name, sub in a.choices.items():
+                yield from _options(sub, f"{path} {name}")
+        elif not isinstance(a, (argparse._HelpAction, argparse._VersionAction)):
+            yield parser, path, a, a.required or id(a) in grouped
+
+
+def help_problems(parser: argparse.ArgumentParser) -> list[str]:
+    """Options without help, options taking a value whose help (as printed) says no default, and
+    ``(default: None)``."""
+    out = []
+    for p, path, a, required in _options(parser, parser.prog):
+        name = "/".join(a.option_strings) or a.dest
+        text = p._get_formatter()._expand_help(a) if a.help else ""
+        if not text.strip():
+            out.append(f"{path} {name}: no help")
+        elif a.option_strings and not required and a.nargs != 0 and "default" not in text.lower():
+            out.append(f"{path} {name}: the help does not say the default")
+        elif "default: None" in text:
+            out.append(f"{path} {name}: '(default: None)'")
+    return out
+
+
+def test_every_routekit_option_has_help_and_a_default():
+    assert help_problems(_parser()) == []
+
+
+def test_help_shows_defaults_the_issue_named(capsys):
+    for argv, needles in ((["calibrate", "--help"], ["--field FIELD", "(default: prompt)"]),
+                          (["serve", "--help"], ["(default: 127.0.0.1)", "(default: 6060)"])):
+        with pytest.raises(SystemExit):
+            main(argv)
+        out = " ".join(capsys.readouterr().out.split())
+        for needle in needles:
+            assert needle in out, (argv, needle)

@@ -51,6 +51,26 @@ def request(port: int) -> bool:
         return False
 
 
+def closed_by_server(socks: list[socket.socket], wait: float) -> int:
+    """How many of ``socks`` the server closes within ``wait`` seconds (read to EOF, or reset)."""
+    deadline = time.time() + wait
+    closed: set[int] = set()
+    while time.time() < deadline and len(closed) < len(socks):
+        for i, s in enumerate(socks):
+            if i in closed:
+                continue
+            s.settimeout(0.01)
+            try:
+                if s.recv(65536) == b"":  # (bytes of an earlier response are drained too)
+                    closed.add(i)
+            except socket.timeout:
+                pass
+            except OSError:
+                closed.add(i)
+        time.sleep(0.05)
+    return len(closed)
+
+
 def run(mode: str, n: int, fd_limit: int, cap: int) -> dict:
     port = free_port()
     log = tempfile.TemporaryFile("w+")  # not a pipe: a full pipe would stall the server's logging
@@ -72,23 +92,11 @@ def run(mode: str, n: int, fd_limit: int, cap: int) -> dict:
                 break
         time.sleep(0.5)
         ok = sum(request(port) for _ in range(10))
-        closed, deadline = set(), time.time() + 5
-        while time.time() < deadline and len(closed) < len(socks):
-            for i, s in enumerate(socks):
-                if i not in closed:
-                    s.settimeout(0.005)
-                    try:
-                        if s.recv(4096) == b"":
-                            closed.add(i)
-                    except socket.timeout:
-                        pass
-                    except OSError:
-                        closed.add(i)
-            time.sleep(0.1)
+        closed = closed_by_server(socks, 5.0)
         for s in socks:
             s.close()
         return {"mode": mode, "stalled_sockets": len(socks), "normal_ok_of_10": ok,
-                "stalled_closed_by_server_5s": len(closed)}
+                "stalled_closed_by_server_5s": closed}
     finally:
         child.terminate()
         try:

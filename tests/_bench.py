@@ -10,6 +10,7 @@ if str(BENCH) not in sys.path:
 import chat_proxy  # noqa: E402
 import eval_report  # noqa: E402
 import peer_compare  # noqa: E402
+import slowloris  # noqa: E402
 import task_kind  # noqa: E402
 
-__all__ = ["BENCH", "chat_proxy", "eval_report", "peer_compare", "task_kind"]
+__all__ = ["BENCH", "chat_proxy", "eval_report", "peer_compare", "slowloris", "task_kind"]

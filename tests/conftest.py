@@ -52,6 +52,23 @@ def default_router():
     return routekit.load("default")
 
 
+@pytest.fixture(scope="module")
+def server_deps():
+    """Skip unless the server extra is installed."""
+    for mod in ("fastapi", "uvicorn", "openai", "httpx", "prometheus_client", "pydantic"):
+        pytest.importorskip(mod, reason="needs the server extra: pip install 'routekit[server]'")
+
+
+@pytest.fixture(scope="module")
+def upstream(server_deps):
+    """A fake OpenAI-compatible upstream on 127.0.0.1: ``(base url, the requests it received)``."""
+    from _fake_chat import _fake_upstream_app, running
+
+    received: list = []
+    with running(_fake_upstream_app(received)) as url:
+        yield url, received
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Keep win-rate/embedding caches out of the user's home during tests."""

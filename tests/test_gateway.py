@@ -11,20 +11,8 @@ import pytest
 import routekit
 from routekit.client import Upstream
 
-from _fake_chat import _fake_upstream_app, _free_socket, running
-
-
-@pytest.fixture(scope="module")
-def deps():
-    for mod in ("fastapi", "uvicorn", "openai", "httpx", "prometheus_client", "pydantic"):
-        pytest.importorskip(mod, reason="needs the server extra: pip install 'routekit[server]'")
-
-
-@pytest.fixture(scope="module")
-def up(deps):
-    received: list = []
-    with running(_fake_upstream_app(received)) as url:
-        yield url, received
+from _bench import slowloris
+from _fake_chat import _free_socket, running
 
 
 def _cfg(url, strong="strong", weak="weak", **kw):
@@ -52,11 +40,11 @@ def _chat(httpx_client, model, text="hello there", **kw):
 
 
 # -- fallbacks and retries -----------------------------------------------------------------------
-def test_fallback_on_5xx_connection_error_and_non_json(up):
+def test_fallback_on_5xx_connection_error_and_non_json(upstream):
     import httpx
     from routekit.server import create_app
 
-    url, _ = up
+    url, _ = upstream
     dead = _free_socket()  # bound, never listening: connection refused
     try:
         cases = [(_cfg(url, strong="broken"), "http_500"), (_cfg(url, strong="plain"), "not_json")]
@@ -82,11 +70,11 @@ def test_fallback_on_5xx_connection_error_and_non_json(up):
         dead.close()
 
 
-def test_no_fallback_when_off_and_non_json_is_502(up):
+def test_no_fallback_when_off_and_non_json_is_502(upstream):
     import httpx
     from routekit.server import create_app
 
-    url, _ = up
+    url, _ = upstream
     with running(create_app(_cfg(url, strong="plain", fallback=False))) as srv, httpx.Client(base_url=srv) as c:
         r = _chat(c, "router-random-p100")
         assert r.status_code == 502 and r.json()["error"]["code"] == "upstream_not_json"
@@ -97,11 +85,11 @@ def test_no_fallback_when_off_and_non_json_is_502(up):
         assert r.status_code == 404 and "x-routekit-fallback" not in r.headers
 
 
-def test_streaming_falls_back_only_before_the_first_chunk(up):
+def test_streaming_falls_back_only_before_the_first_chunk(upstream):
     import httpx
     from routekit.server import create_app
 
-    url, _ = up
+    url, _ = upstream
     with running(create_app(_cfg(url, strong="broken", weak="midfail"))) as srv, httpx.Client(base_url=srv) as c:
         r = _chat(c, "router-random-p100", "one two three", stream=True)  # strong fails before any chunk
         assert r.status_code == 200 and r.headers["x-routekit-fallback"] == "strong->weak"
@@ -116,11 +104,11 @@ def test_streaming_falls_back_only_before_the_first_chunk(up):
         assert sum(v for k, v in m.items() if k[0] == "routekit_fallbacks_total") == 1
 
 
-def test_sdk_max_retries_per_upstream(up):
+def test_sdk_max_retries_per_upstream(upstream):
     import httpx
     from routekit.server import ServerConfig, create_app
 
-    url, received = up
+    url, received = upstream
     cfg = ServerConfig(routers={"random": "random"}, preload=False, fallback=False,
                        strong=Upstream("big-model", f"{url}/flaky1/v1", api_key="k", max_retries=1),
                        weak=Upstream("small-model", f"{url}/flaky2/v1", api_key="k"))  # server default: 0
@@ -132,12 +120,12 @@ def test_sdk_max_retries_per_upstream(up):
 
 
 # -- decision log + report -------------------------------------------------------------------------
-def test_decision_log_and_report(up, tmp_path, capsys):
+def test_decision_log_and_report(upstream, tmp_path, capsys):
     import httpx
     from routekit import cli
     from routekit.server import create_app
 
-    url, _ = up
+    url, _ = upstream
     path = tmp_path / "decisions.jsonl"
     secret = "my secret prompt text that must not be logged"
     with running(create_app(_cfg(url, strong="broken", decision_log=str(path)))) as srv, \
@@ -203,11 +191,11 @@ def test_report_errors(tmp_path, capsys):
     (b'{"prompt": "a", "threshold": 1e400}', "out of range"),
     (b'{"prompt": "a", "threshold": NaN}', "NaN"),
 ])
-def test_strict_json_bodies_are_400(up, body, fragment):
+def test_strict_json_bodies_are_400(upstream, body, fragment):
     import httpx
     from routekit.server import create_app
 
-    with running(create_app(_cfg(up[0]))) as srv:
+    with running(create_app(_cfg(upstream[0]))) as srv:
         for path in ("/v1/route", "/v1/chat/completions"):
             r = httpx.post(srv + path, content=body, headers={"content-type": "application/json"})
             assert r.status_code == 400, r.text
@@ -223,32 +211,13 @@ def _slowloris(host, port, n):
     return socks
 
 
-def _closed_by_server(socks, wait):
-    deadline = time.time() + wait
-    closed = set()
-    while time.time() < deadline and len(closed) < len(socks):
-        for i, s in enumerate(socks):
-            if i in closed:
-                continue
-            s.settimeout(0.01)
-            try:
-                if s.recv(65536) == b"":  # (bytes of an earlier response are drained too)
-                    closed.add(i)
-            except socket.timeout:
-                pass
-            except OSError:
-                closed.add(i)
-        time.sleep(0.05)
-    return len(closed)
-
-
-def test_slowloris_connections_are_closed_and_capped(up):
+def test_slowloris_connections_are_closed_and_capped(upstream):
     """200 stalled partial requests against a cap of 50 connections and a 0.5 s read timeout:
     real requests are still answered, and every stalled socket is closed by the server."""
     import httpx
     from routekit.server import create_app
 
-    cfg = _cfg(up[0], read_timeout=0.5, max_connections=50)
+    cfg = _cfg(upstream[0], read_timeout=0.5, max_connections=50)
     with running(create_app(cfg), cfg) as srv:
         host, port = srv.removeprefix("http://").split(":")
         socks = _slowloris(host, int(port), 200)
@@ -258,7 +227,7 @@ def test_slowloris_connections_are_closed_and_capped(up):
                 for i in range(8):
                     assert c.post("/v1/route", json={"prompt": f"p{i}"}).status_code == 200
             assert time.perf_counter() - t0 < 4.0
-            assert _closed_by_server(socks, 3.0) == len(socks)
+            assert slowloris.closed_by_server(socks, 3.0) == len(socks)
             # a kept-alive client that stalls mid-request is cut too; a complete one is not
             s = socket.create_connection((host, int(port)))
             s.sendall(b'POST /v1/route HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n'
@@ -266,13 +235,13 @@ def test_slowloris_connections_are_closed_and_capped(up):
             s.settimeout(3)
             assert b"200 OK" in s.recv(4096)
             s.sendall(b"POST /v1/route HTTP/1.1\r\nHo")
-            assert _closed_by_server([s], 3.0) == 1
+            assert slowloris.closed_by_server([s], 3.0) == 1
         finally:
             for s in socks:
                 s.close()
 
 
-def test_serve_cli_errors_are_one_line(tmp_path, capsys, deps):
+def test_serve_cli_errors_are_one_line(tmp_path, capsys, server_deps):
     from routekit import cli
 
     bad_toml = tmp_path / "bad.toml"
@@ -290,7 +259,7 @@ def test_serve_cli_errors_are_one_line(tmp_path, capsys, deps):
         assert len(err) == 1 and err[0].startswith("routekit: error:") and fragment in err[0], (argv, err)
 
 
-def test_config_is_validated(deps):
+def test_config_is_validated(server_deps):
     from routekit.errors import BadInputError
     from routekit.server import ServerConfig
 
@@ -308,11 +277,11 @@ def test_config_is_validated(deps):
 
 
 # -- N-model: router-<name>-auto ------------------------------------------------------------------
-def test_auto_picks_among_configured_upstreams(up):
+def test_auto_picks_among_configured_upstreams(upstream):
     import httpx
     from routekit.server import ServerConfig, create_app
 
-    url, received = up
+    url, received = upstream
     mf = routekit.load("mf")
     prices = {"big-model": {"input": 10.0, "output": 30.0}, "small-model": {"input": 0.6, "output": 0.6},
               "mid-model": {"input": 8.0, "output": 24.0}, "tiny-model": {"input": 0.1, "output": 0.1}}

@@ -14,11 +14,8 @@ from routekit.cli import main
 from routekit.errors import BadArtifactError, BadInputError
 
 
-@pytest.fixture(scope="module")
-def linear_copy(tmp_path_factory):
-    """A copy of the shipped linear artifact (hard links for the big files: cheap)."""
-    src = artifact.shipped()["linear"]
-    dst = tmp_path_factory.mktemp("art") / "linear"
+def _linked_copy(src, dst):
+    """``dst``: a copy of the artifact ``src`` whose manifest is its own file and the rest hard links."""
     dst.mkdir()
     for p in src.iterdir():
         if p.name == "manifest.json":
@@ -28,16 +25,15 @@ def linear_copy(tmp_path_factory):
     return dst
 
 
+@pytest.fixture(scope="module")
+def linear_copy(tmp_path_factory):
+    """A copy of the shipped linear artifact (hard links for the big files: cheap)."""
+    return _linked_copy(artifact.shipped()["linear"], tmp_path_factory.mktemp("art") / "linear")
+
+
 @pytest.fixture()
 def art(linear_copy, tmp_path):
-    out = tmp_path / "a"
-    out.mkdir()
-    for p in linear_copy.iterdir():
-        if p.name == "manifest.json":
-            shutil.copyfile(p, out / p.name)
-        else:
-            os.link(p, out / p.name)
-    return out
+    return _linked_copy(linear_copy, tmp_path / "a")
 
 
 def _edit(folder, fn, *, seal=False):

@@ -23,7 +23,7 @@ from routekit.client import (RouterCache, RouteSpec, UnknownRouterError, Upstrea
                              prompt_from_messages)
 from routekit.errors import BadInputError
 
-from _fake_chat import _fake_upstream_app, _free_socket, running
+from _fake_chat import _free_socket, running
 
 PROMPTS = ["hi, how are you?", "Prove that there are infinitely many primes.",
            "Write a Rust function that parses ISO-8601 durations, with tests.", "What is 2 + 2?",
@@ -128,19 +128,6 @@ def test_serve_without_extra_gives_install_hint(monkeypatch, capsys):
 
 
 # -- servers on loopback (helpers in _fake_chat.py) ----------------------------------------------
-@pytest.fixture(scope="module")
-def server_deps():
-    for mod in ("fastapi", "uvicorn", "openai", "httpx"):
-        pytest.importorskip(mod, reason="needs the server extra: pip install 'routekit[server]'")
-
-
-@pytest.fixture(scope="module")
-def upstream(server_deps):
-    received: list = []
-    with running(_fake_upstream_app(received)) as url:
-        yield url, received
-
-
 def _config(upstream_url, **kw):
     from routekit.server import ServerConfig
 

@@ -1,7 +1,8 @@
 """Convert trained router checkpoints (e.g. RouteLLM's published ones) into routekit artifacts.
 
 ``convert_bert``: a Hugging Face sequence-classification folder with 3 labels (``config.json``,
-weights, and a fast tokenizer) → ONNX (+ optional dynamic int8) → a routekit ``bert`` artifact.
+weights, and a fast tokenizer) → ONNX (optimum's exporter; optional dynamic int8 through optimum's
+``ORTQuantizer``) → a routekit ``bert`` artifact.
 The label order is RouteLLM's (its ``BERTRouter`` returns 1 − P(label 1) − P(label 2), commented
 "tie, tier 2 wins"): ``0 = strong wins, 1 = tie, 2 = weak wins``; routekit's own ``train-bert``
 uses the same order.
@@ -23,36 +24,11 @@ from .errors import ExportError
 
 
 
-def _classifier_module(model):
-    import torch
+def export_classifier_onnx(model, out: Path) -> Path:
+    """A sequence classifier -> ONNX (optimum), dynamic batch and sequence axes, output ``logits``."""
+    from .onnx_export import export_hf
 
-    class Logits(torch.nn.Module):
-        """(input_ids, attention_mask) -> logits; token types are all 0 (single-segment input)."""
-
-        def __init__(self):
-            super().__init__()
-            self.model = model
-
-        def forward(self, input_ids, attention_mask):
-            return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
-
-    return Logits().eval()
-
-
-def export_classifier_onnx(model, out: Path, opset: int = 17) -> Path:
-    """torch.onnx export (legacy exporter) of a sequence classifier, dynamic batch and sequence axes."""
-    import torch
-
-    ids = torch.tensor([[2, 5, 6, 3], [2, 5, 3, 0]], dtype=torch.long)  # small ids: valid for any vocab
-    mask = (ids != 0).long()
-    with torch.no_grad():
-        torch.onnx.export(
-            _classifier_module(model), (ids, mask), str(out), input_names=["input_ids", "attention_mask"],
-            output_names=["logits"], opset_version=opset, dynamo=False,
-            dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
-                          "logits": {0: "batch"}},
-        )
-    return out
+    return export_hf(model, out, task="text-classification")
 
 
 def drop_attention_mask(src: Path, dst: Path) -> bool:
@@ -119,8 +95,9 @@ def _same_one_prompt_outputs(a: Path, b: Path, tol: float = 1e-5) -> bool:
     rng = np.random.default_rng(0)
     for n in (1, 5, 37):
         ids = rng.integers(1, 100, (1, n)).astype(np.int64)  # small ids: valid for any vocab
-        feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
-        if np.abs(sa.run(None, feeds)[0] - sb.run(None, feeds)[0]).max() > tol:
+        feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+        outs = [s.run(None, {i.name: feeds[i.name] for i in s.get_inputs()})[0] for s in (sa, sb)]
+        if np.abs(outs[0] - outs[1]).max() > tol:
             return False
     return True
 
@@ -174,7 +151,7 @@ def convert_bert(checkpoint_dir, out_dir, int8: bool = False, *, max_length: int
     """
     from .build import calibrate_in_place, pair_fields
     from .bert import load_classifier
-    from .encoder import quantize_int8
+    from .onnx_export import quantize_int8
 
     checkpoint_dir, out_dir = Path(checkpoint_dir), Path(out_dir)
     artifact.check_output_dir(out_dir, overwrite=overwrite, inputs=[checkpoint_dir])

@@ -230,4 +230,5 @@ def read_prompts(path: Path, field_name: str = "prompt") -> list[str]:
     path = Path(path)
     if path.suffix == ".jsonl":
         return [row[field_name] for _, row in read_jsonl(path, (field_name,))]
-    return [line.rstrip("\n") for line in open(path, encoding="utf-8") if line.strip()]
+    with open(path, encoding="utf-8") as f:
+        return [line.rstrip("\n") for line in f if line.strip()]

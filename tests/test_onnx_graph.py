@@ -1,5 +1,6 @@
 """routekit.onnx_graph writes ONNX protobuf bytes by hand (no ``onnx`` at run time); ``onnx.checker``
-checks that what it writes is a valid model, for the int8 inner product and the whole SW head."""
+checks that what it writes is a valid model, for every graph built with it: the int8 inner product and
+the whole SW head (both weightings, one count block and several)."""
 
 from __future__ import annotations
 
@@ -56,6 +57,20 @@ def test_sw_head_graph_is_valid_onnx(written, weighting):
     assert [o.name for o in model.graph.output] == ["W", "theta", "step", "sims"]
     # the contrib op the Newton steps use is declared in its own opset
     assert {o.domain for o in model.opset_import} == {"", "com.microsoft"}
+
+
+def test_sw_head_graph_with_count_blocks_is_valid_onnx(written):
+    """Prompts with disjoint battle patterns give several count blocks: Slice + Concat in the head."""
+    rng = np.random.default_rng(3)
+    n = 200
+    emb = rng.standard_normal((n, 16)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    prompt = np.repeat(np.arange(n), 3)
+    a = np.where(prompt < n // 2, 0, 2)  # the first half battles tiers 0 v 1, the second half 2 v 3
+    m = SWModel(emb, prompt, a, a + 1, rng.choice([0.0, 0.5, 1.0], prompt.size), 4, weighting="paper")
+    assert m._head is not None and len(m.blocks) == 2
+    ops = {n.op_type for n in _check(written[-1]).graph.node}
+    assert {"Slice", "Concat", "MatMulInteger", "Inverse"} <= ops
 
 
 def test_a_name_defined_twice_is_refused():

@@ -12,6 +12,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from .errors import ExportError
+
 #: opset of every export (optimum's recommended minimum for BERT-family models)
 OPSET = 18
 
@@ -35,6 +37,8 @@ def export_hf(model, out: Path, *, task: str) -> Path:
             onnx_export_from_model(model, tmp, task=task, opset=OPSET, do_validation=False, no_post_process=True)
         finally:
             model.config._name_or_path = name
+        if (Path(tmp) / "model.onnx_data").exists():  # ONNX's 2 GB protobuf limit: weights beside the graph
+            raise ExportError(f"{type(model).__name__}: over 2 GB as ONNX; routekit artifacts hold one-file graphs")
         os.replace(Path(tmp) / "model.onnx", out)
     return out
 

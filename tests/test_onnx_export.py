@@ -123,3 +123,16 @@ def test_ortquantizer_writes_what_quantize_dynamic_writes(tmp_path):
     ids, mask = _batch(3)
     rows = np.concatenate([_run(ours, ids[i:i + 1], mask[i:i + 1]) for i in range(3)])
     np.testing.assert_allclose(rows, _run(fp32, ids, mask), atol=0.05)
+
+
+def test_a_graph_with_external_weights_is_refused(tmp_path, monkeypatch):
+    """Over 2 GB optimum writes the weights beside the graph (forced here for a tiny model):
+    an artifact holds one-file graphs, so the export stops with a clear error and leaves nothing."""
+    from transformers import BertModel
+
+    from routekit_export.errors import ExportError
+
+    monkeypatch.setenv("FORCE_ONNX_EXTERNAL_DATA", "1")
+    with pytest.raises(ExportError, match="over 2 GB"):
+        export_hf(BertModel(_tiny_config(), add_pooling_layer=False), tmp_path / "m.onnx", task="feature-extraction")
+    assert list(tmp_path.iterdir()) == []

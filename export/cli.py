@@ -10,52 +10,127 @@ from pathlib import Path
 CONVERT_KINDS = ("bert", "mf", "causal")  # convert-routellm --kind K calls convert.convert_K
 
 
-def _parser() -> argparse.ArgumentParser:
-    from .data import default_data_dir
+def _commands() -> dict:
+    """Every ``routekit-export`` command, in ``--help`` order: name -> (``add(sub)`` adds its parser
+    to the subparsers, ``run(args)`` runs it and returns the exit status).  The one registration
+    place: the parser and the dispatch are both built from it."""
+    from . import causal, fit_build, label, linear, recalibrate
 
-    p = argparse.ArgumentParser(prog="routekit-export", description=__doc__)
+    return {
+        "encoder": (_add_encoder, _run_encoder),
+        "static-encoder": (_add_static_encoder, _run_static_encoder),
+        "train-mf": (_add_train_mf, _run_train_mf),
+        "train-sw": (_add_train_sw, _run_train_sw),
+        "train-bert": (_add_train_bert, _run_train_bert),
+        "convert-routellm": (_add_convert_routellm, _convert_routellm),
+        "train-causal": (causal.add_cli, causal.run_cli),
+        "train-linear": (linear.add_cli, linear.run_cli),
+        "recalibrate": (recalibrate.add_cli, recalibrate.run_cli),
+        "fit": (fit_build.add_cli, fit_build.run_cli),
+        "label": (label.add_cli, label.run_cli),
+    }
+
+
+def _parser(commands: dict | None = None) -> argparse.ArgumentParser:
+    from routekit._cli_common import Parser  # routekit's help formatter: every option says its default
+
+    p = Parser(prog="routekit-export", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
+    for add, _ in (commands or _commands()).values():
+        add(sub)
+    return p
 
+
+def _add_encoder(sub) -> None:
     e = sub.add_parser("encoder", help="export the MiniLM-L6 encoder to ONNX (pooling + L2 norm in the graph)")
-    e.add_argument("--out", type=Path, required=True)
+    e.add_argument("--out", type=Path, required=True, help="encoder folder to write")
     e.add_argument("--fp32", action="store_true", help="keep fp32 weights (default: int8 dynamic, per-channel)")
-    e.add_argument("--max-length", type=int, default=256)
+    e.add_argument("--max-length", type=int, default=256, help="token limit")
     e.add_argument("--force", action="store_true", help="replace --out if it exists")
 
+
+def _run_encoder(args) -> int:
+    from .build import build_encoder
+
+    out = build_encoder(args.out, int8=not args.fp32, max_length=args.max_length, overwrite=args.force)
+    print(f"wrote {out}")
+    return 0
+
+
+def _add_static_encoder(sub) -> None:
     st = sub.add_parser("static-encoder", help="distil a static token-embedding table (ultra-fast tier)")
     st.add_argument("--encoder", type=Path, required=True, help="neural encoder folder to distil from")
-    st.add_argument("--out", type=Path, required=True)
-    st.add_argument("--dim", type=int, default=None, help="PCA-reduce the table to this many columns")
-    st.add_argument("--max-length", type=int, default=512)
+    st.add_argument("--out", type=Path, required=True, help="static encoder folder to write")
+    st.add_argument("--dim", type=int, default=None,
+                    help="PCA-reduce the table to this many columns (default: keep the encoder's width)")
+    st.add_argument("--max-length", type=int, default=512, help="token limit")
     st.add_argument("--fp16", action="store_true", help="store the table as float16 (half the size)")
-    st.add_argument("--force", action="store_true")
+    st.add_argument("--force", action="store_true", help="replace --out if it exists")
 
-    def common(sp):
-        sp.add_argument("--data", type=Path, default=default_data_dir(), help="data folder (default: %(default)s)")
-        sp.add_argument("--encoder", type=Path, required=True, help="folder written by `routekit-export encoder`")
-        sp.add_argument("--out", type=Path, required=True)
-        sp.add_argument("--name", default=None, help="artifact name in the manifest (default: the --out folder name)")
-        sp.add_argument("--allow-noncommercial", action="store_true",
-                        help="also train on CC BY-NC rows (AlpacaEval): research artifacts only")
-        sp.add_argument("--limit", type=int, default=None, help="use only the first N battles (smoke tests)")
-        sp.add_argument("--extra-battles", action="append", default=[], metavar="SRC",
-                        help="more battles in the Hugging Face arena schema: a local .jsonl/.parquet file, "
-                             "or hf:<dataset> (e.g. hf:lmsys/lmsys-arena-human-preference-55k; needs network)")
-        sp.add_argument("--calib-limit", type=int, default=None, help="calibrate on the first N prompts only")
-        sp.add_argument("--threads", type=int, default=None)
-        sp.add_argument("--force", action="store_true", help="replace --out if it exists")
 
+def _run_static_encoder(args) -> int:
+    from .static import distill
+
+    out = distill(args.encoder, args.out, dim=args.dim, max_length=args.max_length, overwrite=args.force,
+                  fp16=args.fp16)
+    print(f"wrote {out}")
+    return 0
+
+
+def _train_options(sp) -> None:
+    """The options train-mf and train-sw share."""
+    from .data import default_data_dir
+
+    sp.add_argument("--data", type=Path, default=default_data_dir(), help="data folder")
+    sp.add_argument("--encoder", type=Path, required=True, help="folder written by `routekit-export encoder`")
+    sp.add_argument("--out", type=Path, required=True, help="artifact folder to write")
+    sp.add_argument("--name", default=None, help="artifact name in the manifest (default: the --out folder name)")
+    sp.add_argument("--allow-noncommercial", action="store_true",
+                    help="also train on CC BY-NC rows (AlpacaEval): research artifacts only")
+    sp.add_argument("--limit", type=int, default=None,
+                    help="use only the first N battles, smoke tests (default: all)")
+    sp.add_argument("--extra-battles", action="append", default=[], metavar="SRC",
+                    help="more battles in the Hugging Face arena schema: a local .jsonl/.parquet file, "
+                         "or hf:<dataset> (e.g. hf:lmsys/lmsys-arena-human-preference-55k; needs network); "
+                         "repeatable (default: none)")
+    sp.add_argument("--calib-limit", type=int, default=None,
+                    help="calibrate on the first N prompts only (default: all)")
+    sp.add_argument("--threads", type=int, default=None,
+                    help="onnxruntime threads for embedding (default: all cores)")
+    sp.add_argument("--force", action="store_true", help="replace --out if it exists")
+
+
+def _add_train_mf(sub) -> None:
+    from .mf import MFConfig
+
+    d = MFConfig()
     m = sub.add_parser("train-mf", help="train a matrix-factorisation router and write its artifact")
-    common(m)
-    m.add_argument("--epochs", type=int, default=10)
-    m.add_argument("--hidden", type=int, default=128)
-    m.add_argument("--lr", type=float, default=3e-4)
-    m.add_argument("--batch-size", type=int, default=64)
-    m.add_argument("--weight-decay", type=float, default=1e-5)
-    m.add_argument("--seed", type=int, default=0)
+    _train_options(m)
+    m.add_argument("--epochs", type=int, default=d.epochs, help="passes over the battles")
+    m.add_argument("--hidden", type=int, default=d.hidden, help="width of the prompt projection")
+    m.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate")
+    m.add_argument("--batch-size", type=int, default=d.batch_size, help="battles per step")
+    m.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay")
+    m.add_argument("--seed", type=int, default=d.seed, help="seed of the split and the initialisation")
 
+
+def _run_train_mf(args) -> int:
+    from .build import build_mf
+    from .mf import MFConfig
+
+    cfg = MFConfig(hidden=args.hidden, lr=args.lr, batch_size=args.batch_size, epochs=args.epochs,
+                   weight_decay=args.weight_decay, seed=args.seed)
+    metrics = build_mf(args.out, encoder_dir=args.encoder, data_dir=args.data, cfg=cfg,
+                       allow_noncommercial=args.allow_noncommercial, limit=args.limit,
+                       calib_limit=args.calib_limit, overwrite=args.force,
+                       name=args.name or args.out.name, threads=args.threads, extra=args.extra_battles)
+    print(json.dumps({"artifact": str(args.out), **metrics["final"]}, indent=2))
+    return 0
+
+
+def _add_train_sw(sub) -> None:
     w = sub.add_parser("train-sw", help="build a similarity-weighted (SW) ranking router artifact")
-    common(w)
+    _train_options(w)
     w.add_argument("--tiers", type=int, default=10, help="model tiers (paper: 10)")
     w.add_argument("--gamma", default="cv",
                    help="weight base γ (a number > 1), or 'cv' (default): pick the weighting and γ by "
@@ -66,12 +141,33 @@ def _parser() -> argparse.ArgumentParser:
                    help="FAISS index shipped as sw.faiss for mode='fast' (auto: flat fp16, HNSW above 50k prompts; "
                         "none: a flat index is built at load)")
     w.add_argument("--k", type=int, default=256, help="default top-k of mode='fast'")
-    w.add_argument("--embed-dtype", choices=("float32", "float16"), default="float32")
-    w.add_argument("--cv-folds", type=int, default=5)
+    w.add_argument("--embed-dtype", choices=("float32", "float16"), default="float32",
+                   help="dtype of the stored prompt embeddings")
+    w.add_argument("--cv-folds", type=int, default=5, help="folds of the --gamma cv search")
 
+
+def _run_train_sw(args) -> int:
+    from .sw import SWConfig, build_sw
+
+    gamma = args.gamma if args.gamma == "cv" else float(args.gamma)
+    cfg = SWConfig(tiers=args.tiers, weighting=args.weighting, gamma=gamma, k=args.k, index=args.index,
+                   embed_dtype=args.embed_dtype, cv_folds=args.cv_folds)
+    info = build_sw(args.out, encoder_dir=args.encoder, data_dir=args.data, cfg=cfg,
+                    allow_noncommercial=args.allow_noncommercial, limit=args.limit,
+                    calib_limit=args.calib_limit, overwrite=args.force,
+                    name=args.name or args.out.name, threads=args.threads, extra=args.extra_battles)
+    print(json.dumps({"artifact": str(args.out), **info}, indent=2))
+    return 0
+
+
+def _add_train_bert(sub) -> None:
+    from .bert import BertTrainConfig
+    from .data import default_data_dir
+
+    d = BertTrainConfig()
     b = sub.add_parser("train-bert", help="fine-tune the MiniLM-L6 BERT classifier router (3 labels) and export it")
-    b.add_argument("--data", type=Path, default=default_data_dir(), help="data folder (default: %(default)s)")
-    b.add_argument("--out", type=Path, required=True)
+    b.add_argument("--data", type=Path, default=default_data_dir(), help="data folder")
+    b.add_argument("--out", type=Path, required=True, help="artifact folder to write")
     b.add_argument("--work", type=Path, default=None,
                    help="checkpoint folder (default: OUT.train); --resume continues from it")
     b.add_argument("--resume", action="store_true", help="continue training from the checkpoint in --work")
@@ -83,81 +179,107 @@ def _parser() -> argparse.ArgumentParser:
                    help="fine-tune a tiny random BERT (2 layers, 32-d, WordPiece trained on the data): smoke tests")
     b.add_argument("--int8", action="store_true", help="dynamic per-channel int8 ONNX (scored one prompt at a time)")
     b.add_argument("--layers", type=int, default=None,
-                   help="keep only the first N encoder layers of --base before fine-tuning (CPU time ~ N)")
+                   help="keep only the first N encoder layers of --base before fine-tuning (CPU time ~ N; "
+                        "default: all)")
     b.add_argument("--teacher", type=Path, default=None,
-                   help="a trained classifier folder: train on its soft labels (distillation)")
+                   help="a trained classifier folder: train on its soft labels (distillation; default: none)")
     b.add_argument("--distill-alpha", type=float, default=1.0,
-                   help="weight of the teacher's labels against the data's (default: %(default)s)")
+                   help="weight of the teacher's labels against the data's")
     b.add_argument("--distill-prompts", type=Path, default=None,
                    help="with --teacher: extra unlabelled prompts (JSONL with 'prompt', or one per line) "
-                        "trained on the teacher's labels only")
-    b.add_argument("--steps", type=int, default=2000)
-    b.add_argument("--lr", type=float, default=1e-5)
-    b.add_argument("--weight-decay", type=float, default=0.01)
-    b.add_argument("--batch-size", type=int, default=16)
-    b.add_argument("--max-length", type=int, default=256)
-    b.add_argument("--warmup", type=float, default=0.0, help="warm-up fraction of the steps (linear decay after)")
-    b.add_argument("--tier-width", type=float, default=0.06,
+                        "trained on the teacher's labels only (default: none)")
+    b.add_argument("--steps", type=int, default=d.steps, help="optimizer steps")
+    b.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate")
+    b.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay")
+    b.add_argument("--batch-size", type=int, default=d.batch_size, help="prompts per step")
+    b.add_argument("--max-length", type=int, default=d.max_length, help="token limit")
+    b.add_argument("--warmup", type=float, default=d.warmup_fraction,
+                   help="warm-up fraction of the steps (linear decay after)")
+    b.add_argument("--tier-width", type=float, default=d.tier_width,
                    help="win-fraction distance that puts a model on the strong/weak side (0: the pair only)")
     b.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
                    help="stop after this many minutes of training in total, earlier runs included "
-                        "(checkpointed; --resume with a larger budget, or none, continues)")
-    b.add_argument("--save-every", type=int, default=100)
-    b.add_argument("--val-fraction", type=float, default=0.05)
-    b.add_argument("--seed", type=int, default=0)
+                        "(checkpointed; --resume with a larger budget, or none, continues; default: no limit)")
+    b.add_argument("--save-every", type=int, default=d.save_every, help="checkpoint every N steps")
+    b.add_argument("--val-fraction", type=float, default=d.val_fraction, help="share of prompts held out")
+    b.add_argument("--seed", type=int, default=d.seed, help="seed of the split and the shuffling")
     b.add_argument("--name", default=None, help="artifact name in the manifest (default: the --out folder name)")
     b.add_argument("--allow-noncommercial", action="store_true",
                    help="also train on CC BY-NC rows (AlpacaEval): research artifacts only")
-    b.add_argument("--limit", type=int, default=None, help="read only the first N battles / N/2 golden rows")
-    b.add_argument("--calib-limit", type=int, default=None)
-    b.add_argument("--threads", type=int, default=None, help="torch threads for training")
+    b.add_argument("--limit", type=int, default=None,
+                   help="read only the first N battles / N/2 golden rows (default: all)")
+    b.add_argument("--calib-limit", type=int, default=None,
+                   help="calibrate on the first N prompts only (default: all)")
+    b.add_argument("--threads", type=int, default=None, help="torch threads for training (default: torch's)")
     b.add_argument("--force", action="store_true", help="replace --out if it exists")
-    _add_convert_routellm(sub)
-    from .causal import add_cli as _add_train_causal
 
-    _add_train_causal(sub)
-    from .linear import add_cli as _add_train_linear
 
-    _add_train_linear(sub)
-    from .recalibrate import add_cli as _add_recalibrate
+def _run_train_bert(args) -> int:
+    from .bert import BertTrainConfig, build_bert, load_examples, tiny_base_model
+    from .data import read_prompts
 
-    _add_recalibrate(sub)
-    from .fit_build import add_cli as _add_fit
-
-    _add_fit(sub)
-    from .label import add_cli as _add_label
-
-    _add_label(sub)
-    return p
+    cfg = BertTrainConfig(lr=args.lr, weight_decay=args.weight_decay, batch_size=args.batch_size,
+                          steps=args.steps, max_length=args.max_length, warmup_fraction=args.warmup,
+                          val_fraction=args.val_fraction, seed=args.seed, tier_width=args.tier_width,
+                          time_budget_s=None if args.time_budget is None else 60.0 * args.time_budget,
+                          save_every=args.save_every, threads=args.threads)
+    work = args.work or args.out.with_name(args.out.name + ".train")
+    base, ex = args.base, None
+    if args.tiny and base is None:
+        base = work / "tiny-base"
+        if not (base / "config.json").is_file():
+            ex = load_examples(args.data, allow_noncommercial=args.allow_noncommercial,
+                               tier_width=args.tier_width, limit=args.limit)
+            tiny_base_model(base, ex.prompts[:2000])
+    metrics = build_bert(args.out, data_dir=args.data, work_dir=work, cfg=cfg, base_dir=base,
+                         int8=args.int8, allow_noncommercial=args.allow_noncommercial, limit=args.limit,
+                         calib_limit=args.calib_limit, resume=args.resume, overwrite=args.force,
+                         name=args.name or args.out.name, layers=args.layers,
+                         teacher_dir=args.teacher, distill_alpha=args.distill_alpha,
+                         distill_prompts=None if args.distill_prompts is None else
+                         (read_prompts(args.distill_prompts), str(args.distill_prompts)),
+                         base_license=args.base_license, examples=ex)
+    print(json.dumps({"artifact": str(args.out), "steps": metrics["steps_done"],
+                      "stopped_by_time_budget": metrics["stopped_by_time_budget"],
+                      "train_wall_s": metrics["train_wall_s"], "val": metrics["val"]}, indent=2))
+    return 0
 
 
 def _add_convert_routellm(sub) -> None:
     c = sub.add_parser("convert-routellm",
                        help="convert a RouteLLM checkpoint folder (BERT, MF or causal) into a routekit artifact")
-    c.add_argument("--kind", choices=CONVERT_KINDS, required=True)
+    c.add_argument("--kind", choices=CONVERT_KINDS, required=True, help="what the checkpoint is")
     c.add_argument("--checkpoint", type=Path, required=True, help="the downloaded checkpoint folder")
-    c.add_argument("--out", type=Path, required=True)
+    c.add_argument("--out", type=Path, required=True, help="artifact folder to write")
     c.add_argument("--name", default=None, help="artifact name in the manifest (default: the --out folder name)")
     c.add_argument("--strong", default=None, help="default strong model of the artifact")
     c.add_argument("--weak", default=None, help="default weak model of the artifact")
     c.add_argument("--int8", action="store_true", default=None, help="bert/causal: dynamic int8 weights")
-    c.add_argument("--max-length", type=int, default=None, help="bert/causal: token limit")
+    c.add_argument("--max-length", type=int, default=None,
+                   help="bert/causal: token limit (default: from the checkpoint)")
     c.add_argument("--models", default=None,
                    help="mf: JSON file with the model table (list in id order or {name: id}); default RouteLLM's 64")
     c.add_argument("--embedding-model", default=None, help="mf: embeddings model (default text-embedding-3-small)")
     c.add_argument("--base-url", default=None,
                    help="mf: OpenAI-compatible embeddings endpoint stored in the artifact (default: the client's)")
     c.add_argument("--api-key-env", default=None, help="mf: variable holding the API key (default OPENAI_API_KEY)")
-    c.add_argument("--dimensions", type=int, default=None, help="mf: 'dimensions' sent to the embeddings API")
+    c.add_argument("--dimensions", type=int, default=None,
+                   help="mf: 'dimensions' sent to the embeddings API (default: none sent)")
     c.add_argument("--calibration-prompts", type=Path, default=None,
-                   help="calibrate on these prompts (.jsonl with 'prompt' or one per line); mf: calls the API")
-    c.add_argument("--calibration-limit", type=int, default=None, help="use the first N calibration prompts")
+                   help="calibrate on these prompts (.jsonl with 'prompt' or one per line); mf: calls the API "
+                        "(default: no calibration)")
+    c.add_argument("--calibration-limit", type=int, default=None,
+                   help="use the first N calibration prompts (default: all)")
     c.add_argument("--calibration-embeddings", type=Path, default=None,
-                   help="mf: calibrate on precomputed prompt embeddings (.npy, n × 1536) instead")
-    c.add_argument("--source", default=None, help="where the checkpoint came from (stored in the manifest)")
-    c.add_argument("--license", default=None, help="licence of the checkpoint (stored in the manifest)")
+                   help="mf: calibrate on precomputed prompt embeddings (.npy, n × 1536) instead "
+                        "(default: none)")
+    c.add_argument("--source", default=None,
+                   help="where the checkpoint came from (stored in the manifest; default: not recorded)")
+    c.add_argument("--license", default=None,
+                   help="licence of the checkpoint (stored in the manifest; default: not recorded)")
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra keyword for the converter (VALUE parsed as JSON when it can be)")
+                   help="extra keyword for the converter (VALUE parsed as JSON when it can be; repeatable; "
+                        "default: none)")
     c.add_argument("--force", action="store_true", default=None, help="replace --out if it exists")
 
 
@@ -214,97 +336,13 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; an export error (any RoutekitError, ExportError included) is one line, exit 2."""
     from routekit.errors import RoutekitError
 
-    args = _parser().parse_args(argv)
+    commands = _commands()
+    args = _parser(commands).parse_args(argv)
     try:
-        return _run(args)
+        return commands[args.command][1](args)
     except (RoutekitError, FileExistsError) as exc:
         print(f"routekit-export: error: {exc}", file=sys.stderr)
         return 2
-
-
-def _run(args) -> int:
-    if args.command == "convert-routellm":
-        return _convert_routellm(args)
-    if args.command == "train-causal":
-        from .causal import run_cli
-
-        return run_cli(args)
-    if args.command == "label":
-        from .label import run_cli as _run_label
-
-        return _run_label(args)
-    if args.command == "fit":
-        from .fit_build import run_cli as _run_fit
-
-        return _run_fit(args)
-    if args.command == "train-linear":
-        from .linear import run_cli as _run_linear
-
-        return _run_linear(args)
-    if args.command == "recalibrate":
-        from .recalibrate import run_cli as _run_recalibrate
-
-        return _run_recalibrate(args)
-    if args.command == "encoder":
-        from .build import build_encoder
-
-        out = build_encoder(args.out, int8=not args.fp32, max_length=args.max_length, overwrite=args.force)
-        print(f"wrote {out}")
-    elif args.command == "static-encoder":
-        from .static import distill
-
-        print(f"wrote {distill(args.encoder, args.out, dim=args.dim, max_length=args.max_length, overwrite=args.force, fp16=args.fp16)}")
-    elif args.command == "train-mf":
-        from .build import build_mf
-        from .mf import MFConfig
-
-        cfg = MFConfig(hidden=args.hidden, lr=args.lr, batch_size=args.batch_size, epochs=args.epochs,
-                       weight_decay=args.weight_decay, seed=args.seed)
-        metrics = build_mf(args.out, encoder_dir=args.encoder, data_dir=args.data, cfg=cfg,
-                           allow_noncommercial=args.allow_noncommercial, limit=args.limit,
-                           calib_limit=args.calib_limit, overwrite=args.force,
-                           name=args.name or args.out.name, threads=args.threads, extra=args.extra_battles)
-        print(json.dumps({"artifact": str(args.out), **metrics["final"]}, indent=2))
-    elif args.command == "train-sw":
-        from .sw import SWConfig, build_sw
-
-        gamma = args.gamma if args.gamma == "cv" else float(args.gamma)
-        cfg = SWConfig(tiers=args.tiers, weighting=args.weighting, gamma=gamma, k=args.k, index=args.index,
-                       embed_dtype=args.embed_dtype, cv_folds=args.cv_folds)
-        info = build_sw(args.out, encoder_dir=args.encoder, data_dir=args.data, cfg=cfg,
-                        allow_noncommercial=args.allow_noncommercial, limit=args.limit,
-                        calib_limit=args.calib_limit, overwrite=args.force,
-                        name=args.name or args.out.name, threads=args.threads, extra=args.extra_battles)
-        print(json.dumps({"artifact": str(args.out), **info}, indent=2))
-    elif args.command == "train-bert":
-        from .bert import BertTrainConfig, build_bert, load_examples, tiny_base_model
-        from .data import read_prompts
-
-        cfg = BertTrainConfig(lr=args.lr, weight_decay=args.weight_decay, batch_size=args.batch_size,
-                              steps=args.steps, max_length=args.max_length, warmup_fraction=args.warmup,
-                              val_fraction=args.val_fraction, seed=args.seed, tier_width=args.tier_width,
-                              time_budget_s=None if args.time_budget is None else 60.0 * args.time_budget,
-                              save_every=args.save_every, threads=args.threads)
-        work = args.work or args.out.with_name(args.out.name + ".train")
-        base, ex = args.base, None
-        if args.tiny and base is None:
-            base = work / "tiny-base"
-            if not (base / "config.json").is_file():
-                ex = load_examples(args.data, allow_noncommercial=args.allow_noncommercial,
-                                   tier_width=args.tier_width, limit=args.limit)
-                tiny_base_model(base, ex.prompts[:2000])
-        metrics = build_bert(args.out, data_dir=args.data, work_dir=work, cfg=cfg, base_dir=base,
-                             int8=args.int8, allow_noncommercial=args.allow_noncommercial, limit=args.limit,
-                             calib_limit=args.calib_limit, resume=args.resume, overwrite=args.force,
-                             name=args.name or args.out.name, layers=args.layers,
-                             teacher_dir=args.teacher, distill_alpha=args.distill_alpha,
-                             distill_prompts=None if args.distill_prompts is None else
-                             (read_prompts(args.distill_prompts), str(args.distill_prompts)),
-                             base_license=args.base_license, examples=ex)
-        print(json.dumps({"artifact": str(args.out), "steps": metrics["steps_done"],
-                          "stopped_by_time_budget": metrics["stopped_by_time_budget"],
-                          "train_wall_s": metrics["train_wall_s"], "val": metrics["val"]}, indent=2))
-    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

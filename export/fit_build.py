@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import shutil
@@ -151,7 +150,7 @@ def _write_bert(inp, out, calibration, name, overwrite, work, training, metrics_
 
 
 def add_cli(sub) -> None:
-    p = sub.add_parser("fit", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = sub.add_parser("fit",
                        help="fit a router for your own strong/weak pair from your own labels (CV picks the kind)")
     p.add_argument("--labels", type=Path, required=True,
                    help="JSONL of {prompt, <strong>: q, <weak>: q} / {prompt, scores: {...}} / "
@@ -171,11 +170,11 @@ def add_cli(sub) -> None:
     p.add_argument("--encoder", default=None,
                    help="encoder folder (routekit-export encoder) or artifact to take the encoder from "
                         "(default: the shipped MiniLM int8 encoder)")
-    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds")
     p.add_argument("--bert-steps", type=int, default=600, help="fine-tuning steps per BERT fit")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the folds and the fits")
     p.add_argument("--name", default=None, help="artifact name in the manifest (default: the folder name)")
-    p.add_argument("--threads", type=int, default=None, help="onnxruntime threads for embedding")
+    p.add_argument("--threads", type=int, default=None, help="onnxruntime threads for embedding (default: all cores)")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
 
 

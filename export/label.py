@@ -21,7 +21,6 @@ thread pool (``--concurrency``) with the SDK's retries (``--max-retries``, with 
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -256,14 +255,14 @@ def run(args) -> dict:
 
 
 def add_cli(sub) -> None:
-    p = sub.add_parser("label", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = sub.add_parser("label",
                        help="answers from both models + an LLM judge's verdicts -> a label file for `fit` "
                             "(OpenAI-compatible endpoints; pip install 'routekit[openai]')")
     p.add_argument("--prompts", type=Path, required=True, help=".jsonl with 'prompt' (+ optional 'reference') "
                                                                 "or a text file, one prompt per line")
-    p.add_argument("--strong-model", required=True)
-    p.add_argument("--weak-model", required=True)
-    p.add_argument("--judge-model", required=True)
+    p.add_argument("--strong-model", required=True, help="the strong model's name at its endpoint")
+    p.add_argument("--weak-model", required=True, help="the weak model's name at its endpoint")
+    p.add_argument("--judge-model", required=True, help="the judge model's name at its endpoint")
     p.add_argument("--out", type=Path, required=True, help="label file to write (JSONL that `fit --labels` reads)")
     p.add_argument("--mode", choices=("pairwise", "single"), default="pairwise",
                    help="pairwise: compare both answers in both orders; single: rate each 1-10 (reference-guided)")
@@ -271,19 +270,21 @@ def add_cli(sub) -> None:
                    help=f"judge prompt file (default: the shipped {JUDGES.name}/<mode>.txt; copy and edit it)")
     p.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint for all three (default: the SDK's)")
     for role in ("strong", "weak", "judge"):
-        p.add_argument(f"--{role}-base-url", default=None, help=f"endpoint of the {role} model (overrides --base-url)")
-        p.add_argument(f"--{role}-api-key-env", default=None, help=f"variable with the {role} endpoint's key")
+        p.add_argument(f"--{role}-base-url", default=None,
+                       help=f"endpoint of the {role} model (default: --base-url)")
+        p.add_argument(f"--{role}-api-key-env", default=None,
+                       help=f"variable with the {role} endpoint's key (default: --api-key-env)")
     p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="variable holding the API key")
     p.add_argument("--cache", type=Path, default=None, help="SQLite cache of every call (default: OUT.cache.sqlite)")
     p.add_argument("--concurrency", type=int, default=8, help="prompts in flight at once")
     p.add_argument("--max-retries", type=int, default=4, help="SDK retries per call (exponential backoff)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per call")
     p.add_argument("--max-tokens", type=int, default=1024, help="answer length limit")
-    p.add_argument("--judge-max-tokens", type=int, default=512)
-    p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("--judge-max-tokens", type=int, default=512, help="verdict length limit")
+    p.add_argument("--temperature", type=float, default=0.0, help="sampling temperature of the answers")
     p.add_argument("--price", action="append", default=[], metavar="MODEL=IN,OUT",
-                   help="USD per million input,output tokens, for the cost summary (repeatable)")
-    p.add_argument("--limit", type=int, default=None, help="label only the first N prompts")
+                   help="USD per million input,output tokens, for the cost summary (repeatable; default: no cost)")
+    p.add_argument("--limit", type=int, default=None, help="label only the first N prompts (default: all)")
 
 
 def run_cli(args) -> int:

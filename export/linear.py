@@ -392,14 +392,14 @@ def add_cli(sub) -> None:
     """Register ``routekit-export train-linear``."""
     import argparse
 
-    p = sub.add_parser("train-linear", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = sub.add_parser("train-linear",
                        help="train the linear-head router (pair labels + stacked difficulty) and write its artifact")
     p.add_argument("--data", type=Path, default=D.default_data_dir(), help="data folder")
     p.add_argument("--encoder", type=Path, required=True, help="folder written by `routekit-export encoder`")
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="artifact folder to write")
     p.add_argument("--name", default=argparse.SUPPRESS, help="artifact name in the manifest (default: folder name)")
-    p.add_argument("--calib-limit", type=int, default=None, help="calibrate on the first N prompts only")
-    p.add_argument("--threads", type=int, default=None, help="onnxruntime threads for embedding")
+    p.add_argument("--calib-limit", type=int, default=None, help="calibrate on the first N prompts only (default: all)")
+    p.add_argument("--threads", type=int, default=None, help="onnxruntime threads for embedding (default: all cores)")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
     d = LinearConfig()
     p.add_argument("--emb-scale", type=float, default=d.emb_scale, help="embedding block scale (smaller = more shrinkage)")
@@ -408,10 +408,10 @@ def add_cli(sub) -> None:
     p.add_argument("--diff-scale", type=float, default=d.diff_scale, help="stacked difficulty feature scale (0 = off)")
     p.add_argument("--other-weight", type=float, default=d.other_weight,
                    help="weight of non-MMLU pair labels (MMLU gold rows weigh 1)")
-    p.add_argument("--ridge", type=float, default=d.ridge)
-    p.add_argument("--min-df", type=int, default=d.min_df)
-    p.add_argument("--folds", type=int, default=d.folds)
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--ridge", type=float, default=d.ridge, help="L2 penalty of the head")
+    p.add_argument("--min-df", type=int, default=d.min_df, help="word pieces in fewer prompts are dropped")
+    p.add_argument("--folds", type=int, default=d.folds, help="cross-validation folds")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the folds")
     p.add_argument("--extra", default=",".join(d.extra),
                    help="comma-separated extra training sources from export/mixture.py "
                         "(everyday, crux, math-l5, gsm8k-train; empty = none)")

@@ -7,7 +7,6 @@ it was).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -33,14 +32,15 @@ def recalibrate(folder: Path, data_dir: Path, *, default_strong_fraction: float 
 def add_cli(sub) -> None:
     from .data import default_data_dir
 
-    p = sub.add_parser("recalibrate", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = sub.add_parser("recalibrate",
                        help="recompute an artifact's thresholds on the reference traffic mix (weights unchanged)")
     p.add_argument("artifact", type=Path, nargs="+", help="artifact folder(s)")
     p.add_argument("--data", type=Path, default=default_data_dir(), help="data folder")
     p.add_argument("--default-strong-fraction", type=float, default=None,
                    help="share of the mix the default threshold sends to strong (default: keep the artifact's)")
-    p.add_argument("--calib-limit", type=int, default=None, help="use only the first N Arena-Hard prompts")
-    p.add_argument("--threads", type=int, default=None, help="onnxruntime threads")
+    p.add_argument("--calib-limit", type=int, default=None,
+                   help="use only the first N Arena-Hard prompts (default: all)")
+    p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
 
 
 def run_cli(args) -> int:

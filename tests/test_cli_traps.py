@@ -106,3 +106,52 @@ def test_help_shows_defaults_the_issue_named(capsys):
         out = " ".join(capsys.readouterr().out.split())
         for needle in needles:
             assert needle in out, (argv, needle)
+
+
+def _export_cli():
+    pytest.importorskip("tqdm", reason="needs the export extra: pip install 'routekit[export]'")
+    from routekit_export import cli
+
+    return cli
+
+
+def test_every_routekit_export_option_has_help_and_a_default():
+    assert help_problems(_export_cli()._parser()) == []
+
+
+def test_routekit_export_commands_come_from_one_table():
+    cli = _export_cli()
+    commands = cli._commands()
+    sub = next(a for a in cli._parser(commands)._actions if isinstance(a, argparse._SubParsersAction))
+    assert list(sub.choices) == list(commands)  # each add() registers exactly the command it is listed under
+
+
+def test_train_linear_name_has_no_none_default(capsys):
+    with pytest.raises(SystemExit):
+        _export_cli().main(["train-linear", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--name NAME artifact name in the manifest (default: folder name)" in out
+    assert "default: None" not in out
+
+
+def test_train_causal_tiny_is_tiny(tmp_path, monkeypatch):
+    cli = _export_cli()
+    from routekit_export import causal
+
+    seen = {}
+
+    def fake_build(out, *, cfg, **kw):  # the steps train-causal --tiny asks for, without training
+        seen["cfg"] = cfg
+        return {"final": {}, "labels": {}}
+
+    monkeypatch.setattr(causal, "build_causal", fake_build)
+    cli.main(["train-causal", "--tiny", "--data", str(tmp_path), "--out", str(tmp_path / "c")])
+    assert seen["cfg"].max_steps == causal.TINY_STEPS <= 20
+
+
+@pytest.mark.parametrize("limit", [3000, 101])
+def test_training_limit_is_exact(data_root, limit):
+    pytest.importorskip("tqdm", reason="needs the export extra: pip install 'routekit[export]'")
+    from routekit_export import data as D
+
+    assert len(D.load_training(data_root, limit=limit)) == limit

@@ -112,15 +112,12 @@ def load_examples(data_dir: Path | None = None, *, allow_noncommercial: bool = F
     """Training examples for the (strong, weak) classifier; ``limit`` caps the rows read per file."""
     train = Path(data_dir or D.default_data_dir()) / "train"
     battles, licences = [], {}
-    for lineno, row in D.read_jsonl(train / "battles.jsonl", ("prompt", "model_a", "model_b", "winner")):
+    for r in ([] if limit is not None and limit <= 0 else
+              D.battle_rows(train / "battles.jsonl", allow_noncommercial=allow_noncommercial)):
+        battles.append((r.prompt, r.model_a, r.model_b, r.outcome, r.source))
+        licences.setdefault(r.source, r.license)
         if limit is not None and len(battles) >= limit:
             break
-        if D.is_noncommercial(row.get("license")) and not allow_noncommercial:
-            continue
-        outcome = D.battle_outcome(row, f"{train / 'battles.jsonl'}:{lineno}")
-        a, b = D.ALIASES.get(row["model_a"], row["model_a"]), D.ALIASES.get(row["model_b"], row["model_b"])
-        battles.append((row["prompt"], a, b, outcome, row.get("source", "battles")))
-        licences.setdefault(row.get("source", "battles"), row.get("license", "unknown"))
     s_side, w_side, frac = model_sides([b[:4] for b in battles], strong, weak, tier_width)
     counts: dict[str, np.ndarray] = {}
     src_of: dict[str, str] = {}
@@ -144,25 +141,19 @@ def load_examples(data_dir: Path | None = None, *, allow_noncommercial: bool = F
         info["prompts"] += 1
         info["battles"] += int(c.sum())
     n_golden = 0
-    for lineno, row in D.read_jsonl(train / "golden.jsonl",
-                                    ("prompt", "strong_model", "weak_model", "strong_correct", "weak_correct")):
+    for r in D.golden_rows(train / "golden.jsonl", allow_noncommercial=allow_noncommercial):
         if limit is not None and n_golden >= max(1, limit // 2):
             break
-        if D.is_noncommercial(row.get("license")) and not allow_noncommercial:
+        if {r.strong_model, r.weak_model} != {strong, weak}:
             continue
-        s_ok, w_ok = row["strong_correct"], row["weak_correct"]
-        if not isinstance(s_ok, bool) or not isinstance(w_ok, bool):
-            raise D.DataError(f"{train / 'golden.jsonl'}:{lineno}: strong_correct/weak_correct must be true or false")
-        rs, rw = D.ALIASES.get(row["strong_model"], row["strong_model"]), D.ALIASES.get(row["weak_model"], row["weak_model"])
-        if {rs, rw} != {strong, weak}:
-            continue
-        if rs != strong:  # the row's "strong" is our weak model: swap
+        s_ok, w_ok = r.strong_correct, r.weak_correct
+        if r.strong_model != strong:  # the row's "strong" is our weak model: swap
             s_ok, w_ok = w_ok, s_ok
         label = 1 if s_ok == w_ok else (0 if s_ok else 2)
-        ex.prompts.append(row["prompt"])
+        ex.prompts.append(r.prompt)
         ex.targets.append([1.0 if i == label else 0.0 for i in range(3)])
-        src = row.get("source", "golden").split(" ")[0]
-        info = ex.sources.setdefault(src, {"prompts": 0, "license": row.get("license", "unknown")})
+        src = r.source.split(" ")[0]
+        info = ex.sources.setdefault(src, {"prompts": 0, "license": r.license})
         info["prompts"] += 1
         n_golden += 1
     if not ex.prompts:

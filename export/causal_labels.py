@@ -83,32 +83,23 @@ def load_examples(data_dir: Path | None = None, *, strong: str = D.STRONG, weak:
                   allow_noncommercial: bool = False, limit: int | None = None) -> Examples:
     """Pair-specific training examples from ``train/battles.jsonl`` and ``train/golden.jsonl``."""
     train = Path(data_dir or D.default_data_dir()) / "train"
-    canon = lambda m: D.ALIASES.get(m, m)  # noqa: E731
     out = Examples()
-    for lineno, row in D.read_jsonl(train / "battles.jsonl", ("prompt", "model_a", "model_b", "winner")):
-        a, b = canon(row["model_a"]), canon(row["model_b"])
-        if {a, b} != {strong, weak}:
+    for r in D.battle_rows(train / "battles.jsonl", allow_noncommercial=allow_noncommercial):
+        if {r.model_a, r.model_b} != {strong, weak}:
             continue
-        if D.is_noncommercial(row.get("license")) and not allow_noncommercial:
-            continue
-        outcome = D.battle_outcome(row, f"{train / 'battles.jsonl'}:{lineno}")  # unknown winner: an error
-        strong_first = a == strong
-        if "score_a" in row and "score_b" in row and row["score_a"] is not None and row["score_b"] is not None:
-            s, w = (row["score_a"], row["score_b"]) if strong_first else (row["score_b"], row["score_a"])
+        strong_first = r.model_a == strong
+        if r.score_a is not None and r.score_b is not None:
+            s, w = (r.score_a, r.score_b) if strong_first else (r.score_b, r.score_a)
             label = score_from_margin(s, w)
         else:
-            label = score_from_outcome(outcome if strong_first else 1.0 - outcome)
-        out.add(row["prompt"], label, row.get("source", "battles"), row.get("license", "unknown"))
+            label = score_from_outcome(r.outcome if strong_first else 1.0 - r.outcome)
+        out.add(r.prompt, label, r.source, r.license)
         if limit is not None and len(out) >= limit:
             return out
-    for lineno, row in D.read_jsonl(train / "golden.jsonl", ("prompt", "strong_model", "weak_model",
-                                                             "strong_correct", "weak_correct")):
-        if (canon(row["strong_model"]), canon(row["weak_model"])) != (strong, weak):
+    for r in D.golden_rows(train / "golden.jsonl", allow_noncommercial=allow_noncommercial):
+        if (r.strong_model, r.weak_model) != (strong, weak):
             continue
-        s, w = row["strong_correct"], row["weak_correct"]
-        if not isinstance(s, bool) or not isinstance(w, bool):
-            raise D.DataError(f"{train / 'golden.jsonl'}:{lineno}: strong_correct/weak_correct must be true or false")
-        out.add(row["prompt"], score_from_golden(s, w), row.get("source", "golden"), row.get("license", "unknown"))
+        out.add(r.prompt, score_from_golden(r.strong_correct, r.weak_correct), r.source, r.license)
         if limit is not None and len(out) >= limit:
             break
     return out

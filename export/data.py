@@ -6,7 +6,9 @@ Formats (see ``../shared/data/README.md``):
 * ``golden.jsonl``: ``{prompt, strong_model, weak_model, strong_correct, weak_correct, source, license}``
 * ``multi_model_scores.jsonl``: ``{prompt, source, label_kind, scores: {model: value|null}, license}``
 
-Every source becomes battles ``(prompt, model_a, model_b, outcome)`` with outcome 1 (a wins),
+Each file is read and checked in one place into typed rows (:func:`battle_rows`, :func:`golden_rows`,
+:func:`score_rows`); every trainer (MF, SW, BERT, linear, causal) reads them from there.  For MF
+and SW every source becomes battles ``(prompt, model_a, model_b, outcome)`` with outcome 1 (a wins),
 0 (b wins) or 0.5 (tie).  Rows under a non-commercial licence are skipped unless asked for.
 """
 
@@ -156,47 +158,138 @@ def split_by_prompt(prompts: Sequence[Any], val_fraction: float, seed: int) -> t
     return np.flatnonzero(~val), np.flatnonzero(val)
 
 
-def add_battles_file(out: Battles, path: Path, *, allow_noncommercial: bool = False, limit: int | None = None) -> None:
+# -- typed rows: each training file read and checked in one place ------------------------------------
+@dataclass(frozen=True)
+class BattleRow:
+    """One ``battles.jsonl`` row; model names canonical (:data:`ALIASES`), ``outcome`` for ``model_a``."""
+
+    prompt: str
+    model_a: str
+    model_b: str
+    outcome: float
+    source: str
+    license: str
+    score_a: float | None = None  #: judge scores where the source has them (causal labels use the margin)
+    score_b: float | None = None
+
+
+@dataclass(frozen=True)
+class GoldenRow:
+    """One ``golden.jsonl`` row: whether each model of the pair answered correctly."""
+
+    prompt: str
+    strong_model: str
+    weak_model: str
+    strong_correct: bool
+    weak_correct: bool
+    source: str
+    license: str
+
+    @property
+    def outcome(self) -> float:
+        """For ``strong_model``: the one that was right wins; both right or both wrong is a tie."""
+        return 0.5 if self.strong_correct == self.weak_correct else (1.0 if self.strong_correct else 0.0)
+
+
+@dataclass(frozen=True)
+class ScoreRow:
+    """One ``multi_model_scores.jsonl`` row: ``scores`` of the models that have one (nulls dropped),
+    under the names the file uses (:data:`ALIASES` is applied where the rows become battles)."""
+
+    prompt: str
+    scores: dict[str, float]
+    source: str
+    license: str
+    label_kind: str = ""
+
+
+def _canon(model: Any) -> Any:
+    return ALIASES.get(model, model) if isinstance(model, str) else model
+
+
+def _text(row: dict, key: str, where: str) -> str:
+    value = row[key]
+    if not isinstance(value, str):
+        raise DataError(f"{where}: {key} must be a string")
+    return value
+
+
+def _optional_score(value: Any) -> float | None:
+    return None if value is None or isinstance(value, bool) else float(value)
+
+
+def battle_rows(path: Path, *, allow_noncommercial: bool = False) -> Iterator[BattleRow]:
+    """The rows of a battles file (non-commercial ones only when asked for); a bad row is a DataError."""
     for lineno, row in read_jsonl(path, ("prompt", "model_a", "model_b", "winner")):
-        if limit is not None and len(out) >= limit:
-            return
         if is_noncommercial(row.get("license")) and not allow_noncommercial:
             continue
-        outcome = battle_outcome(row, f"{path}:{lineno}")
-        if not isinstance(row["prompt"], str):
-            raise DataError(f"{path}:{lineno}: prompt must be a string")
-        out.add(row["prompt"], row["model_a"], row["model_b"], outcome,
-                row.get("source", path.name), row.get("license", "unknown"))
+        where = f"{path}:{lineno}"
+        outcome = battle_outcome(row, where)
+        yield BattleRow(_text(row, "prompt", where), _canon(row["model_a"]), _canon(row["model_b"]), outcome,
+                        row.get("source", Path(path).stem), row.get("license", "unknown"),
+                        _optional_score(row.get("score_a")), _optional_score(row.get("score_b")))
 
 
-def add_golden_file(out: Battles, path: Path, *, skip_sources: tuple[str, ...] = (), limit: int | None = None) -> None:
-    """Golden labels for the pair -> battles: the one that was right wins; both right/wrong is a tie."""
+def golden_rows(path: Path, *, allow_noncommercial: bool = False) -> Iterator[GoldenRow]:
+    """The rows of a golden-labels file; ``strong_correct``/``weak_correct`` must be booleans."""
     for lineno, row in read_jsonl(path, ("prompt", "strong_model", "weak_model", "strong_correct", "weak_correct")):
-        if limit is not None and len(out) >= limit:
-            return
-        if row.get("source", "").startswith(skip_sources) and skip_sources:
+        if is_noncommercial(row.get("license")) and not allow_noncommercial:
             continue
+        where = f"{path}:{lineno}"
         s, w = row["strong_correct"], row["weak_correct"]
         if not isinstance(s, bool) or not isinstance(w, bool):
-            raise DataError(f"{path}:{lineno}: strong_correct/weak_correct must be true or false")
-        outcome = 0.5 if s == w else (1.0 if s else 0.0)
-        out.add(row["prompt"], row["strong_model"], row["weak_model"], outcome,
-                row.get("source", path.name), row.get("license", "unknown"))
+            raise DataError(f"{where}: strong_correct/weak_correct must be true or false")
+        yield GoldenRow(_text(row, "prompt", where), _canon(row["strong_model"]), _canon(row["weak_model"]), s, w,
+                        row.get("source", Path(path).stem), row.get("license", "unknown"))
+
+
+def score_rows(path: Path, *, allow_noncommercial: bool = False) -> Iterator[ScoreRow]:
+    """The rows of a multi-model scores file; ``scores`` must be an object model -> number or null."""
+    for lineno, row in read_jsonl(path, ("prompt", "scores")):
+        if is_noncommercial(row.get("license")) and not allow_noncommercial:
+            continue
+        where = f"{path}:{lineno}"
+        scores = row["scores"]
+        if not isinstance(scores, dict):
+            raise DataError(f"{where}: scores must be an object model -> value")
+        try:
+            clean = {m: float(v) for m, v in scores.items() if v is not None}
+        except (TypeError, ValueError):
+            raise DataError(f"{where}: every score must be a number or null") from None
+        yield ScoreRow(_text(row, "prompt", where), clean, row.get("source", Path(path).stem),
+                       row.get("license", "unknown"), row.get("label_kind", ""))
+
+
+def add_battles_file(out: Battles, path: Path, *, allow_noncommercial: bool = False, limit: int | None = None) -> None:
+    if limit is not None and len(out) >= limit:
+        return
+    for r in battle_rows(path, allow_noncommercial=allow_noncommercial):
+        out.add(r.prompt, r.model_a, r.model_b, r.outcome, r.source, r.license)
+        if limit is not None and len(out) >= limit:
+            return
+
+
+def add_golden_file(out: Battles, path: Path, *, skip_sources: tuple[str, ...] = (), limit: int | None = None,
+                    allow_noncommercial: bool = False) -> None:
+    """Golden labels for the pair -> battles: the one that was right wins; both right/wrong is a tie."""
+    if limit is not None and len(out) >= limit:
+        return
+    for r in golden_rows(path, allow_noncommercial=allow_noncommercial):
+        if skip_sources and r.source.startswith(skip_sources):
+            continue
+        out.add(r.prompt, r.strong_model, r.weak_model, r.outcome, r.source, r.license)
+        if limit is not None and len(out) >= limit:
+            return
 
 
 def add_multi_model_file(out: Battles, path: Path, *, sources: tuple[str, ...] = ("routerbench/",),
                          allow_noncommercial: bool = False) -> None:
     """Every pair of models scored on a prompt -> one battle (higher score wins, equal is a tie)."""
-    for lineno, row in read_jsonl(path, ("prompt", "scores")):
-        src = row.get("source", "")
-        if not src.startswith(sources) or (is_noncommercial(row.get("license")) and not allow_noncommercial):
+    for r in score_rows(path, allow_noncommercial=allow_noncommercial):
+        if not r.source.startswith(sources):
             continue
-        scores = row["scores"]
-        if not isinstance(scores, dict):
-            raise DataError(f"{path}:{lineno}: scores must be an object model -> value")
-        valid = sorted((m, float(v)) for m, v in scores.items() if v is not None)
-        for (ma, va), (mb, vb) in combinations(valid, 2):
-            out.add(row["prompt"], ma, mb, 0.5 if va == vb else float(va > vb), src, row.get("license", "unknown"))
+        for (ma, va), (mb, vb) in combinations(sorted(r.scores.items()), 2):
+            out.add(r.prompt, ma, mb, 0.5 if va == vb else float(va > vb), r.source, r.license)
 
 
 def load_training(data_dir: Path | None = None, *, allow_noncommercial: bool = False,
@@ -219,7 +312,8 @@ def load_training(data_dir: Path | None = None, *, allow_noncommercial: bool = F
     add_battles_file(out, train / "battles.jsonl", allow_noncommercial=allow_noncommercial,
                      limit=None if limit is None else len(out) + limit - limit // 5)
     skip = ("routerbench/",) if multi_model else ()
-    add_golden_file(out, train / "golden.jsonl", skip_sources=skip, limit=limit)
+    add_golden_file(out, train / "golden.jsonl", skip_sources=skip, limit=limit,
+                    allow_noncommercial=allow_noncommercial)
     if multi_model and limit is None:
         add_multi_model_file(out, train / "multi_model_scores.jsonl", allow_noncommercial=allow_noncommercial)
     return out

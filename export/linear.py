@@ -94,31 +94,21 @@ def load_prompt_table(data_dir: Path | None = None, extra: tuple[str, ...] = (),
         info = sources.setdefault(src, {"license": lic})
         info[file] = info.get(file, 0) + 1  # rows read from that file
 
-    for lineno, r in D.read_jsonl(train / "golden.jsonl", ("prompt", "strong_correct", "weak_correct")):
-        if D.is_noncommercial(r.get("license")):
-            continue
-        s, w = r["strong_correct"], r["weak_correct"]
-        if not isinstance(s, bool) or not isinstance(w, bool):
-            raise D.DataError(f"{train / 'golden.jsonl'}:{lineno}: strong_correct/weak_correct must be true or false")
-        src = r.get("source", "golden")
-        rows.setdefault(r["prompt"], {}).update(src=_short(src), s=float(s), w=float(w))
-        note(src, r.get("license", "unknown"), "golden.jsonl")
-    for lineno, r in D.read_jsonl(train / "multi_model_scores.jsonl", ("prompt", "scores")):
-        if D.is_noncommercial(r.get("license")):
-            continue
-        if not isinstance(r["scores"], dict):
-            raise D.DataError(f"{train / 'multi_model_scores.jsonl'}:{lineno}: scores must be an object")
-        sc = {D.ALIASES.get(k, k): float(v) for k, v in r["scores"].items() if v is not None}
+    for g in D.golden_rows(train / "golden.jsonl"):
+        rows.setdefault(g.prompt, {}).update(src=_short(g.source), s=float(g.strong_correct), w=float(g.weak_correct))
+        note(g.source, g.license, "golden.jsonl")
+    for r in D.score_rows(train / "multi_model_scores.jsonl"):
+        sc = {D.ALIASES.get(k, k): v for k, v in r.scores.items()}
         if not sc:
             continue
-        src = r.get("source", "multi")
-        scale = 10.0 if max(sc.values()) > 1.0 or "score 1-10" in r.get("label_kind", "") else 1.0
-        d = rows.setdefault(r["prompt"], {})
+        src = r.source
+        scale = 10.0 if max(sc.values()) > 1.0 or "score 1-10" in r.label_kind else 1.0
+        d = rows.setdefault(r.prompt, {})
         d.setdefault("src", _short(src))
         d["diff"] = 1.0 - float(np.mean(list(sc.values()))) / scale
         if "s" not in d and D.STRONG in sc and D.WEAK in sc:
             d["s"], d["w"] = sc[D.STRONG] / scale, sc[D.WEAK] / scale
-        note(src, r.get("license", "unknown"), "multi_model_scores.jsonl")
+        note(src, r.license, "multi_model_scores.jsonl")
     for row in extra_rows(train.parent, extra, gsm8k_limit=gsm8k_limit, seed=seed, log=log) if extra else ():
         if row.prompt not in rows:
             rows[row.prompt] = {"src": row.source, "s": row.strong, "w": row.weak, "diff": row.difficulty}

@@ -91,24 +91,23 @@ def _arena_human(data_dir: Path):
     from routekit.routers.bradley_terry import bt_fit
 
     path = data_dir / "train" / "extra" / "arena_human_1k.jsonl"
-    rows = [r for _, r in D.read_jsonl(path, ("prompt", "model_a", "model_b", "winner"))]
-    models = sorted({m for r in rows for m in (r["model_a"], r["model_b"])})
+    rows = list(D.battle_rows(path, allow_noncommercial=True))
+    models = sorted({m for r in rows for m in (r.model_a, r.model_b)})
     idx = {m: i for i, m in enumerate(models)}
-    outcome = {"model_a": 1.0, "model_b": 0.0}
     wins = np.zeros((len(models), len(models)))
     for r in rows:
-        a, b, y = idx[r["model_a"]], idx[r["model_b"]], outcome.get(r["winner"], 0.5)  # both ties: half
+        a, b, y = idx[r.model_a], idx[r.model_b], r.outcome  # both ties: half
         wins[a, b] += y
         wins[b, a] += 1.0 - y
     theta = bt_fit(wins, ridge=1e-3)
     per: dict[str, list[float]] = {}
     for r in rows:
-        a, b = idx[r["model_a"]], idx[r["model_b"]]
+        a, b = idx[r.model_a], idx[r.model_b]
         if abs(theta[a] - theta[b]) < ARENA_MIN_GAP:
             continue
-        y = {"model_a": 1.0, "model_b": -1.0}.get(r["winner"], 0.0)
-        per.setdefault(r["prompt"], []).append(y if theta[a] > theta[b] else -y)
-    lic = rows[0].get("license", "unknown") if rows else "unknown"
+        y = 2.0 * r.outcome - 1.0  # a wins 1, b wins -1, tie 0
+        per.setdefault(r.prompt, []).append(y if theta[a] > theta[b] else -y)
+    lic = rows[0].license if rows else "unknown"
     for prompt, ys in per.items():
         yield Row(prompt, "arena-human", float(np.mean(ys)), 0.0, np.nan, "arena_human_1k (Chatbot Arena votes)", lic)
 

@@ -59,3 +59,40 @@ def test_real_training_data_loads(data_root):
     b = D.load_training(data_root, limit=2000)
     assert len(b) >= 2000
     assert not any(D.is_noncommercial(s["license"]) for s in b.sources.values())
+
+
+def test_typed_rows(tmp_path):
+    b = _write(tmp_path / "battles.jsonl", [
+        {**ROW, "model_a": "claude-v1", "score_a": 8, "score_b": 3},  # an alias: canonical name in the row
+        {**ROW, "winner": "tie (bothbad)", "license": "CC-BY-NC-4.0"}])
+    rows = list(D.battle_rows(b))
+    assert [(r.model_a, r.outcome, r.score_a, r.score_b) for r in rows] == [("claude-1", 1.0, 8.0, 3.0)]
+    assert [r.outcome for r in D.battle_rows(b, allow_noncommercial=True)] == [1.0, 0.5]
+    g = _write(tmp_path / "golden.jsonl", [{"prompt": "q", "strong_model": "s", "weak_model": "w",
+                                            "strong_correct": False, "weak_correct": True}])
+    (row,) = D.golden_rows(g)
+    assert (row.outcome, row.source, row.license) == (0.0, "golden", "unknown")
+    m = _write(tmp_path / "m.jsonl", [{"prompt": "q", "source": "x", "scores": {"a": 1, "b": None}}])
+    assert [r.scores for r in D.score_rows(m)] == [{"a": 1.0}]
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"strong_correct": "yes"}, "golden.jsonl:1: strong_correct/weak_correct must be true or false"),
+    ({"prompt": 3}, "golden.jsonl:1: prompt must be a string"),
+])
+def test_every_trainer_refuses_a_bad_golden_row_alike(tmp_path, bad, message):
+    pytest.importorskip("tqdm", reason="needs the export extra: pip install 'routekit[export]'")
+    from routekit_export import bert, causal_labels, linear
+
+    train = tmp_path / "train"
+    train.mkdir()
+    _write(train / "battles.jsonl", [])
+    _write(train / "multi_model_scores.jsonl", [])
+    _write(train / "golden.jsonl", [{"prompt": "q", "strong_model": D.STRONG, "weak_model": D.WEAK,
+                                     "strong_correct": True, "weak_correct": False, **bad}])
+    loaders = {"mf/sw": lambda: D.load_training(tmp_path), "bert": lambda: bert.load_examples(tmp_path),
+               "causal": lambda: causal_labels.load_examples(tmp_path),
+               "linear": lambda: linear.load_prompt_table(tmp_path)}
+    for name, load in loaders.items():
+        with pytest.raises(D.DataError, match=message):
+            load()

@@ -57,6 +57,7 @@ __all__ = ["convert_routellm_causal", "find_prompt_file", "format_to_template", 
 
 def add_cli(sub) -> None:
     from .data import default_data_dir
+    from .train_config import add_config_options
 
     c = sub.add_parser("train-causal", help="fine-tune a causal LM (e.g. Llama-3-8B) as the 5-score classifier "
                                             "router and write a causal artifact (docs/causal.md)")
@@ -67,22 +68,20 @@ def add_cli(sub) -> None:
     src.add_argument("--tiny", action="store_true",
                      help=f"a tiny random Llama built here: smoke tests only ({TINY_STEPS} steps unless --max-steps)")
     c.add_argument("--name", default=None, help="artifact name in the manifest (default: the --out folder name)")
-    c.add_argument("--epochs", type=int, default=1, help="passes over the training examples")
+    add_config_options(c, CausalConfig(), {"epochs": "passes over the training examples"})
     c.add_argument("--max-steps", type=int, default=None,
                    help=f"stop after N optimizer steps (default: --epochs; --tiny: {TINY_STEPS})")
     c.add_argument("--lr", type=float, default=None, help="default 1e-5 (full) / 1e-4 (LoRA); --tiny: 1e-2")
-    c.add_argument("--batch-size", type=int, default=8, help="examples per forward pass")
-    c.add_argument("--grad-accum", type=int, default=1, help="forward passes per optimizer step")
-    c.add_argument("--max-length", type=int, default=512, help="token budget of the classification prompt")
-    c.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay")
-    c.add_argument("--val-fraction", type=float, default=0.1, help="share of prompts held out")
-    c.add_argument("--lora-r", type=int, default=0, help="LoRA rank (needs peft); 0 = full fine-tune")
-    c.add_argument("--lora-alpha", type=int, default=32, help="LoRA scaling alpha")
+    add_config_options(c, CausalConfig(), {
+        "batch_size": "examples per forward pass", "grad_accum": "forward passes per optimizer step",
+        "max_length": "token budget of the classification prompt", "weight_decay": "AdamW weight decay",
+        "val_fraction": "share of prompts held out", "lora_r": "LoRA rank (needs peft); 0 = full fine-tune",
+        "lora_alpha": "LoRA scaling alpha"})
     c.add_argument("--gradient-checkpointing", action="store_true",
                    help="recompute activations in the backward pass (less memory, slower)")
     c.add_argument("--device", default=None, help="cuda / cpu (default: cuda when available)")
     c.add_argument("--dtype", default=None, help="float32 / bfloat16 / float16 (default: bf16 on CUDA, fp32 on CPU)")
-    c.add_argument("--seed", type=int, default=0, help="seed of the split and the shuffling")
+    add_config_options(c, CausalConfig(), {"seed": "seed of the split and the shuffling"})
     c.add_argument("--allow-noncommercial", action="store_true",
                    help="also train on CC BY-NC rows (AlpacaEval): research artifacts only")
     c.add_argument("--limit", type=int, default=None, help="use only the first N training examples (default: all)")

@@ -102,16 +102,14 @@ def _train_options(sp) -> None:
 
 def _add_train_mf(sub) -> None:
     from .mf import MFConfig
+    from .train_config import add_config_options
 
-    d = MFConfig()
     m = sub.add_parser("train-mf", help="train a matrix-factorisation router and write its artifact")
     _train_options(m)
-    m.add_argument("--epochs", type=int, default=d.epochs, help="passes over the battles")
-    m.add_argument("--hidden", type=int, default=d.hidden, help="width of the prompt projection")
-    m.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate")
-    m.add_argument("--batch-size", type=int, default=d.batch_size, help="battles per step")
-    m.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay")
-    m.add_argument("--seed", type=int, default=d.seed, help="seed of the split and the initialisation")
+    add_config_options(m, MFConfig(), {
+        "epochs": "passes over the battles", "hidden": "width of the prompt projection", "lr": "AdamW learning rate",
+        "batch_size": "battles per step", "weight_decay": "AdamW weight decay",
+        "seed": "seed of the split and the initialisation"})
 
 
 def _run_train_mf(args) -> int:
@@ -163,6 +161,7 @@ def _run_train_sw(args) -> int:
 def _add_train_bert(sub) -> None:
     from .bert import BertTrainConfig
     from .data import default_data_dir
+    from .train_config import add_config_options
 
     d = BertTrainConfig()
     b = sub.add_parser("train-bert", help="fine-tune the MiniLM-L6 BERT classifier router (3 labels) and export it")
@@ -188,21 +187,17 @@ def _add_train_bert(sub) -> None:
     b.add_argument("--distill-prompts", type=Path, default=None,
                    help="with --teacher: extra unlabelled prompts (JSONL with 'prompt', or one per line) "
                         "trained on the teacher's labels only (default: none)")
-    b.add_argument("--steps", type=int, default=d.steps, help="optimizer steps")
-    b.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate")
-    b.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay")
-    b.add_argument("--batch-size", type=int, default=d.batch_size, help="prompts per step")
-    b.add_argument("--max-length", type=int, default=d.max_length, help="token limit")
-    b.add_argument("--warmup", type=float, default=d.warmup_fraction,
-                   help="warm-up fraction of the steps (linear decay after)")
-    b.add_argument("--tier-width", type=float, default=d.tier_width,
-                   help="win-fraction distance that puts a model on the strong/weak side (0: the pair only)")
+    add_config_options(b, d, {
+        "steps": "optimizer steps", "lr": "AdamW learning rate", "weight_decay": "AdamW weight decay",
+        "batch_size": "prompts per step", "max_length": "token limit",
+        "warmup_fraction": "warm-up fraction of the steps (linear decay after)",
+        "tier_width": "win-fraction distance that puts a model on the strong/weak side (0: the pair only)"},
+        flags={"warmup_fraction": "--warmup"})
     b.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
                    help="stop after this many minutes of training in total, earlier runs included "
                         "(checkpointed; --resume with a larger budget, or none, continues; default: no limit)")
-    b.add_argument("--save-every", type=int, default=d.save_every, help="checkpoint every N steps")
-    b.add_argument("--val-fraction", type=float, default=d.val_fraction, help="share of prompts held out")
-    b.add_argument("--seed", type=int, default=d.seed, help="seed of the split and the shuffling")
+    add_config_options(b, d, {"save_every": "checkpoint every N steps", "val_fraction": "share of prompts held out",
+                              "seed": "seed of the split and the shuffling"})
     b.add_argument("--name", default=None, help="artifact name in the manifest (default: the --out folder name)")
     b.add_argument("--allow-noncommercial", action="store_true",
                    help="also train on CC BY-NC rows (AlpacaEval): research artifacts only")

@@ -25,3 +25,13 @@ class TextTrainConfig(TrainConfig):
 
     max_length: int = 256  #: tokens a prompt is cut to
     warmup_fraction: float = 0.0  #: share of the steps with a linear LR warm-up (then linear decay)
+
+
+def add_config_options(parser, cfg: TrainConfig, helps: dict[str, str], *, flags: dict[str, str] | None = None) -> None:
+    """One command-line option per field of ``cfg`` named in ``helps``, typed and defaulted from
+    ``cfg`` (so a trainer's defaults are written once, in its config): ``batch_size`` becomes
+    ``--batch-size`` unless ``flags`` names another flag."""
+    for name, text in helps.items():
+        default = getattr(cfg, name)
+        flag = (flags or {}).get(name, "--" + name.replace("_", "-"))
+        parser.add_argument(flag, type=type(default), default=default, help=text)

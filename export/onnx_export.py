@@ -18,11 +18,31 @@ from .errors import ExportError
 OPSET = 18
 
 
+def _one_segment_config(model, task: str):
+    """optimum's export config for ``model`` and ``task`` without a ``token_type_ids`` input.
+
+    routekit feeds single-segment prompts (token types all 0, what BERT uses when none are given),
+    and its graphs keep the inputs they always had, ``input_ids`` and ``attention_mask``: an encoder
+    folder or artifact exported now is fed exactly like the shipped ones."""
+    from optimum.exporters.tasks import TasksManager
+
+    ctor = TasksManager.get_exporter_config_constructor(exporter="onnx", model=model, task=task,
+                                                        library_name="transformers")
+    base = ctor.func if hasattr(ctor, "func") else ctor
+
+    class OneSegment(base):
+        @property
+        def inputs(self):
+            return {k: v for k, v in super().inputs.items() if k != "token_type_ids"}
+
+    return OneSegment(model.config, task=task)
+
+
 def export_hf(model, out: Path, *, task: str) -> Path:
     """Write ``model`` (a transformers model, e.g. ``BertForSequenceClassification`` for
     ``task="text-classification"`` or ``BertModel`` for ``"feature-extraction"``) as one ONNX file
-    ``out`` with optimum's exporter: dynamic batch and sequence axes, inputs named as the model's
-    ``forward`` arguments (``input_ids``, ``attention_mask``, ``token_type_ids`` for BERT)."""
+    ``out`` with optimum's exporter: dynamic batch and sequence axes, inputs ``input_ids`` and
+    ``attention_mask`` (no ``token_type_ids``: :func:`_one_segment_config`)."""
     from optimum.exporters.onnx import onnx_export_from_model
 
     out = Path(out)
@@ -34,7 +54,8 @@ def export_hf(model, out: Path, *, task: str) -> Path:
             # no_post_process: nothing to merge for encoder-only models, and it skips a tied-weights
             # check that only logs "requires accelerate"; routekit's tests check parity instead of
             # optimum's validation pass.
-            onnx_export_from_model(model, tmp, task=task, opset=OPSET, do_validation=False, no_post_process=True)
+            onnx_export_from_model(model, tmp, task=task, opset=OPSET, do_validation=False, no_post_process=True,
+                                   custom_onnx_configs={"model": _one_segment_config(model, task)})
         finally:
             model.config._name_or_path = name
         if (Path(tmp) / "model.onnx_data").exists():  # ONNX's 2 GB protobuf limit: weights beside the graph

@@ -67,7 +67,9 @@ def test_classifier_export_matches_torch_and_reaches_no_hub(tmp_path, no_network
     assert no_network == []  # optimum would look the tokenizer of that name up on the hub
     assert model.config._name_or_path == "some-org/some-model"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["classifier.onnx"]  # no scratch files left
-    onnx.checker.check_model(onnx.load(str(out)), full_check=True)
+    m = onnx.load(str(out))
+    onnx.checker.check_model(m, full_check=True)
+    assert [i.name for i in m.graph.input] == ["input_ids", "attention_mask"]  # as the shipped graphs
     ids, mask = _batch()
     with torch.no_grad():
         ref = model(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask)).logits.numpy()
@@ -91,6 +93,7 @@ def test_pooled_encoder_graph_matches_torch_pooling(tmp_path):
     m = onnx.load(str(pooled))
     onnx.checker.check_model(m, full_check=True)
     assert [o.name for o in m.graph.output] == ["embedding"]
+    assert [i.name for i in m.graph.input] == ["input_ids", "attention_mask"]
     ids, mask = _batch(2)
     with torch.no_grad():
         h = model(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask)).last_hidden_state

@@ -26,8 +26,12 @@ def _one_segment_config(model, task: str):
     folder or artifact exported now is fed exactly like the shipped ones."""
     from optimum.exporters.tasks import TasksManager
 
-    ctor = TasksManager.get_exporter_config_constructor(exporter="onnx", model=model, task=task,
-                                                        library_name="transformers")
+    try:
+        ctor = TasksManager.get_exporter_config_constructor(exporter="onnx", model=model, task=task,
+                                                            library_name="transformers")
+    except (KeyError, ValueError) as exc:  # an architecture or task optimum cannot export
+        why = exc.args[0] if exc.args else exc
+        raise ExportError(f"cannot export {type(model).__name__} to ONNX for {task}: {why}") from exc
     base = ctor.func if hasattr(ctor, "func") else ctor
 
     class OneSegment(base):

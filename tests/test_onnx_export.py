@@ -106,7 +106,7 @@ def test_pooled_encoder_graph_matches_torch_pooling(tmp_path):
     np.testing.assert_allclose(_run(pooled, ids[2:, :2], mask[2:, :2])[0], got[2], atol=1e-5)
 
 
-def test_ortquantizer_writes_what_quantize_dynamic_writes(tmp_path):
+def test_ortquantizer_writes_what_quantize_dynamic_writes(tmp_path, no_network):
     """The int8 graphs routekit ships were made with onnxruntime's quantize_dynamic (QInt8 weights,
     per channel); the ORTQuantizer configuration gives the same graph, so int8 results are unchanged."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -116,6 +116,8 @@ def test_ortquantizer_writes_what_quantize_dynamic_writes(tmp_path):
     model = BertForSequenceClassification(_tiny_config(num_labels=3)).eval()
     fp32 = export_hf(model, tmp_path / "classifier.onnx", task="text-classification")
     ours = quantize_int8(fp32, tmp_path / "ours.onnx")
+    assert no_network == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["classifier.onnx", "ours.onnx"]  # nothing else left
     quantize_dynamic(str(fp32), str(tmp_path / "ort.onnx"), weight_type=QuantType.QInt8, per_channel=True)
     a, b = onnx.load(str(ours)), onnx.load(str(tmp_path / "ort.onnx"))
     assert a.graph == b.graph and list(a.opset_import) == list(b.opset_import)
@@ -138,4 +140,17 @@ def test_a_graph_with_external_weights_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("FORCE_ONNX_EXTERNAL_DATA", "1")
     with pytest.raises(ExportError, match="over 2 GB"):
         export_hf(BertModel(_tiny_config(), add_pooling_layer=False), tmp_path / "m.onnx", task="feature-extraction")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_architecture_optimum_cannot_export_is_a_clear_error(tmp_path):
+    from transformers import FNetConfig, FNetForSequenceClassification
+
+    from routekit_export.errors import ExportError
+
+    model = FNetForSequenceClassification(FNetConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
+                                                     intermediate_size=16, num_labels=3))
+    with pytest.raises(ExportError, match="cannot export FNetForSequenceClassification to ONNX for text-classification: "
+                                          "fnet is not supported"):
+        export_hf(model, tmp_path / "m.onnx", task="text-classification")
     assert list(tmp_path.iterdir()) == []

@@ -46,10 +46,10 @@ from tqdm.auto import tqdm
 from routekit.encoders import clean_text, load_tokenizer
 
 from . import data as D
+from .bert_model import load_classifier
 from .errors import ExportError
 from .train_config import TextTrainConfig
 
-LABELS = ("strong_wins", "tie", "weak_wins")
 STATE = "train_state.pt"
 
 
@@ -208,23 +208,6 @@ def tiny_base_model(dest: Path, texts: list[str], *, hidden: int = 32, layers: i
                      num_labels=3)
     BertForSequenceClassification(cfg).save_pretrained(str(dest))
     return dest
-
-
-def load_classifier(model_dir: Path):
-    """AutoModelForSequenceClassification with 3 labels (eager attention: exports and runs identically)."""
-    from transformers import AutoModelForSequenceClassification
-    from transformers.utils import logging as hf_logging
-
-    level = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # "some weights were newly initialised" is expected for a fresh head
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            str(model_dir), num_labels=3, attn_implementation="eager")
-    finally:
-        hf_logging.set_verbosity(level)
-    model.config.id2label = dict(enumerate(LABELS))
-    model.config.label2id = {l: i for i, l in enumerate(LABELS)}
-    return model
 
 
 def tokenizer_file(model_dir: Path) -> Path:

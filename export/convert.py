@@ -19,7 +19,7 @@ import routekit
 from routekit import artifact
 
 from . import data as D
-from .bert import LABELS as BERT_LABELS
+from .bert_model import LABELS as BERT_LABELS
 from .errors import ExportError
 
 
@@ -149,8 +149,8 @@ def convert_bert(checkpoint_dir, out_dir, int8: bool = False, *, max_length: int
     ``"batch_size": 1`` and the runtime never pads.  ``calibration=(prompts, description)`` stores
     the win-rate quantiles so that ``strong_fraction=`` works.  ``extra`` is merged into the manifest.
     """
+    from .bert_model import load_classifier
     from .build import calibrate_in_place, pair_fields
-    from .bert import load_classifier
     from .onnx_export import quantize_int8
 
     checkpoint_dir, out_dir = Path(checkpoint_dir), Path(out_dir)

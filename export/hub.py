@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
-from .data import Battles, DataError, read_jsonl
+from .rows import Battles, DataError, read_jsonl
 from .errors import ExportError
 
 HUB_SETS = {

@@ -14,33 +14,41 @@ from _bench import peer_compare
 PKG = Path(__file__).resolve().parents[1] / "routekit"
 
 
-def _internal_imports(path: Path) -> set[str]:
-    """routekit modules imported by ``path`` at any level (function-level imports included)."""
-    mod = ".".join(path.relative_to(PKG.parent).with_suffix("").parts)
+EXPORT = PKG.parent / "export"  # installed as routekit_export (package-dir)
+
+
+def _module(path: Path, root: Path, name: str) -> str:
+    return ".".join([name, *path.relative_to(root).with_suffix("").parts]).removesuffix(".__init__")
+
+
+def _internal_imports(path: Path, root: Path, name: str) -> set[str]:
+    """Modules of package ``name`` (folder ``root``) imported by ``path`` at any level (function-level
+    imports included)."""
+    mod = _module(path, root, name)
     package = mod if path.name == "__init__.py" else mod.rsplit(".", 1)[0]
     out = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                name = ".".join(base + ([node.module] if node.module else []))
+                imported = ".".join(base + ([node.module] if node.module else []))
             else:
-                name = node.module or ""
-            names = [name] + [f"{name}.{a.name}" for a in node.names]
+                imported = node.module or ""
+            names = [imported] + [f"{imported}.{a.name}" for a in node.names]
         elif isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         else:
             continue
-        out |= {n.removesuffix(".__init__") for n in names if n.startswith("routekit")}
+        out |= {n.removesuffix(".__init__") for n in names if n == name or n.startswith(name + ".")}
     return out
 
 
-def test_no_import_cycles_in_the_runtime():
-    files = {".".join(p.relative_to(PKG.parent).with_suffix("").parts).removesuffix(".__init__"): p
-             for p in PKG.rglob("*.py")}
-    graph = {m: {d for d in _internal_imports(p) if d in files and d != m} for m, p in files.items()}
-    # a package's __init__ importing its own submodules is not a cycle worth reporting
-    graph = {m: {d for d in deps if not (m == "routekit" and d.startswith("routekit."))} for m, deps in graph.items()}
+def import_cycles(root: Path, name: str) -> list[list[str]]:
+    """Every import cycle among the modules of a package (a package's ``__init__`` importing its own
+    submodules is not one worth reporting)."""
+    files = {_module(p, root, name): p for p in root.rglob("*.py")}
+    graph = {m: {d for d in _internal_imports(p, root, name) if d in files and d != m} for m, p in files.items()}
+    graph = {m: {d for d in deps if not (m == name and d.startswith(name + "."))} for m, deps in graph.items()}
     state, cycles = {}, []
 
     def visit(m, stack):
@@ -55,7 +63,15 @@ def test_no_import_cycles_in_the_runtime():
     for m in sorted(graph):
         if m not in state:
             visit(m, [m])
-    assert cycles == []
+    return cycles
+
+
+def test_no_import_cycles_in_the_runtime():
+    assert import_cycles(PKG, "routekit") == []
+
+
+def test_no_import_cycles_in_export():
+    assert import_cycles(EXPORT, "routekit_export") == []
 
 
 MAX_LINES = 350  #: the brief's "runtime modules small and readable"

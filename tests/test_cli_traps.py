@@ -55,9 +55,11 @@ def test_a_relative_path_here_wins_over_the_shipped_folder(tmp_path, monkeypatch
         artifact.resolve("nowhere/mf")
 
 
-def test_load_docstring_names_every_built_in_kind():
-    for kind in registry.BUILTIN:
-        assert f"``{kind}``" in routekit.load.__doc__, kind
+def test_load_docstring_names_every_built_in_kind_and_shipped_artifact():
+    from routekit import artifact
+
+    for name in [*registry.BUILTIN, *artifact.shipped()]:
+        assert f"``{name}``" in routekit.load.__doc__, name
 
 
 def test_docs_links_resolve():

@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 
 from ._strict_json import (HEX64, MAX_BYTES, MAX_DIM, MAX_FILES, MAX_MODELS, MAX_NAME, MAX_QUANTILES, MAX_TOKENS,
-                           Checker, depth, parse, safe_relpath, short_repr)
+                           Checker, depth, parse, safe_relpath)
+from ._validate import short
 from .errors import BadArtifactError
 
 __all__ = ["MAX_BYTES", "Checker", "check", "depth", "parse", "safe_relpath"]
@@ -109,7 +110,7 @@ def _encoder(c: Checker, enc, *, required: bool) -> None:
         return
     kind = enc.get("kind")
     if kind is not None and kind not in ("static", "openai"):
-        c.fail("encoder.kind", f"must be absent, 'static' or 'openai', got {short_repr(kind)}")
+        c.fail("encoder.kind", f"must be absent, 'static' or 'openai', got {short(kind)}")
     c.integer(enc.get("dim"), "encoder.dim", lo=1, hi=MAX_DIM, optional=kind != "openai")
     c.integer(enc.get("batch_size"), "encoder.batch_size", lo=1, hi=1 << 20, optional=True)
     if kind == "openai":
@@ -149,12 +150,12 @@ def _router_sw(c: Checker, r: dict, data, models) -> None:
             c.fail("router.model_tiers", f"has no tier for model {m!r}")
     w = r.get("weighting")
     if w is not None and w not in ("paper", "reference"):
-        c.fail("router.weighting", f"must be 'paper' or 'reference', got {short_repr(w)}")
+        c.fail("router.weighting", f"must be 'paper' or 'reference', got {short(w)}")
     c.number(r.get("gamma"), "router.gamma", lo=0.0, hi=1e300, lo_open=True, optional=True)
     c.number(r.get("ridge"), "router.ridge", lo=0.0, hi=1e6, optional=True)
     c.integer(r.get("k"), "router.k", lo=1, hi=1 << 31, optional=True)
     if r.get("mode") not in (None, "exact", "fast"):
-        c.fail("router.mode", f"must be 'exact' or 'fast', got {short_repr(r.get('mode'))}")
+        c.fail("router.mode", f"must be 'exact' or 'fast', got {short(r.get('mode'))}")
     index = c.obj(r.get("index"), "router.index", optional=True)
     if index:
         c.listed_file(index.get("file"), "router.index.file")

@@ -11,6 +11,7 @@ import re
 from pathlib import PurePosixPath
 from typing import Any
 
+from ._validate import short
 from .errors import BadArtifactError
 
 MAX_BYTES = 8 << 20  #: a manifest larger than this is refused before it is parsed
@@ -116,24 +117,24 @@ class Checker:
         if v is None and optional:
             return None
         if type(v) is not int:  # bool is an int subclass: refused on purpose
-            self.fail(field, f"must be an integer, got {_tname(v)} {short_repr(v)}")
+            self.fail(field, f"must be an integer, got {_tname(v)} {short(v)}")
         if (lo is not None and v < lo) or (hi is not None and v > hi):
-            self.fail(field, f"must be in [{lo}, {hi}], got {short_repr(v)}")
+            self.fail(field, f"must be in [{lo}, {hi}], got {short(v)}")
         return v
 
     def number(self, v, field, *, lo=None, hi=None, optional=False, lo_open=False) -> float | None:
         if v is None and optional:
             return None
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            self.fail(field, f"must be a number, got {_tname(v)} {short_repr(v)}")
+            self.fail(field, f"must be a number, got {_tname(v)} {short(v)}")
         try:
             f = float(v)
         except OverflowError:
-            self.fail(field, f"is out of range ({short_repr(v)})")
+            self.fail(field, f"is out of range ({short(v)})")
         if not math.isfinite(f):
-            self.fail(field, f"must be finite, got {short_repr(v)}")
+            self.fail(field, f"must be finite, got {short(v)}")
         if (lo is not None and (f < lo or (lo_open and f == lo))) or (hi is not None and f > hi):
-            self.fail(field, f"must be in {'(' if lo_open else '['}{lo}, {hi}], got {short_repr(v)}")
+            self.fail(field, f"must be in {'(' if lo_open else '['}{lo}, {hi}], got {short(v)}")
         return f
 
     def listed_file(self, v, field, *, optional=False) -> str | None:
@@ -159,11 +160,6 @@ class Checker:
 def _tname(v) -> str:
     return "null" if v is None else {bool: "boolean", int: "integer", float: "number", str: "string",
                                      list: "list", dict: "object"}.get(type(v), type(v).__name__)
-
-
-def short_repr(v) -> str:
-    s = repr(v) if not isinstance(v, int) or abs(v) < 10**30 else f"{str(v)[:12]}…({len(str(v))} digits)"
-    return s if len(s) <= 60 else s[:57] + "…"
 
 
 def safe_relpath(rel: Any) -> str | None:

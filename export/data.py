@@ -33,10 +33,14 @@ __all__ = ["ALIASES", "NONCOMMERCIAL", "STRONG", "WEAK", "WINNER_OUTCOME", "Batt
 
 
 def default_data_dir() -> Path:
+    """``$ROUTEKIT_DATA``; else ``shared/data`` beside a source checkout (``export/`` run from the
+    repository); else ``../shared/data`` from the current folder, as the README writes it (an
+    installed wheel has no checkout beside it)."""
     env = os.environ.get("ROUTEKIT_DATA")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+    beside_checkout = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+    return beside_checkout if beside_checkout.is_dir() else Path("..") / "shared" / "data"
 
 
 def split_by_prompt(prompts: Sequence[Any], val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -96,3 +97,16 @@ def test_every_trainer_refuses_a_bad_golden_row_alike(tmp_path, bad, message):
     for name, load in loaders.items():
         with pytest.raises(D.DataError, match=message):
             load()
+
+
+def test_default_data_dir_env_then_checkout_then_cwd(tmp_path, monkeypatch):
+    import routekit_export.data as data_mod
+
+    monkeypatch.setenv("ROUTEKIT_DATA", str(tmp_path / "mine"))
+    assert data_mod.default_data_dir() == tmp_path / "mine"
+    monkeypatch.delenv("ROUTEKIT_DATA")
+    # an installed module: nothing beside it -> the README's ../shared/data from the current folder
+    monkeypatch.setattr(data_mod, "__file__", str(tmp_path / "site" / "routekit_export" / "data.py"))
+    assert data_mod.default_data_dir() == Path("..") / "shared" / "data"
+    (tmp_path / "shared" / "data").mkdir(parents=True)  # a checkout with the data beside it
+    assert data_mod.default_data_dir() == tmp_path / "shared" / "data"

@@ -3,7 +3,6 @@
 import json
 
 import numpy as np
-import pytest
 
 from _bench import chat_proxy, task_kind
 
@@ -50,10 +49,3 @@ def test_chat_proxy_reads_only_the_default_pairs_alpaca_battles(tmp_path):
     np.testing.assert_allclose(ev.strong, [0.75, 0.0])
     np.testing.assert_allclose(ev.weak, [0.25, 1.0])
     np.testing.assert_allclose(oracle, [0.5, 1.0])  # "a" has no other opponent: 0.5
-
-
-@pytest.mark.parametrize("script", [chat_proxy, task_kind])
-def test_quality_scripts_have_help(script, capsys):
-    with pytest.raises(SystemExit) as exc:
-        script.main(["--help"])
-    assert exc.value.code == 0 and "--data" in capsys.readouterr().out

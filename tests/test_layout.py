@@ -122,7 +122,8 @@ def test_eval_plot_without_matplotlib_fails_before_scoring(tmp_path, monkeypatch
     assert rc == 2 and "pip install 'routekit[plot]'" in err and err.count("\n") == 1, err
 
 
-@pytest.mark.parametrize("script", ["eval_report.py", "peer_compare.py"])
+@pytest.mark.parametrize("script", ["eval_report.py", "peer_compare.py", "chat_proxy.py", "task_kind.py",
+                                    "llm_features.py"])
 def test_bench_scripts_have_help(script):
     import subprocess
     import sys

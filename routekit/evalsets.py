@@ -132,8 +132,8 @@ def load_labelled(path: str | Path, *, strong_model: str = DEFAULT_STRONG, weak_
         rows = [(p, s, w) for _, p, s, w in _read_correctness_csv(path, strong_model, weak_model)]
     else:
         rows = []
-        for i, r in enumerate(_read_jsonl(path), 1):
-            where = f"{path}, record {i}"
+        for line_no, r in _read_jsonl_lines(path):
+            where = f"{path}, line {line_no}"
             if not isinstance(r, dict) or not isinstance(r.get("prompt"), str):
                 raise EvalDataError(f"{where}: needs a string 'prompt'")
             for model, role in ((strong_model, "strong"), (weak_model, "weak")):
@@ -205,13 +205,18 @@ def _read_correctness_rows(path: Path, strong: str, weak: str):
                    _parse_quality(row[weak], f"{where}, column {weak!r}"))
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+def _read_jsonl_lines(path: Path) -> list[tuple[int, object]]:
+    """(line number, parsed value) for every non-blank line of a JSONL file."""
     if not path.is_file():
         raise EvalDataError(f"missing file {path}")
     from ._io import json_line, text_lines
 
-    return [json_line(line, f"{path}, line {line_no}", error=EvalDataError)
+    return [(line_no, json_line(line, f"{path}, line {line_no}", error=EvalDataError))
             for line_no, line in text_lines(path, error=EvalDataError) if line.strip()]
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [r for _, r in _read_jsonl_lines(path)]
 
 
 def _contaminated(path: Path) -> set[str]:

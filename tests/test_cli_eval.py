@@ -137,6 +137,8 @@ def test_eval_on_your_own_labelled_jsonl_and_csv(tmp_path, capsys):
     ('{"text": "a", "big": 1, "small": 0}\n', "needs a string 'prompt'"),
     ('{"prompt": "a", "big": "yes", "small": 0}\n', "expected True/False or a number"),
     ('{"prompt": "a", "big": 1, "small": 0}\nnot json\n', "line 2: invalid JSON"),
+    # a blank line counts: the bad row is reported by its line number, not its record index
+    ('{"prompt": "a", "big": 1, "small": 0}\n\n{"text": "b"}\n', "bad.jsonl, line 3: needs a string 'prompt'"),
     ("", "no rows"),
 ])
 def test_eval_labelled_file_errors_are_clear(tmp_path, capsys, content, needle):

@@ -10,6 +10,7 @@ count, mean and variance of their similarities.  Measured precision and timings:
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from typing import Any
@@ -30,7 +31,9 @@ DEFAULT_K = 256
 SMALL_BATCH = 256
 
 
-def _load_faiss_ip():
+@functools.cache
+def _faiss_ip():
+    """faiss's single-threaded inner-product kernel, imported on first use (None without faiss)."""
     try:
         import faiss
 
@@ -43,9 +46,6 @@ def _load_faiss_ip():
         fn(ptr(out), ptr(q), ptr(E), E.shape[1], E.shape[0])
 
     return ip
-
-
-_faiss_ip = _load_faiss_ip()
 
 
 def check_options(*, weighting=None, gamma=None, mode="exact", remainder="moments", precision="int8",
@@ -139,9 +139,10 @@ class SWModel:
         if Q.shape[0] > SMALL_BATCH:
             return Q @ self.E.T
         out = np.empty((Q.shape[0], self.n_prompts), dtype=np.float32)
+        ip = _faiss_ip()
         for i, q in enumerate(np.ascontiguousarray(Q, dtype=np.float32)):
-            if _faiss_ip is not None:
-                _faiss_ip(out[i], q, self.E)
+            if ip is not None:
+                ip(out[i], q, self.E)
             else:  # pragma: no cover - faiss is a dependency; einsum does not use BLAS threads
                 out[i] = np.einsum("pd,d->p", self.E, q)
         return out
@@ -153,14 +154,15 @@ class SWModel:
         if self.dense:
             if w.shape[0] > SMALL_BATCH:
                 return w @ self.C
-            if _faiss_ip is None:  # pragma: no cover - faiss is a dependency
+            ip = _faiss_ip()
+            if ip is None:  # pragma: no cover - faiss is a dependency
                 return np.einsum("bp,pk->bk", w, self.C)
             out = np.zeros((w.shape[0], self.pairs.size))
             part = np.empty(self.pairs.size, dtype=np.float32)
             for rows, cols, CT in self.blocks:
                 wb = np.ascontiguousarray(w if rows is None else w[:, rows], dtype=np.float32)
                 for i, row in enumerate(wb):
-                    _faiss_ip(part, row, CT)  # W[pair] = <w, C[:, pair]>, single-threaded SIMD
+                    ip(part, row, CT)  # W[pair] = <w, C[:, pair]>, single-threaded SIMD
                     out[i, cols] += part[:len(cols)]
             return out
         vals = w.T[self.ent_prompt] * self.ent_count[:, None]  # (entries, B), grouped by pair

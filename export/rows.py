@@ -184,8 +184,13 @@ def _text(row: dict, key: str, where: str) -> str:
     return value
 
 
-def _optional_score(value: Any) -> float | None:
-    return None if value is None or isinstance(value, bool) else float(value)
+def _optional_score(row: dict, key: str, where: str) -> float | None:
+    value = row.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DataError(f"{where}: {key} must be a number or null, got {value!r:.40}")
+    return float(value)
 
 
 def battle_rows(path: Path, *, allow_noncommercial: bool = False) -> Iterator[BattleRow]:
@@ -197,7 +202,7 @@ def battle_rows(path: Path, *, allow_noncommercial: bool = False) -> Iterator[Ba
         outcome = battle_outcome(row, where)
         yield BattleRow(_text(row, "prompt", where), _canon(row["model_a"]), _canon(row["model_b"]), outcome,
                         row.get("source", Path(path).stem), row.get("license", "unknown"),
-                        _optional_score(row.get("score_a")), _optional_score(row.get("score_b")))
+                        _optional_score(row, "score_a", where), _optional_score(row, "score_b", where))
 
 
 def golden_rows(path: Path, *, allow_noncommercial: bool = False) -> Iterator[GoldenRow]:

@@ -77,6 +77,15 @@ def test_typed_rows(tmp_path):
     assert [r.scores for r in D.score_rows(m)] == [{"a": 1.0}]
 
 
+@pytest.mark.parametrize("score", ["8/10", True, [8]])
+def test_a_battle_score_that_is_not_a_number_is_a_data_error(tmp_path, score):
+    p = _write(tmp_path / "b.jsonl", [{**ROW, "score_a": 8, "score_b": None}, {**ROW, "score_a": score, "score_b": 3}])
+    with pytest.raises(D.DataError, match=r"b\.jsonl:2: score_a must be a number or null"):
+        list(D.battle_rows(p))
+    with pytest.raises(D.DataError, match=r"b\.jsonl:2: score_a"):  # MF/SW read the same rows
+        D.add_battles_file(D.Battles(), p)
+
+
 @pytest.mark.parametrize("bad, message", [
     ({"strong_correct": "yes"}, "golden.jsonl:1: strong_correct/weak_correct must be true or false"),
     ({"prompt": 3}, "golden.jsonl:1: prompt must be a string"),

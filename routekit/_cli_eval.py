@@ -32,8 +32,8 @@ def _eval_args(e) -> None:
     e.add_argument("--plot", type=Path, default=None,
                    help="write a PNG of quality vs strong-call %% (default: none, or <--out>/<set>.png)")
     e.add_argument("--out", type=Path, default=None,
-                   help="folder for results.json, the plot and the win-rate cache (default: none; the cache "
-                        "goes to the user cache folder)")
+                   help="folder for <set>.json (the results), <set>.png and the win-rate cache (default: none; "
+                        "the cache goes to the user cache folder)")
     e.add_argument("--no-cache", action="store_true", help="recompute win rates")
 
 

@@ -40,7 +40,14 @@ def load_gaps(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
 
 
 def _ranks(x: np.ndarray) -> np.ndarray:
-    return np.argsort(np.argsort(x, kind="stable"), kind="stable").astype(np.float64)
+    """Ranks 0..n-1 with ties given their mean rank (Spearman's convention: the gap has few distinct
+    values, so ranking ties by position would make the coefficient depend on the prompts' order)."""
+    x = np.asarray(x, np.float64)
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(len(x))
+    ranks[order] = np.arange(len(x), dtype=np.float64)
+    _, group = np.unique(x, return_inverse=True)
+    return (np.bincount(group, ranks) / np.bincount(group))[group]
 
 
 def main(argv=None) -> int:

@@ -29,6 +29,11 @@ def test_task_kind_gap_is_stronger_minus_mean_of_the_weaker_models(tmp_path):
     assert cats.tolist() == ["coding", "writing"]
 
 
+def test_task_kind_ranks_ties_by_their_mean_rank():
+    np.testing.assert_allclose(task_kind._ranks(np.array([3.0, 1.0, 3.0, 2.0, 3.0])), [3, 0, 3, 1, 3])
+    np.testing.assert_allclose(task_kind._ranks(np.array([0.2, 0.1, 0.3])), [1, 0, 2])
+
+
 def test_task_kind_without_data_is_a_clear_error(tmp_path, capsys):
     assert task_kind.main(["--data", str(tmp_path), "--routers", "random"]) == 2
     assert "vicuna80_gpt4_reviews.jsonl" in capsys.readouterr().err

@@ -9,6 +9,8 @@ from pathlib import Path
 
 _ROOT = Path(__file__).resolve().parents[2]  # the folder holding this repo, ../shared and ../peer
 
+#: The shared data folder ($ROUTEKIT_DATA, else ../shared/data beside this repo).
+DATA = Path(os.environ.get("ROUTEKIT_DATA", str(_ROOT / "shared" / "data")))
 #: Python of the virtualenv with routellm==0.2.0 ($PEER_PYTHON, else ../peer/venv beside this repo).
 PEER_PY = os.environ.get("PEER_PYTHON", str(_ROOT / "peer" / "venv" / "bin" / "python"))
 #: The reference's own harness (../shared/bench/peer/bench_peer.py).

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _common import DATA
+
 import routekit
 from routekit.evaluate import EvalSet, apgr, bootstrap_apgr, cpt, random_baseline
 
@@ -85,7 +87,7 @@ def by_suite(ev: EvalSet, k: int = 5) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    ap.add_argument("--data", type=Path, default=DATA, help="shared data folder (default: $ROUTEKIT_DATA, else ../shared/data)")
     ap.add_argument("--routers", nargs="+", default=["linear", "sw", "mf", "bert"])
     ap.add_argument("--by-suite", action="store_true",
                     help="also group the instructions by their nearest everyday-suite prompts")

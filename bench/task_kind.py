@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _common import DATA
+
 import routekit
 
 STRONGER, WEAKER = "gpt-3.5-turbo-0301", ("llama-13b", "alpaca-13b")
@@ -52,7 +54,7 @@ def _ranks(x: np.ndarray) -> np.ndarray:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    ap.add_argument("--data", type=Path, default=DATA, help="shared data folder (default: $ROUTEKIT_DATA, else ../shared/data)")
     ap.add_argument("--routers", nargs="+", default=["linear", "mf", "sw", "bert"])
     args = ap.parse_args(argv)
     path = args.data / "train" / "extra" / "vicuna80_gpt4_reviews.jsonl"

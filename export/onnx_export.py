@@ -24,6 +24,7 @@ def _one_segment_config(model, task: str):
     routekit feeds single-segment prompts (token types all 0, what BERT uses when none are given),
     and its graphs keep the inputs they always had, ``input_ids`` and ``attention_mask``: an encoder
     folder or artifact exported now is fed exactly like the shipped ones."""
+    from optimum.exporters.onnx import model_configs  # noqa: F401  (registers optimum's ONNX export configs)
     from optimum.exporters.tasks import TasksManager
 
     try:

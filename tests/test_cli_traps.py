@@ -80,6 +80,11 @@ def _options(parser: argparse.ArgumentParser, path: str):
             yield parser, path, a, a.required or id(a) in grouped
 
 
+#: how a help text states its default ("(default: x)", "x (default)", "default 1e-5", "defaults to");
+#: the bare word is not enough (``--router`` help names the router called ``default``)
+_STATES_DEFAULT = re.compile(r"\bdefault(?::| is| to|s to| [^'\"\s,)]|, |\))")
+
+
 def help_problems(parser: argparse.ArgumentParser) -> list[str]:
     """Options without help, options taking a value whose help (as printed) says no default, and
     ``(default: None)``."""
@@ -89,7 +94,7 @@ def help_problems(parser: argparse.ArgumentParser) -> list[str]:
         text = p._get_formatter()._expand_help(a) if a.help else ""
         if not text.strip():
             out.append(f"{path} {name}: no help")
-        elif a.option_strings and not required and a.nargs != 0 and "default" not in text.lower():
+        elif a.option_strings and not required and a.nargs != 0 and not _STATES_DEFAULT.search(text.lower()):
             out.append(f"{path} {name}: the help does not say the default")
         elif "default: None" in text:
             out.append(f"{path} {name}: '(default: None)'")

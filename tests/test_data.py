@@ -106,6 +106,7 @@ def test_every_trainer_refuses_a_bad_golden_row_alike(tmp_path, bad, message):
     for name, load in loaders.items():
         with pytest.raises(D.DataError, match=message):
             load()
+            pytest.fail(f"the {name} loader accepted a bad golden row {bad}")
 
 
 def test_default_data_dir_env_then_checkout_then_cwd(tmp_path, monkeypatch):

@@ -154,3 +154,18 @@ def test_an_architecture_optimum_cannot_export_is_a_clear_error(tmp_path):
                                           "fnet is not supported"):
         export_hf(model, tmp_path / "m.onnx", task="text-classification")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_export_config_works_without_a_prior_export():
+    """_one_segment_config registers optimum's ONNX configs itself (a fresh process, nothing imported)."""
+    import subprocess
+    import sys
+
+    code = ("from transformers import BertConfig, BertModel\n"
+            "from routekit_export.onnx_export import _one_segment_config\n"
+            "m = BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,"
+            " intermediate_size=16))\n"
+            "print(sorted(_one_segment_config(m, 'feature-extraction').inputs))\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip().splitlines()[-1] == "['attention_mask', 'input_ids']"

@@ -43,16 +43,25 @@ class RouterSet:
             return None
         return (router.manifest.file_key(spec["file"]), int(spec.get("max_length", 256)))
 
-    def _score_chunk(self, items: list[str], batch_size: int) -> list[np.ndarray]:
-        out: list[np.ndarray | None] = [None] * len(self.routers)
+    def _encoder_groups(self) -> tuple[list[int], list[list[int]]]:
+        """(routers that score on their own, groups of routers sharing one encoder), by index.
+        Worked out once per :meth:`win_rates` call: an unverified artifact's file key stats its file."""
+        alone: list[int] = []
         groups: dict[tuple, list[int]] = {}
         for i, r in enumerate(self.routers):
             key = self._encoder_key(r)
             if key is None:
-                out[i] = r._score(items)
+                alone.append(i)
             else:
                 groups.setdefault(key, []).append(i)
-        for members in groups.values():
+        return alone, list(groups.values())
+
+    def _score_chunk(self, items: list[str], batch_size: int, plan) -> list[np.ndarray]:
+        alone, groups = plan
+        out: list[np.ndarray | None] = [None] * len(self.routers)
+        for i in alone:
+            out[i] = self.routers[i]._score(items)
+        for members in groups:
             emb = self.routers[members[0]].encoder(items, batch_size=batch_size)
             for i in members:
                 out[i] = self.routers[i].score_embeddings(emb, items)
@@ -64,8 +73,9 @@ class RouterSet:
         items = as_prompts(prompts)
         if not items:
             return [np.zeros(0) for _ in self.routers]
+        plan = self._encoder_groups()
         chunks = range(0, len(items), batch_size)
-        parts = [self._score_chunk(items[i:i + batch_size], batch_size)
+        parts = [self._score_chunk(items[i:i + batch_size], batch_size, plan)
                  for i in progress(chunks, total=len(chunks), desc="scoring", enabled=show_progress, unit="batch")]
         return [np.concatenate([p[k] for p in parts]) for k in range(len(self.routers))]
 

@@ -93,10 +93,13 @@ def run_eval(args) -> int:
 
 
 def _eval_suite(args) -> int:
+    from .router_set import RouterSet
     from .suite import format_suite_table, load_suite, suite_report
 
     suite = load_suite(args.suite)
-    reports = [suite_report(common.load_router(name, args.threads), suite) for name in (args.router or ["default"])]
+    routers = [common.load_router(name, args.threads) for name in (args.router or ["default"])]
+    rates = RouterSet(routers).win_rates(suite.prompts)  # routers that ship one encoder share its pass
+    reports = [suite_report(r, suite, w) for r, w in zip(routers, rates)]
     if args.json:
         print(json.dumps({"suite": suite.name, "n": len(suite), "routers": reports}))
     else:

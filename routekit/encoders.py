@@ -104,9 +104,8 @@ class Encoder:
         the manifest describes, fails here (BadArtifactError) instead of on some later prompt."""
         import onnxruntime as ort
 
-        if top is None:  # (with_added_tokens=True would build the whole vocabulary: ~7 ms)
-            top = max(self.tokenizer.get_vocab_size(with_added_tokens=False) - 1,
-                      max(self.tokenizer.get_added_tokens_decoder(), default=0))
+        if top is None:
+            top = last_token_id(self.tokenizer)
         ids = np.array([[0, max(top, 0)]], dtype=np.int64)
         feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
         quiet = ort.RunOptions()
@@ -182,6 +181,14 @@ def check_graph(session, model: Path, output: str, dim: int | None) -> None:
         raise BadArtifactError(f"{model}: output {output!r} is {shape[1]} wide, the manifest says {dim}")
 
 
+def last_token_id(tokenizer) -> int:
+    """The vocabulary's last id (the base vocabulary's or the highest added token's; -1 if empty), the quick
+    bound :meth:`Encoder.probe` and :class:`StaticEncoder` check against (with_added_tokens=True
+    would build the whole vocabulary: ~7 ms; :func:`max_token_id` is the complete check)."""
+    return max(tokenizer.get_vocab_size(with_added_tokens=False) - 1,
+               max(tokenizer.get_added_tokens_decoder(), default=-1))
+
+
 def max_token_id(tokenizer) -> int:
     """The largest id ``tokenizer`` can emit (its vocabulary need not be contiguous; ~50 ms)."""
     return max(tokenizer.get_vocab(with_added_tokens=True).values(), default=0)
@@ -199,8 +206,7 @@ class StaticEncoder:
         self.max_length = int(max_length)
         self.max_chars = self.max_length * chars_per_token
         self.tokenizer = load_tokenizer(tokenizer, self.max_length, pad=False)
-        vocab = max(self.tokenizer.get_vocab_size(with_added_tokens=False),
-                    max(self.tokenizer.get_added_tokens_decoder(), default=-1) + 1)
+        vocab = last_token_id(self.tokenizer) + 1
         if self.table.ndim != 2 or self.table.shape[0] < vocab:
             raise BadArtifactError(f"token table of shape {self.table.shape} has fewer rows than "
                                    f"{Path(tokenizer).name}'s {vocab} tokens")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ._formats import ADDED as _ADDED  # the columns score adds
+from ._formats import _conflict
 from .errors import BadInputError, RoutekitError, require
 
 __all__ = ["score_dataset", "serve_app", "read_dataset", "write_local", "error_from", "score_cli", "serve_cli"]
@@ -44,7 +45,7 @@ class _Scorer:
 
         if self.column not in batch.column_names:
             raise BadInputError(f"no column {self.column!r} (columns: {', '.join(batch.column_names[:20])})")
-        clash = [c for c in _ADDED if c in batch.column_names]
+        clash = _conflict(batch.column_names)
         if clash:
             raise BadInputError(f"the dataset already has column(s) {', '.join(clash)} that scoring adds")
         prompts = batch.column(self.column).to_pylist()

@@ -12,7 +12,6 @@ ray = pytest.importorskip("ray", reason="needs the ray extra: pip install 'route
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
-import routekit  # noqa: E402
 from routekit.cli import main  # noqa: E402
 from routekit.score import score_file  # noqa: E402
 
@@ -39,21 +38,16 @@ def local_ray():
             ray.shutdown()
 
 
-@pytest.fixture(scope="module")
-def router():
-    return routekit.load("default")
-
-
 def _jsonl(path, rows):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
 
-def test_score_dataset_equals_local(local_ray, router, tmp_path):
+def test_score_dataset_equals_local(local_ray, default_router, tmp_path):
     from routekit.ray import score_dataset
 
     rows = [{"id": i, "prompt": p, "user": f"u{i % 7}"} for i, p in enumerate(_prompts(300))]
-    score_file(router, _jsonl(tmp_path / "in.jsonl", rows), tmp_path / "local.jsonl")
+    score_file(default_router, _jsonl(tmp_path / "in.jsonl", rows), tmp_path / "local.jsonl")
     local = {r["id"]: r for r in map(json.loads, (tmp_path / "local.jsonl").read_text().splitlines())}
     out = score_dataset(ray.data.from_items(rows), "default", concurrency=2, batch_size=16,
                         rows_per_call=37).take_all()
@@ -62,7 +56,7 @@ def test_score_dataset_equals_local(local_ray, router, tmp_path):
         assert r == local[r["id"]]  # every column kept, win rates bit-identical
 
 
-def test_cli_ray_parquet_and_jsonl(local_ray, tmp_path, capsys):
+def test_cli_ray_parquet_and_jsonl(local_ray, default_router, tmp_path, capsys):
     prompts = _prompts(120)
     pq.write_table(pa.table({"id": list(range(120)), "prompt": prompts}), tmp_path / "in.parquet")
     assert main(["score", "--input", str(tmp_path / "in.parquet"), "--output", str(tmp_path / "local.parquet")]) == 0
@@ -78,7 +72,7 @@ def test_cli_ray_parquet_and_jsonl(local_ray, tmp_path, capsys):
     assert main(["score", "--engine", "ray", "--input", str(tmp_path / "in.jsonl"),
                  "--output", f"{tmp_path}/ray-js/", "--strong-fraction", "0.3"]) == 0
     rows = [json.loads(line) for f in sorted((tmp_path / "ray-js").glob("*.json*")) for line in f.read_text().splitlines()]
-    local = dict(enumerate(routekit.load("default").route_many(prompts, strong_fraction=0.3)))
+    local = dict(enumerate(default_router.route_many(prompts, strong_fraction=0.3)))
     assert sorted(r["id"] for r in rows) == list(range(120))
     assert all(r["win_rate"] == local[r["id"]].win_rate and r["route"] == local[r["id"]].route for r in rows)
 

@@ -74,9 +74,9 @@ def test_eval_suite_cli(capsys):
     assert out["suite"] == "everyday" and out["routers"][0]["router"].startswith("random")
 
 
-def test_default_router_orders_everyday_traffic():
+def test_default_router_orders_everyday_traffic(default_router):
     """The shipped default must rank hard prompts above trivial ones on the (never trained on) suite."""
-    rep = suite_report(routekit.load("default"), load_suite("everyday"))
+    rep = suite_report(default_router, load_suite("everyday"))
     assert rep["auc"] >= 0.85
     assert rep["default"]["trivial_to_strong"] <= 0.15
     assert rep["default"]["hard_to_strong"] >= 0.5

@@ -36,12 +36,11 @@ import numpy as np
 import routekit
 from routekit import artifact
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from routekit_export import data as D
+from routekit_export.embed import embed_texts
+from routekit_export.mf import MFConfig, train_mf
 
-from routekit_export import data as D  # noqa: E402
-from routekit_export.embed import embed_texts  # noqa: E402
-from routekit_export.mf import MFConfig, train_mf  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 PRICES = {  # USD per million tokens, mean of input and output list prices (approximate, 2024)
     "gpt-4-1106-preview": 20.0, "claude-v2": 16.0, "claude-1": 16.0, "claude-instant-1": 1.6,

@@ -24,12 +24,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from _common import DATA
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -44,10 +45,6 @@ TRANSFER = [  # (fitted on pair i, used for pair j)
 ]
 
 
-def data_dir() -> Path:
-    return Path(os.environ.get("ROUTEKIT_DATA", REPO.parent / "shared" / "data"))
-
-
 #: ZeroEval scores 38-48 models per prompt; SW and MF see these 12 (the pair among them) to keep
 #: the battle count (and MF's memory) at RouterBench's scale.
 ZEROEVAL_MODELS = ("gpt-4o-2024-08-06", "gpt-4o-mini-2024-07-18", "claude-3-5-sonnet-20240620",
@@ -58,7 +55,7 @@ ZEROEVAL_MODELS = ("gpt-4o-2024-08-06", "gpt-4o-mini-2024-07-18", "claude-3-5-so
 
 def load_rows(dataset: str) -> list[tuple[str, dict]]:
     """(prompt, {model: quality}) rows of one public dataset."""
-    train = data_dir() / "train"
+    train = DATA / "train"
     if dataset == "zeroeval":
         path, keep = train / "extra" / "zeroeval_scores.jsonl", ("zeroeval/",)
     else:
@@ -128,8 +125,8 @@ def main(argv=None) -> int:
         write_markdown(res, args.out.with_suffix(".md"), args)
         plot(res, args.out.with_suffix(".png"))
         return 0
-    if not (data_dir() / "train").is_dir():
-        print(f"no data at {data_dir()} (set ROUTEKIT_DATA)", file=sys.stderr)
+    if not (DATA / "train").is_dir():
+        print(f"no data at {DATA} (set ROUTEKIT_DATA)", file=sys.stderr)
         return 2
     from routekit.evaluate import apgr
     from routekit_export import fit as F

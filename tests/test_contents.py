@@ -4,8 +4,6 @@ hash updated, so only the contents checks stand between it and a foreign excepti
 
 import io
 import json
-import os
-import shutil
 
 import numpy as np
 import pytest
@@ -15,14 +13,11 @@ from routekit import artifact
 from routekit.errors import BadArtifactError, BadInputError, RoutekitError
 from routekit.router import RouterSet
 
+from _copies import linked_copy
+
 
 def _clone(tmp_path, name):
-    src = artifact.shipped()[name]
-    dst = tmp_path / name
-    dst.mkdir()
-    for p in src.iterdir():
-        (shutil.copyfile if p.name == "manifest.json" else os.link)(p, dst / p.name)
-    return dst
+    return linked_copy(artifact.shipped()[name], tmp_path / name)
 
 
 def _replace(folder, rel, data: bytes):

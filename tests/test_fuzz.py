@@ -4,8 +4,6 @@ never a foreign exception; a damaged artifact is refused by ``load()`` and ``ver
 
 import copy
 import json
-import os
-import shutil
 
 import numpy as np
 import pytest
@@ -16,6 +14,8 @@ import routekit
 from routekit import artifact
 from routekit.errors import BadArtifactError, BadInputError, RoutekitError
 from routekit.router import RouterSet
+
+from _copies import linked_copy
 
 def fuzz(n: int):
     """Modest example counts (a few seconds per test on 2 cores), no deadline, no example database."""
@@ -28,12 +28,7 @@ HOSTILE = [None, True, False, 0, -1, 1, 10**400, 1e308, -1e308, float("nan"), fl
 
 
 def _clone(tmp_path, name, tag="a"):
-    src = artifact.shipped()[name]
-    dst = tmp_path / f"{name}-{tag}"
-    dst.mkdir()
-    for p in src.iterdir():
-        (shutil.copyfile if p.name == "manifest.json" else os.link)(p, dst / p.name)
-    return dst
+    return linked_copy(artifact.shipped()[name], tmp_path / f"{name}-{tag}")
 
 
 def _write(folder, m, *, seal):

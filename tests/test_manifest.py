@@ -13,27 +13,18 @@ from routekit import artifact
 from routekit.cli import main
 from routekit.errors import BadArtifactError, BadInputError
 
-
-def _linked_copy(src, dst):
-    """``dst``: a copy of the artifact ``src`` whose manifest is its own file and the rest hard links."""
-    dst.mkdir()
-    for p in src.iterdir():
-        if p.name == "manifest.json":
-            shutil.copyfile(p, dst / p.name)
-        else:
-            os.link(p, dst / p.name)
-    return dst
+from _copies import linked_copy
 
 
 @pytest.fixture(scope="module")
 def linear_copy(tmp_path_factory):
     """A copy of the shipped linear artifact (hard links for the big files: cheap)."""
-    return _linked_copy(artifact.shipped()["linear"], tmp_path_factory.mktemp("art") / "linear")
+    return linked_copy(artifact.shipped()["linear"], tmp_path_factory.mktemp("art") / "linear")
 
 
 @pytest.fixture()
 def art(linear_copy, tmp_path):
-    return _linked_copy(linear_copy, tmp_path / "a")
+    return linked_copy(linear_copy, tmp_path / "a")
 
 
 def _edit(folder, fn, *, seal=False):

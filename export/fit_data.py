@@ -37,12 +37,12 @@ from pathlib import Path
 import numpy as np
 
 from .data import DataError
+from .rows import WINNER_OUTCOME as WINNERS  # the one battle outcome map (export/rows.py)
 
 #: Fields of a quality record that are never model names.
 META_FIELDS = frozenset({"prompt", "id", "question_id", "source", "license", "label_kind", "benchmark", "subject",
                          "category", "turns", "language", "tstamp", "judge", "reference", "answer", "scores"})
 MAX_NAME = 500  #: longest model name an artifact manifest accepts
-WINNERS = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5, "tie (bothbad)": 0.5}
 
 
 class LabelError(DataError):

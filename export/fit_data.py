@@ -269,8 +269,8 @@ def _assemble(path, digest, strong, weak, quality, battles, rejected, counts) ->
 
 def write_rejected(rejected: list[dict], path: Path) -> None:
     """The rows ``--skip-bad`` dropped, one JSON object per line: ``{line, error, text}``."""
-    from routekit._io import atomic_path
+    from routekit._io import atomic_write
 
-    with atomic_path(path, what="--rejected file") as tmp, open(tmp, "w", encoding="utf-8") as fh:
+    with atomic_write(path, what="--rejected file") as fh:
         for r in rejected:
             fh.write(json.dumps(r, ensure_ascii=False) + "\n")

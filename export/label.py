@@ -165,19 +165,13 @@ def read_prompt_rows(path: Path) -> list[dict]:
     """``.jsonl`` rows with ``prompt`` (and optional ``reference``), or plain text one prompt per line."""
     if not path.is_file():
         raise LabelToolError(f"{path}: no such prompt file")
+    if path.suffix.lower() != ".jsonl":
+        return [{"prompt": line} for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    from .rows import read_jsonl  # the toolchain's JSONL reader: file:line errors for bad JSON / non-objects
+
     rows = []
-    text = path.read_text(encoding="utf-8")
-    for i, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        if path.suffix.lower() != ".jsonl":
-            rows.append({"prompt": line})
-            continue
-        try:
-            r = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise LabelToolError(f"{path}:{i}: invalid JSON ({exc.msg})") from None
-        if not isinstance(r, dict) or not isinstance(r.get("prompt"), str):
+    for i, r in read_jsonl(path):
+        if not isinstance(r.get("prompt"), str):
             raise LabelToolError(f"{path}:{i}: needs an object with a string 'prompt'")
         rows.append(r)
     return rows

@@ -222,33 +222,32 @@ def _write_index(emb: np.ndarray, kind: str, path: Path) -> dict | None:
     return {"file": path.name, **spec}
 
 
-def add_index(folder: Path, kind: str = "auto") -> dict:
-    """Write ``sw.faiss`` into an existing SW artifact (its embeddings from ``sw.npz``), list it with
-    its hash in the manifest, and seal the manifest.  Returns the ``router.index`` section."""
-    import json
-
-    from routekit import artifact as ra
-    from routekit._io import atomic_write
+def add_index(folder: Path, kind: str = "auto") -> dict | None:
+    """Write ``sw.faiss`` into an existing SW artifact (its embeddings from ``sw.npz``) and list it in
+    the manifest; ``kind`` "none" removes it.  Returns the ``router.index`` section.  The artifact is
+    rewritten through :class:`~routekit.artifact.ArtifactWriter`, as ``recalibrate`` does
+    (:func:`routekit.calibrate.write_calibration`): an interrupted run leaves it as it was."""
+    import shutil
 
     folder = Path(folder)
-    m = ra.read_manifest(folder, verify=True)
+    m = artifact.read_manifest(folder, verify=True)
     if m.kind != "sw":
         raise ValueError(f"{folder} is a {m.kind} artifact, not sw")
     with np.load(m.path(m["router"].get("data", "sw.npz")), allow_pickle=False) as z:
         emb = z["embeddings"].astype(np.float32)
-    spec = _write_index(emb, kind, folder / "sw.faiss")
-    data = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    if spec is None:
-        data["router"].pop("index", None)
-        data["files"].pop("sw.faiss", None)
-    else:
-        p = folder / "sw.faiss"
-        data["files"]["sw.faiss"] = {"sha256": ra.sha256_file(p), "bytes": p.stat().st_size}
-        data["router"]["index"] = spec
-    data.pop("manifest_sha256", None)
-    with atomic_write(folder / "manifest.json") as f:
-        f.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-    ra.seal(folder)
+    router = dict(m["router"])
+    with artifact.ArtifactWriter(folder, overwrite=True) as w:
+        for rel in m.files:
+            if rel != "sw.faiss":
+                (w.dir / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(m.path(rel), w.dir / rel)
+        spec = _write_index(emb, kind, w.dir / "sw.faiss")
+        if spec is None:
+            router.pop("index", None)
+        else:
+            router["index"] = spec
+        w.manifest.update({k: v for k, v in m.data.items() if k != "files"})
+        w.manifest["router"] = router
     return spec
 
 

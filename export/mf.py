@@ -50,18 +50,15 @@ def train_mf(emb: np.ndarray, arrays: dict[str, np.ndarray], n_models: int, cfg:
     torch.manual_seed(cfg.seed)
     q = torch.from_numpy(emb.astype(np.float32))
     pidx, a, b, y = (torch.from_numpy(arrays[k]) for k in ("prompt", "a", "b", "outcome"))
-    train_idx, val_idx = split_by_prompt(arrays["prompt"], cfg.val_fraction, cfg.seed)
-    train = np.zeros(len(arrays["prompt"]), dtype=bool)
-    train[train_idx] = True
-    val = ~train
-    train_idx = torch.from_numpy(np.flatnonzero(train))
+    train_rows, val_rows = split_by_prompt(arrays["prompt"], cfg.val_fraction, cfg.seed)  # sorted row indices
+    train_idx = torch.from_numpy(train_rows)
     model = build_model(n_models, emb.shape[1], cfg.hidden)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     gen = torch.Generator().manual_seed(cfg.seed)
 
-    def evaluate(mask: np.ndarray) -> dict:
-        idx = torch.from_numpy(np.flatnonzero(mask))
+    def evaluate(rows: np.ndarray) -> dict:
+        idx = torch.from_numpy(rows)
         if len(idx) == 0:
             return {}
         with torch.no_grad():
@@ -82,7 +79,7 @@ def train_mf(emb: np.ndarray, arrays: dict[str, np.ndarray], n_models: int, cfg:
             loss.backward()
             opt.step()
         model.eval()
-        history.append({"epoch": epoch + 1, "train": evaluate(train), "val": evaluate(val)})
+        history.append({"epoch": epoch + 1, "train": evaluate(train_rows), "val": evaluate(val_rows)})
     weights = {
         "model_emb": model.model_emb.weight.detach().numpy().astype(np.float32),
         "proj_w": model.proj.weight.detach().numpy().astype(np.float32),

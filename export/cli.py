@@ -127,6 +127,8 @@ def _run_train_mf(args) -> int:
 
 
 def _add_train_sw(sub) -> None:
+    from .sw import HNSW_ABOVE, INDEX_KINDS
+
     w = sub.add_parser("train-sw", help="build a similarity-weighted (SW) ranking router artifact")
     _train_options(w)
     w.add_argument("--tiers", type=int, default=10, help="model tiers (paper: 10)")
@@ -135,9 +137,9 @@ def _add_train_sw(sub) -> None:
                         "prompt-grouped cross-validation on the training battles (--weighting is then ignored)")
     w.add_argument("--weighting", choices=("paper", "reference"), default="paper",
                    help="paper: γ^(1+s); reference (RouteLLM code): γ^(1+s/max s)")
-    w.add_argument("--index", choices=("auto", "none", "flat", "flat-fp16", "hnsw"), default="auto",
-                   help="FAISS index shipped as sw.faiss for mode='fast' (auto: flat fp16, HNSW above 50k prompts; "
-                        "none: a flat index is built at load)")
+    w.add_argument("--index", choices=INDEX_KINDS, default="auto",
+                   help=f"FAISS index shipped as sw.faiss for mode='fast' (auto: flat fp16, HNSW above "
+                        f"{HNSW_ABOVE // 1000}k prompts; none: a flat index is built at load)")
     w.add_argument("--k", type=int, default=256, help="default top-k of mode='fast'")
     w.add_argument("--embed-dtype", choices=("float32", "float16"), default="float32",
                    help="dtype of the stored prompt embeddings")

@@ -234,12 +234,11 @@ def run(args) -> dict:
     finally:
         cache.close()
     done = [r for r in results if r is not None]
-    from routekit._io import atomic_path
+    from routekit._io import atomic_write
 
-    with atomic_path(out) as tmp:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            for r in done:
-                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+    with atomic_write(out) as fh:
+        for r in done:
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
     cost = {}
     for m, u in caller.usage.items():
         if m in prices:

@@ -12,7 +12,7 @@ prompts = ["hi, how are you?", "thanks!", "What is the capital of France?",
            "Design a lock-free multi-producer queue in C++ and prove it is linearizable.",
            "A tank fills through pipe A in 6 h and pipe B in 9 h; a drain empties it in 12 h. With all three "
            "open for 2 h and then B closed, when is the tank full?"]
-# the default threshold sends ~50 % of the reference traffic mix (README: "What a threshold means") to strong
+# the default threshold sends 60 % of the reference traffic mix (README: "What a threshold means") to strong
 for d, prompt in sorted(zip(router.route_many(prompts), prompts), key=lambda x: x[0].win_rate):
     print(f"{d.route:6} {d.model:28} win_rate={d.win_rate:.3f} (threshold {d.threshold:.3f})  {prompt[:60]!r}")
 

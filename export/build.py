@@ -101,24 +101,39 @@ def calibrate_in_place(writer: artifact.ArtifactWriter, prompts: list[str], sour
 #: quick facts, rewrites) and a minority of hard ones; Arena-Hard prompts stand in for real chat
 #: (they are harder than typical chat), GSM8K train questions for maths word problems.
 TRAFFIC_MIX = {"arena-hard": 0.5, "everyday": 0.4, "gsm8k-train": 0.1}
+#: The components that need the strong model; their share is the default strong fraction of routers
+#: calibrated on the mix (a perfect router would send exactly them to strong).
+NEEDS_STRONG = ("arena-hard", "gsm8k-train")
+#: Everyday prompts for calibration only: written for routekit, never trained on, and worded apart
+#: from both the training prompts and the dev suite (MiniLM cosine <= 0.85 to every prompt of each).
+#: The head is fitted to score its own training prompts as ties, so calibrating on those would put
+#: the default threshold too low for everyday prompts it has not seen.
+EVERYDAY_CALIB = Path(__file__).resolve().parent / "data" / "everyday_calib.jsonl"
 
 
-def traffic_mix(data_dir: Path, *, gsm8k_n: int = 250, seed: int = 1, limit: int | None = None
+def strong_share(mix: dict | None = None) -> float:
+    """Share of a mix record (:func:`traffic_mix`'s; default: all of :data:`TRAFFIC_MIX`, 0.6) held by
+    the components that need the strong model."""
+    shares = {n: m["share"] for n, m in mix.items()} if mix is not None else TRAFFIC_MIX
+    return round(sum(v for n, v in shares.items() if n in NEEDS_STRONG) / sum(shares.values()), 4)
+
+
+def traffic_mix(data_dir: Path, *, gsm8k_n: int = 250, limit: int | None = None
                 ) -> tuple[list[str], np.ndarray, str, dict]:
     """Prompts, per-prompt weights, a description and the ``mix`` record of :data:`TRAFFIC_MIX`.
 
-    Each component's prompts share its traffic share equally.  GSM8K questions are drawn with a
-    seed different from the training sample's (``mixture.extra_rows`` uses seed 0)."""
-    from .mixture import EVERYDAY_TRAIN
-
+    Each component's prompts share its traffic share equally.  GSM8K questions are the *last*
+    ``gsm8k_n`` of the seed-0 permutation whose first ones ``mixture.extra_rows`` trains on, so the
+    two never overlap (for any training draw of up to ``len - gsm8k_n`` questions)."""
     arena, _ = calibration_prompts(data_dir, limit)
     gsm_path = Path(data_dir) / "unlabelled" / "gsm8k_train_questions.jsonl"
     gsm = D.read_prompts(gsm_path) if gsm_path.is_file() else []
-    gsm = [gsm[i] for i in np.random.default_rng(seed).permutation(len(gsm))[:gsm8k_n]]
-    parts = {"arena-hard": arena, "everyday": D.read_prompts(EVERYDAY_TRAIN), "gsm8k-train": gsm}
+    gsm = [gsm[i] for i in np.random.default_rng(0).permutation(len(gsm))[len(gsm) - gsm8k_n:]] if gsm else []
+    parts = {"arena-hard": arena, "everyday": D.read_prompts(EVERYDAY_CALIB), "gsm8k-train": gsm}
     sources = {"arena-hard": "shared/data/calibration/prompts.jsonl (Arena-Hard v0.1+v2.0, Apache-2.0)",
-               "everyday": "routekit export/data/everyday_train.jsonl (written for routekit)",
-               "gsm8k-train": "shared/data/unlabelled/gsm8k_train_questions.jsonl (GSM8K train, MIT)"}
+               "everyday": "routekit export/data/everyday_calib.jsonl (written for routekit; never trained on)",
+               "gsm8k-train": "shared/data/unlabelled/gsm8k_train_questions.jsonl (GSM8K train, MIT; "
+                              "disjoint from the training draw)"}
     shares = {n: s for n, s in TRAFFIC_MIX.items() if parts[n]}  # a missing component: the rest renormalised
     total = sum(shares.values())
     prompts, weights, mix = [], [], {}
@@ -126,7 +141,8 @@ def traffic_mix(data_dir: Path, *, gsm8k_n: int = 250, seed: int = 1, limit: int
         ps = parts[name]
         prompts += ps
         weights += [share / total / len(ps)] * len(ps)
-        mix[name] = {"share": round(share / total, 4), "n": len(ps), "source": sources[name]}
+        mix[name] = {"share": round(share / total, 4), "n": len(ps), "source": sources[name],
+                     "needs_strong": name in NEEDS_STRONG}
     desc = ("reference traffic mix: " + ", ".join(f"{100 * m['share']:.0f} % {n}" for n, m in mix.items())
             + f" ({len(prompts)} prompts, weighted)")
     return prompts, np.array(weights), desc, mix

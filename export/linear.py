@@ -56,7 +56,10 @@ class LinearConfig:
     gsm8k_limit: int = 1000  # GSM8K train questions drawn for the ``gsm8k-train`` source
     #: "mix": thresholds calibrated on the reference traffic mix (build.TRAFFIC_MIX); "arena": Arena-Hard only
     calibration: str = "mix"
-    default_strong_fraction: float = 0.5  # of the calibration prompts, for the default threshold
+    #: of the calibration prompts, for the default threshold; None: on the mix, the share of its
+    #: components that need the strong model (build.strong_share(): arena-hard 0.5 + gsm8k-train 0.1),
+    #: on Arena-Hard alone 0.5
+    default_strong_fraction: float | None = None
 
 
 @dataclass
@@ -326,7 +329,8 @@ def build_linear(out: Path, *, encoder_dir: Path, data_dir: Path, cfg: LinearCon
     import routekit
     from routekit import artifact
 
-    from .build import calibrate_in_place, calibration_prompts, copy_encoder, load_encoder, pair_fields, traffic_mix
+    from .build import (calibrate_in_place, calibration_prompts, copy_encoder, load_encoder, pair_fields, strong_share,
+                        traffic_mix)
     from .embed import embed_texts
 
     artifact.check_output_dir(out, overwrite=overwrite, inputs=[encoder_dir, data_dir])
@@ -361,7 +365,8 @@ def build_linear(out: Path, *, encoder_dir: Path, data_dir: Path, cfg: LinearCon
                                                   "fold_check_max_abs")},
         })
         calibrate_in_place(w, prompts, source, weights=cal_w, mix=mix,
-                           default_strong_fraction=cfg.default_strong_fraction)
+                           default_strong_fraction=cfg.default_strong_fraction if cfg.default_strong_fraction is not None
+                           else strong_share(mix) if mix else 0.5)
         w.write_manifest()
         router = routekit.load(w.dir)  # calibrated; the metrics added below do not change its scores
         w.manifest["metrics"]["everyday_suite"] = _suite_metrics(router)
@@ -412,7 +417,9 @@ def add_cli(sub) -> None:
     p.add_argument("--calibration", choices=["mix", "arena"], default=d.calibration,
                    help="calibrate thresholds on the reference traffic mix or on Arena-Hard prompts only")
     p.add_argument("--default-strong-fraction", type=float, default=d.default_strong_fraction,
-                   help="share of the calibration prompts the default threshold sends to strong")
+                   help="share of the calibration prompts the default threshold sends to strong (default: on the "
+                        "mix, the share of its components that need the strong model, 0.6 with all of them; 0.5 "
+                        "with --calibration arena)")
     p.add_argument("--dev-metrics", action="store_true",
                    help="measure APGR/CPT(50%%) with bootstrap CIs on <data>/dev and record them in the manifest")
 

@@ -149,9 +149,14 @@ def test_linear_artifact_end_to_end(tmp_path, encoder_dir):
     router = routekit.load(out)
     assert router.kind == "linear" and router.manifest["training"]["noncommercial_rows_included"] is False
     # thresholds on the reference traffic mix: the data folder's 20 calibration prompts + the shipped
-    # everyday prompts (the tiny folder has no GSM8K questions: that component is left out, shares renormalised)
+    # held-out everyday prompts (the tiny folder has no GSM8K questions: that component is left out,
+    # shares renormalised); the default fraction is the mix's needs-strong share
+    from routekit_export.build import EVERYDAY_CALIB
+
     mix = router.calibration["mix"]
-    assert mix["arena-hard"]["n"] == 20 and mix["everyday"]["n"] > 200 and "gsm8k-train" not in mix
+    n_calib = sum(1 for line in open(EVERYDAY_CALIB, encoding="utf-8") if line.strip())
+    assert mix["arena-hard"]["n"] == 20 and mix["everyday"]["n"] == n_calib and "gsm8k-train" not in mix
+    assert router.calibration["default_strong_fraction"] == pytest.approx(0.5 / 0.9, abs=1e-4)  # its arena share
     assert sum(m["share"] for m in mix.values()) == pytest.approx(1.0)
     assert router.manifest["metrics"]["everyday_suite"]["n"] >= 200
     hard = ["Compute the integral of x^3 from 0 to 99.\nA. 5\nB. 6\nAnswer:"]

@@ -28,6 +28,53 @@ def test_suite_not_in_training_prompts():
     assert not train & {p.strip().lower() for p in load_suite("everyday").prompts}
 
 
+def test_calibration_everyday_prompts_are_held_out():
+    """The mix's everyday component is neither trained on nor part of the dev suite."""
+    from routekit_export.build import EVERYDAY_CALIB
+    from routekit_export.mixture import EVERYDAY_TRAIN
+
+    def read(path):
+        return {json.loads(line)["prompt"].strip().lower() for line in open(path, encoding="utf-8")}
+
+    calib = read(EVERYDAY_CALIB)
+    assert len(calib) >= 100
+    assert not calib & read(EVERYDAY_TRAIN)
+    assert not calib & {p.strip().lower() for p in load_suite("everyday").prompts}
+
+
+def test_strong_share_of_the_mix():
+    from routekit_export.build import NEEDS_STRONG, TRAFFIC_MIX, strong_share
+
+    assert set(NEEDS_STRONG) <= set(TRAFFIC_MIX) and "everyday" not in NEEDS_STRONG
+    assert strong_share() == pytest.approx(0.6)
+    # a data folder without GSM8K questions: the mix is renormalised, and so is the share
+    assert strong_share({"arena-hard": {"share": 0.5 / 0.9}, "everyday": {"share": 0.4 / 0.9}}) == pytest.approx(
+        0.5 / 0.9, abs=1e-4)
+
+
+def test_traffic_mix_gsm8k_is_disjoint_from_the_training_draw(tmp_path):
+    from routekit_export.build import traffic_mix
+    from routekit_export.mixture import extra_rows
+
+    (tmp_path / "unlabelled").mkdir()
+    (tmp_path / "calibration").mkdir()
+    (tmp_path / "calibration" / "prompts.jsonl").write_text(json.dumps({"prompt": "Design a cache."}) + "\n")
+    (tmp_path / "unlabelled" / "gsm8k_train_questions.jsonl").write_text(
+        "".join(json.dumps({"prompt": f"Tom has {i} apples and buys 3 more. How many?"}) + "\n" for i in range(300)))
+    prompts, weights, _, mix = traffic_mix(tmp_path, gsm8k_n=50)
+    gsm = set(prompts) - {"Design a cache."} - _everyday_calib()
+    train = {r.prompt for r in extra_rows(tmp_path, ("gsm8k-train",), gsm8k_limit=250, log=lambda *a: None)}
+    assert len(gsm) == 50 and not gsm & train
+    assert mix["gsm8k-train"]["needs_strong"] and not mix["everyday"]["needs_strong"]
+    assert weights.sum() == pytest.approx(1.0)
+
+
+def _everyday_calib():
+    from routekit_export.build import EVERYDAY_CALIB
+
+    return {json.loads(line)["prompt"] for line in open(EVERYDAY_CALIB, encoding="utf-8")}
+
+
 def test_auc_matches_pairwise_definition():
     rng = np.random.default_rng(0)
     s = np.round(rng.random(60), 1)  # many ties

@@ -14,7 +14,7 @@ prompts = ["hi, how are you?", "thanks!", "What is the capital of France?",
            "open for 2 h and then B closed, when is the tank full?"]
 # the default threshold sends 60 % of the reference traffic mix (README: "What a threshold means") to strong
 for d, prompt in sorted(zip(router.route_many(prompts), prompts), key=lambda x: x[0].win_rate):
-    print(f"{d.route:6} {d.model:28} win_rate={d.win_rate:.3f} (threshold {d.threshold:.3f})  {prompt[:60]!r}")
+    print(f"{d.route:6} {d.model:28} win_rate={d.win_rate:.4f} (threshold {d.threshold:.4f})  {prompt[:60]!r}")
 
 # Cheaper: only ~20 % of the reference mix to the strong model
 print(router.route("Prove that there are infinitely many primes.", strong_fraction=0.2))

@@ -128,7 +128,7 @@ def traffic_mix(data_dir: Path, *, gsm8k_n: int = 250, limit: int | None = None
     arena, _ = calibration_prompts(data_dir, limit)
     gsm_path = Path(data_dir) / "unlabelled" / "gsm8k_train_questions.jsonl"
     gsm = D.read_prompts(gsm_path) if gsm_path.is_file() else []
-    gsm = [gsm[i] for i in np.random.default_rng(0).permutation(len(gsm))[len(gsm) - gsm8k_n:]] if gsm else []
+    gsm = [gsm[i] for i in np.random.default_rng(0).permutation(len(gsm))[max(len(gsm) - gsm8k_n, 0):]] if gsm else []
     parts = {"arena-hard": arena, "everyday": D.read_prompts(EVERYDAY_CALIB), "gsm8k-train": gsm}
     sources = {"arena-hard": "shared/data/calibration/prompts.jsonl (Arena-Hard v0.1+v2.0, Apache-2.0)",
                "everyday": "routekit export/data/everyday_calib.jsonl (written for routekit; never trained on)",

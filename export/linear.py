@@ -364,9 +364,10 @@ def build_linear(out: Path, *, encoder_dir: Path, data_dir: Path, cfg: LinearCon
             "metrics": {k: metrics[k] for k in ("config", "cv_apgr", "cv_note", "platt", "vocab",
                                                   "fold_check_max_abs")},
         })
-        calibrate_in_place(w, prompts, source, weights=cal_w, mix=mix,
-                           default_strong_fraction=cfg.default_strong_fraction if cfg.default_strong_fraction is not None
-                           else strong_share(mix) if mix else 0.5)
+        frac = cfg.default_strong_fraction
+        if frac is None:
+            frac = strong_share(mix) if mix else 0.5
+        calibrate_in_place(w, prompts, source, weights=cal_w, mix=mix, default_strong_fraction=frac)
         w.write_manifest()
         router = routekit.load(w.dir)  # calibrated; the metrics added below do not change its scores
         w.manifest["metrics"]["everyday_suite"] = _suite_metrics(router)

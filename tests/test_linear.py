@@ -273,3 +273,15 @@ def test_extra_sources(tmp_path):
     assert GSM8K_PRIOR_GAIN == pytest.approx(0.176)
     with pytest.raises(Exception, match="unknown extra training source"):
         load_prompt_table(tmp_path, ("nope",))
+
+
+def test_cv_folds_keep_questions_that_share_a_passage_together():
+    from routekit_export.linear import CV_GROUP_CHARS, cv_folds
+
+    passage = "Read the passage. " * 10  # longer than CV_GROUP_CHARS
+    assert len(passage) > CV_GROUP_CHARS
+    prompts = [passage + f"Question {i}?" for i in range(30)] + [f"standalone question {i}" for i in range(300)]
+    fold = cv_folds(prompts, 5, seed=0)
+    assert len(set(fold[:30].tolist())) == 1  # the 30 siblings never straddle train and test
+    assert set(fold[30:].tolist()) == set(range(5))  # distinct prompts spread over every fold
+    assert np.array_equal(fold, cv_folds(prompts, 5, seed=0))

@@ -16,7 +16,7 @@ standardised and L2-normalised.
 
 On a seeded subset of the linear head's training rows (``--per-source`` rows of each source, all
 everyday rows) it fits the same head with (a) MiniLM, (b) SmolLM2, (c) both embeddings, and prints
-the cross-validated APGR per source (5 folds grouped by prompt, as ``train_linear`` reports it),
+the cross-validated APGR per source (``train_linear``'s folds and row weights),
 the everyday suite's AUC with the head fitted on the whole subset, and the per-prompt CPU latency
 of each encoder.  Measure only: nothing here is shipped.
 """

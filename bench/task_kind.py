@@ -23,6 +23,7 @@ import numpy as np
 from _common import DATA
 
 import routekit
+from routekit.suite import average_ranks
 
 STRONGER, WEAKER = "gpt-3.5-turbo-0301", ("llama-13b", "alpaca-13b")
 
@@ -41,15 +42,10 @@ def load_gaps(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     return prompts, gap, np.array([category[p] for p in prompts])
 
 
-def _ranks(x: np.ndarray) -> np.ndarray:
+def _ranks(x) -> np.ndarray:
     """Ranks 0..n-1 with ties given their mean rank (Spearman's convention: the gap has few distinct
     values, so ranking ties by position would make the coefficient depend on the prompts' order)."""
-    x = np.asarray(x, np.float64)
-    order = np.argsort(x, kind="stable")
-    ranks = np.empty(len(x))
-    ranks[order] = np.arange(len(x), dtype=np.float64)
-    _, group = np.unique(x, return_inverse=True)
-    return (np.bincount(group, ranks) / np.bincount(group))[group]
+    return average_ranks(x) - 1.0
 
 
 def main(argv=None) -> int:

@@ -11,6 +11,7 @@ import numpy as np
 import routekit
 from routekit import artifact
 from routekit.calibrate import calibration_table
+from routekit.router_base import DEFAULT_STRONG_FRACTION
 from routekit.encoders import Encoder, encoder_from_spec
 
 from . import data as D
@@ -86,7 +87,8 @@ def training_section(battles: D.Battles, allow_noncommercial: bool) -> dict:
 
 
 def calibrate_in_place(writer: artifact.ArtifactWriter, prompts: list[str], source: str, *,
-                       weights=None, mix: dict | None = None, default_strong_fraction: float = 0.5) -> dict:
+                       weights=None, mix: dict | None = None,
+                       default_strong_fraction: float = DEFAULT_STRONG_FRACTION) -> dict:
     """Load the half-built artifact through the runtime and store its calibration table."""
     writer.write_manifest()
     router = routekit.load(writer.dir)

@@ -343,6 +343,7 @@ def build_linear(out: Path, *, encoder_dir: Path, data_dir: Path, cfg: LinearCon
                  threads: int | None = None, measure_dev: bool = False) -> dict:
     import routekit
     from routekit import artifact
+    from routekit.router_base import DEFAULT_STRONG_FRACTION
 
     from .build import (calibrate_in_place, calibration_prompts, copy_encoder, load_encoder, pair_fields, strong_share,
                         traffic_mix)
@@ -381,7 +382,7 @@ def build_linear(out: Path, *, encoder_dir: Path, data_dir: Path, cfg: LinearCon
         })
         frac = cfg.default_strong_fraction
         if frac is None:
-            frac = strong_share(mix) if mix else 0.5
+            frac = strong_share(mix) if mix else DEFAULT_STRONG_FRACTION
         calibrate_in_place(w, prompts, source, weights=cal_w, mix=mix, default_strong_fraction=frac)
         w.write_manifest()
         router = routekit.load(w.dir)  # calibrated; the metrics added below do not change its scores

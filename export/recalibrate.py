@@ -15,13 +15,15 @@ def recalibrate(folder: Path, data_dir: Path, *, default_strong_fraction: float 
                 calib_limit: int | None = None, threads: int | None = None) -> dict:
     import routekit
     from routekit.calibrate import calibration_table, write_calibration
+    from routekit.router_base import DEFAULT_STRONG_FRACTION
 
     from .build import traffic_mix
 
     folder = Path(folder)
     router = routekit.load(folder, threads=threads)
     old = router.calibration or {}
-    frac = old.get("default_strong_fraction", 0.5) if default_strong_fraction is None else default_strong_fraction
+    frac = (old.get("default_strong_fraction", DEFAULT_STRONG_FRACTION) if default_strong_fraction is None
+            else default_strong_fraction)
     prompts, weights, desc, mix = traffic_mix(data_dir, limit=calib_limit)
     table = calibration_table(router.win_rates(prompts, show_progress=True), prompts=desc, weights=weights,
                               mix=mix, default_strong_fraction=frac)

@@ -10,6 +10,7 @@ import numpy as np
 
 from . import artifact
 from .errors import BadInputError
+from .router_base import DEFAULT_STRONG_FRACTION
 
 FRACTIONS = tuple(round(0.1 * i, 1) for i in range(1, 10))
 
@@ -34,7 +35,7 @@ def weighted_quantile(values: np.ndarray, levels: np.ndarray, weights: np.ndarra
     return np.interp(levels, pos, v)
 
 
-def calibration_table(win_rates: np.ndarray, *, prompts: str, default_strong_fraction: float = 0.5,
+def calibration_table(win_rates: np.ndarray, *, prompts: str, default_strong_fraction: float = DEFAULT_STRONG_FRACTION,
                       levels: int = 101, weights: np.ndarray | None = None, mix: dict | None = None) -> dict:
     """Quantiles of the win rates (0, 1/(levels-1), …, 1) plus readable thresholds for 10 %…90 %.
 
@@ -69,7 +70,7 @@ def threshold_for_fraction(win_rates: np.ndarray, strong_fraction: float) -> flo
 
 
 def write_calibrated_copy(router, prompts: Sequence[str], out: Path, *, source: str,
-                          default_strong_fraction: float = 0.5, overwrite: bool = False,
+                          default_strong_fraction: float = DEFAULT_STRONG_FRACTION, overwrite: bool = False,
                           win_rates=None) -> Path:
     """Copy ``router``'s artifact to ``out`` with its calibration recomputed on ``prompts``
     (``win_rates``: the router's win rates on ``prompts`` if already computed).

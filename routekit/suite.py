@@ -69,14 +69,19 @@ def load_suite(name_or_path: str | Path = "everyday") -> Suite:
     return Suite(path.stem, ids, prompts, hard_arr, cats)
 
 
+def average_ranks(values) -> np.ndarray:
+    """Ranks 1..n, tied values sharing their mean rank (Mann–Whitney's and Spearman's convention)."""
+    _, inv, counts = np.unique(np.asarray(values, dtype=np.float64), return_inverse=True, return_counts=True)
+    return (np.cumsum(counts) - (counts - 1) / 2.0)[inv]
+
+
 def auc(scores, hard) -> float:
     """P(score of a random hard prompt > score of a random trivial one), ties counted half."""
     s = np.asarray(scores, dtype=np.float64)
     h = np.asarray(hard, dtype=bool)
     a, b = s[h], s[~h]
     # rank formulation (Mann–Whitney U) with average ranks for ties: O(n log n)
-    _, inv, counts = np.unique(np.concatenate([a, b]), return_inverse=True, return_counts=True)
-    r = (np.cumsum(counts) - (counts - 1) / 2.0)[inv]
+    r = average_ranks(np.concatenate([a, b]))
     u = r[: len(a)].sum() - len(a) * (len(a) + 1) / 2.0
     return float(u / (len(a) * len(b)))
 

@@ -152,9 +152,10 @@ def test_linear_artifact_end_to_end(tmp_path, encoder_dir):
     # held-out everyday prompts (the tiny folder has no GSM8K questions: that component is left out,
     # shares renormalised); the default fraction is the mix's needs-strong share
     from routekit_export.build import EVERYDAY_CALIB
+    from routekit_export.data import read_prompts
 
     mix = router.calibration["mix"]
-    n_calib = sum(1 for line in open(EVERYDAY_CALIB, encoding="utf-8") if line.strip())
+    n_calib = len(read_prompts(EVERYDAY_CALIB))
     assert mix["arena-hard"]["n"] == 20 and mix["everyday"]["n"] == n_calib and "gsm8k-train" not in mix
     assert router.calibration["default_strong_fraction"] == pytest.approx(0.5 / 0.9, abs=1e-4)  # its arena share
     assert sum(m["share"] for m in mix.values()) == pytest.approx(1.0)

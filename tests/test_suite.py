@@ -21,25 +21,27 @@ def test_shipped_suite_shape():
     assert len(set(s.prompts)) == len(s.prompts)
 
 
+def _lowered(prompts) -> set[str]:
+    return {p.strip().lower() for p in prompts}
+
+
 def test_suite_not_in_training_prompts():
+    from routekit_export.data import read_prompts
     from routekit_export.mixture import EVERYDAY_TRAIN
 
-    train = {json.loads(line)["prompt"].strip().lower() for line in open(EVERYDAY_TRAIN, encoding="utf-8")}
-    assert not train & {p.strip().lower() for p in load_suite("everyday").prompts}
+    assert not _lowered(read_prompts(EVERYDAY_TRAIN)) & _lowered(load_suite("everyday").prompts)
 
 
 def test_calibration_everyday_prompts_are_held_out():
     """The mix's everyday component is neither trained on nor part of the dev suite."""
     from routekit_export.build import EVERYDAY_CALIB
+    from routekit_export.data import read_prompts
     from routekit_export.mixture import EVERYDAY_TRAIN
 
-    def read(path):
-        return {json.loads(line)["prompt"].strip().lower() for line in open(path, encoding="utf-8")}
-
-    calib = read(EVERYDAY_CALIB)
+    calib = _lowered(read_prompts(EVERYDAY_CALIB))
     assert len(calib) >= 100
-    assert not calib & read(EVERYDAY_TRAIN)
-    assert not calib & {p.strip().lower() for p in load_suite("everyday").prompts}
+    assert not calib & _lowered(read_prompts(EVERYDAY_TRAIN))
+    assert not calib & _lowered(load_suite("everyday").prompts)
 
 
 def test_strong_share_of_the_mix():
@@ -62,17 +64,11 @@ def test_traffic_mix_gsm8k_is_disjoint_from_the_training_draw(tmp_path):
     (tmp_path / "unlabelled" / "gsm8k_train_questions.jsonl").write_text(
         "".join(json.dumps({"prompt": f"Tom has {i} apples and buys 3 more. How many?"}) + "\n" for i in range(300)))
     prompts, weights, _, mix = traffic_mix(tmp_path, gsm8k_n=50)
-    gsm = set(prompts) - {"Design a cache."} - _everyday_calib()
+    gsm = set(prompts[-mix["gsm8k-train"]["n"]:])  # the last component of the mix
     train = {r.prompt for r in extra_rows(tmp_path, ("gsm8k-train",), gsm8k_limit=250, log=lambda *a: None)}
     assert len(gsm) == 50 and not gsm & train
     assert mix["gsm8k-train"]["needs_strong"] and not mix["everyday"]["needs_strong"]
     assert weights.sum() == pytest.approx(1.0)
-
-
-def _everyday_calib():
-    from routekit_export.build import EVERYDAY_CALIB
-
-    return {json.loads(line)["prompt"] for line in open(EVERYDAY_CALIB, encoding="utf-8")}
 
 
 def test_auc_matches_pairwise_definition():

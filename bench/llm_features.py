@@ -114,7 +114,7 @@ def main(argv=None) -> int:
     from routekit_export import linear as L
 
     base = L.LinearConfig()
-    table = L.load_prompt_table(args.data, tuple(base.extra), gsm8k_limit=base.gsm8k_limit, seed=base.seed,
+    table = L.load_prompt_table(args.data, tuple(base.extra), gsm8k_limit=base.gsm8k_limit,
                                 log=lambda *a: None)
     rng = np.random.default_rng(args.seed)
     keep = []

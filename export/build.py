@@ -17,6 +17,7 @@ from routekit.encoders import Encoder, encoder_from_spec
 from . import data as D
 from .embed import embed_texts
 from .encoder import write_encoder
+from .mixture import EVERYDAY_CALIB, gsm8k_questions  # noqa: F401  (EVERYDAY_CALIB: re-exported)
 from .errors import ExportError
 
 ENCODER_SPEC = "encoder.json"
@@ -88,8 +89,13 @@ def training_section(battles: D.Battles, allow_noncommercial: bool) -> dict:
 
 def calibrate_in_place(writer: artifact.ArtifactWriter, prompts: list[str], source: str, *,
                        weights=None, mix: dict | None = None,
-                       default_strong_fraction: float = DEFAULT_STRONG_FRACTION) -> dict:
-    """Load the half-built artifact through the runtime and store its calibration table."""
+                       default_strong_fraction: float | None = None) -> dict:
+    """Load the half-built artifact through the runtime and store its calibration table.
+
+    ``default_strong_fraction`` None: the share of ``mix`` that needs the strong model
+    (:func:`strong_share`), :data:`~routekit.router_base.DEFAULT_STRONG_FRACTION` without a mix."""
+    if default_strong_fraction is None:
+        default_strong_fraction = strong_share(mix) if mix else DEFAULT_STRONG_FRACTION
     writer.write_manifest()
     router = routekit.load(writer.dir)
     table = calibration_table(router.win_rates(prompts, show_progress=True), prompts=source, weights=weights,
@@ -106,11 +112,7 @@ TRAFFIC_MIX = {"arena-hard": 0.5, "everyday": 0.4, "gsm8k-train": 0.1}
 #: The components that need the strong model; their share is the default strong fraction of routers
 #: calibrated on the mix (a perfect router would send exactly them to strong).
 NEEDS_STRONG = ("arena-hard", "gsm8k-train")
-#: Everyday prompts for calibration only: written for routekit, never trained on, and worded apart
-#: from both the training prompts and the dev suite (MiniLM cosine <= 0.85 to every prompt of each).
-#: The head is fitted to score its own training prompts as ties, so calibrating on those would put
-#: the default threshold too low for everyday prompts it has not seen.
-EVERYDAY_CALIB = Path(__file__).resolve().parent / "data" / "everyday_calib.jsonl"
+ARENA_HARD_SOURCE = "shared/data/calibration/prompts.jsonl (Arena-Hard v0.1+v2.0, Apache-2.0)"
 
 
 def strong_share(mix: dict | None = None) -> float:
@@ -125,14 +127,13 @@ def traffic_mix(data_dir: Path, *, gsm8k_n: int = 250, limit: int | None = None
     """Prompts, per-prompt weights, a description and the ``mix`` record of :data:`TRAFFIC_MIX`.
 
     Each component's prompts share its traffic share equally.  GSM8K questions are the *last*
-    ``gsm8k_n`` of the seed-0 permutation whose first ones ``mixture.extra_rows`` trains on, so the
-    two never overlap (for any training draw of up to ``len - gsm8k_n`` questions)."""
+    ``gsm8k_n`` of :func:`mixture.gsm8k_questions`, whose first ones ``mixture.extra_rows`` trains
+    on, so the two never overlap (for any training draw of up to ``len - gsm8k_n`` questions)."""
     arena, _ = calibration_prompts(data_dir, limit)
-    gsm_path = Path(data_dir) / "unlabelled" / "gsm8k_train_questions.jsonl"
-    gsm = D.read_prompts(gsm_path) if gsm_path.is_file() else []
-    gsm = [gsm[i] for i in np.random.default_rng(0).permutation(len(gsm))[max(len(gsm) - gsm8k_n, 0):]] if gsm else []
+    gsm = gsm8k_questions(data_dir)
+    gsm = [r["prompt"] for r in gsm[max(len(gsm) - gsm8k_n, 0):]]
     parts = {"arena-hard": arena, "everyday": D.read_prompts(EVERYDAY_CALIB), "gsm8k-train": gsm}
-    sources = {"arena-hard": "shared/data/calibration/prompts.jsonl (Arena-Hard v0.1+v2.0, Apache-2.0)",
+    sources = {"arena-hard": ARENA_HARD_SOURCE,
                "everyday": "routekit export/data/everyday_calib.jsonl (written for routekit; never trained on)",
                "gsm8k-train": "shared/data/unlabelled/gsm8k_train_questions.jsonl (GSM8K train, MIT; "
                               "disjoint from the training draw)"}
@@ -153,7 +154,7 @@ def traffic_mix(data_dir: Path, *, gsm8k_n: int = 250, limit: int | None = None
 def calibration_prompts(data_dir: Path, limit: int | None = None) -> tuple[list[str], str]:
     path = Path(data_dir) / "calibration" / "prompts.jsonl"
     prompts = D.read_prompts(path)[:limit]
-    return prompts, f"shared/data/calibration/prompts.jsonl (Arena-Hard v0.1+v2.0, Apache-2.0), {len(prompts)} prompts"
+    return prompts, f"{ARENA_HARD_SOURCE}, {len(prompts)} prompts"
 
 
 def build_mf(out: Path, *, encoder_dir: Path, data_dir: Path, cfg, allow_noncommercial: bool = False,

@@ -68,11 +68,12 @@ def add_cli(sub) -> None:
     src.add_argument("--tiny", action="store_true",
                      help=f"a tiny random Llama built here: smoke tests only ({TINY_STEPS} steps unless --max-steps)")
     c.add_argument("--name", default=None, help="artifact name in the manifest (default: the --out folder name)")
-    add_config_options(c, CausalConfig(), {"epochs": "passes over the training examples"})
+    d = CausalConfig()
+    add_config_options(c, d, {"epochs": "passes over the training examples"})
     c.add_argument("--max-steps", type=int, default=None,
                    help=f"stop after N optimizer steps (default: --epochs; --tiny: {TINY_STEPS})")
     c.add_argument("--lr", type=float, default=None, help="default 1e-5 (full) / 1e-4 (LoRA); --tiny: 1e-2")
-    add_config_options(c, CausalConfig(), {
+    add_config_options(c, d, {
         "batch_size": "examples per forward pass", "grad_accum": "forward passes per optimizer step",
         "max_length": "token budget of the classification prompt", "weight_decay": "AdamW weight decay",
         "val_fraction": "share of prompts held out", "lora_r": "LoRA rank (needs peft); 0 = full fine-tune",
@@ -81,7 +82,7 @@ def add_cli(sub) -> None:
                    help="recompute activations in the backward pass (less memory, slower)")
     c.add_argument("--device", default=None, help="cuda / cpu (default: cuda when available)")
     c.add_argument("--dtype", default=None, help="float32 / bfloat16 / float16 (default: bf16 on CUDA, fp32 on CPU)")
-    add_config_options(c, CausalConfig(), {"seed": "seed of the split and the shuffling"})
+    add_config_options(c, d, {"seed": "seed of the split and the shuffling"})
     c.add_argument("--allow-noncommercial", action="store_true",
                    help="also train on CC BY-NC rows (AlpacaEval): research artifacts only")
     c.add_argument("--limit", type=int, default=None, help="use only the first N training examples (default: all)")

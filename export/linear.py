@@ -91,7 +91,7 @@ def _short(source: str) -> str:
 
 
 def load_prompt_table(data_dir: Path | None = None, extra: tuple[str, ...] = (), *,
-                      gsm8k_limit: int = 1000, seed: int = 0, log=print) -> PromptTable:
+                      gsm8k_limit: int = 1000, log=print) -> PromptTable:
     """One row per unique training prompt with pair qualities and multi-model difficulty;
     ``extra`` adds sources from :mod:`.mixture` (a prompt already present keeps its first label)."""
     from .mixture import extra_rows
@@ -119,7 +119,7 @@ def load_prompt_table(data_dir: Path | None = None, extra: tuple[str, ...] = (),
         if "s" not in d and D.STRONG in sc and D.WEAK in sc:
             d["s"], d["w"] = sc[D.STRONG] / scale, sc[D.WEAK] / scale
         note(src, r.license, "multi_model_scores.jsonl")
-    for row in extra_rows(train.parent, extra, gsm8k_limit=gsm8k_limit, seed=seed, log=log) if extra else ():
+    for row in extra_rows(train.parent, extra, gsm8k_limit=gsm8k_limit, log=log) if extra else ():
         if row.prompt not in rows:
             rows[row.prompt] = {"src": row.source, "s": row.strong, "w": row.weak, "diff": row.difficulty}
             note(row.origin, row.license, "prompts")
@@ -343,14 +343,12 @@ def build_linear(out: Path, *, encoder_dir: Path, data_dir: Path, cfg: LinearCon
                  threads: int | None = None, measure_dev: bool = False) -> dict:
     import routekit
     from routekit import artifact
-    from routekit.router_base import DEFAULT_STRONG_FRACTION
 
-    from .build import (calibrate_in_place, calibration_prompts, copy_encoder, load_encoder, pair_fields, strong_share,
-                        traffic_mix)
+    from .build import calibrate_in_place, calibration_prompts, copy_encoder, load_encoder, pair_fields, traffic_mix
     from .embed import embed_texts
 
     artifact.check_output_dir(out, overwrite=overwrite, inputs=[encoder_dir, data_dir])
-    table = load_prompt_table(data_dir, tuple(cfg.extra), gsm8k_limit=cfg.gsm8k_limit, seed=cfg.seed)
+    table = load_prompt_table(data_dir, tuple(cfg.extra), gsm8k_limit=cfg.gsm8k_limit)
     enc, spec = load_encoder(encoder_dir, threads=threads)
     emb = embed_texts(enc, table.prompts, encoder_key=spec["sha256"])
     tokenizer = load_bow_tokenizer(Path(encoder_dir) / spec["tokenizer"])
@@ -380,10 +378,8 @@ def build_linear(out: Path, *, encoder_dir: Path, data_dir: Path, cfg: LinearCon
             "metrics": {k: metrics[k] for k in ("config", "cv_apgr", "cv_note", "platt", "vocab",
                                                   "fold_check_max_abs")},
         })
-        frac = cfg.default_strong_fraction
-        if frac is None:
-            frac = strong_share(mix) if mix else DEFAULT_STRONG_FRACTION
-        calibrate_in_place(w, prompts, source, weights=cal_w, mix=mix, default_strong_fraction=frac)
+        calibrate_in_place(w, prompts, source, weights=cal_w, mix=mix,
+                           default_strong_fraction=cfg.default_strong_fraction)
         w.write_manifest()
         router = routekit.load(w.dir)  # calibrated; the metrics added below do not change its scores
         w.manifest["metrics"]["everyday_suite"] = _suite_metrics(router)
@@ -420,7 +416,7 @@ def add_cli(sub) -> None:
     p.add_argument("--diff-scale", type=float, default=d.diff_scale, help="stacked difficulty feature scale (0 = off)")
     p.add_argument("--other-weight", type=float, default=d.other_weight,
                    help="weight of golden / Arena-Bench pair labels whose source has no --source-weight "
-                        "(MMLU gold rows: 1 unless given)")
+                        "entry (default: %(default)s; the --source-weight defaults give mmlu its own)")
     p.add_argument("--ridge", type=float, default=d.ridge, help="L2 penalty of the head")
     p.add_argument("--min-df", type=int, default=d.min_df, help="word pieces in fewer prompts are dropped")
     p.add_argument("--folds", type=int, default=d.folds, help="cross-validation folds")

@@ -39,6 +39,13 @@ import numpy as np
 from . import data as D
 
 EVERYDAY_TRAIN = Path(__file__).resolve().parent / "data" / "everyday_train.jsonl"
+#: Everyday prompts for calibration only (``build.traffic_mix``): written for routekit, never trained
+#: on, and worded apart from both the training prompts and the dev suite (MiniLM cosine <= 0.85 to
+#: every prompt of each).  The head is fitted to score its own training prompts as ties, so
+#: calibrating on those would put the default threshold too low for everyday prompts it has not seen.
+EVERYDAY_CALIB = Path(__file__).resolve().parent / "data" / "everyday_calib.jsonl"
+#: One fixed order of the GSM8K train questions: training draws its head, the calibration mix its tail.
+GSM8K_SEED = 0
 GSM8K_PRIOR_GAIN = 0.92 - 0.744
 ZEROEVAL_STRONG = "gpt-4-turbo-2024-04-09"
 ZEROEVAL_WEAK = {"crux": D.WEAK, "math-l5": "gpt-3.5-turbo-0125"}
@@ -112,12 +119,19 @@ def _arena_human(data_dir: Path):
         yield Row(prompt, "arena-human", float(np.mean(ys)), 0.0, np.nan, "arena_human_1k (Chatbot Arena votes)", lic)
 
 
-def _gsm8k(data_dir: Path, limit: int, seed: int):
-    path = data_dir / "unlabelled" / "gsm8k_train_questions.jsonl"
+def gsm8k_questions(data_dir: Path) -> list[dict]:
+    """The GSM8K train question rows in the fixed :data:`GSM8K_SEED` order ([] if the file is absent)."""
+    path = Path(data_dir) / FILES["gsm8k-train"]
+    if not path.is_file():
+        return []
     rows = [r for _, r in D.read_jsonl(path, ("prompt",))]
-    for i in np.random.default_rng(seed).permutation(len(rows))[:limit]:
-        yield Row(rows[i]["prompt"], "gsm8k-train", GSM8K_PRIOR_GAIN, 0.0, np.nan,
-                  "gsm8k-train (unlabelled; prior gain from published accuracies)", rows[i].get("license", "unknown"))
+    return [rows[i] for i in np.random.default_rng(GSM8K_SEED).permutation(len(rows))]
+
+
+def _gsm8k(data_dir: Path, limit: int):
+    for r in gsm8k_questions(data_dir)[:limit]:
+        yield Row(r["prompt"], "gsm8k-train", GSM8K_PRIOR_GAIN, 0.0, np.nan,
+                  "gsm8k-train (unlabelled; prior gain from published accuracies)", r.get("license", "unknown"))
 
 
 #: data file of each source, relative to the data folder (None: shipped with the toolchain)
@@ -126,8 +140,7 @@ FILES = {"everyday": None, "crux": "train/extra/zeroeval_scores.jsonl",
          "gsm8k-train": "unlabelled/gsm8k_train_questions.jsonl"}
 
 
-def extra_rows(data_dir: Path, sources=SOURCES, *, gsm8k_limit: int = 1000, seed: int = 0,
-               log=print) -> list[Row]:
+def extra_rows(data_dir: Path, sources=SOURCES, *, gsm8k_limit: int = 1000, log=print) -> list[Row]:
     """Rows of the requested extra sources.  Unknown names raise DataError; a source whose file is
     not in ``data_dir`` is skipped with a message through ``log`` (a user's own data folder may
     hold only golden / battle files)."""
@@ -149,5 +162,5 @@ def extra_rows(data_dir: Path, sources=SOURCES, *, gsm8k_limit: int = 1000, seed
     if "arena-human" in present:
         out.extend(_arena_human(data_dir))
     if "gsm8k-train" in present and gsm8k_limit > 0:
-        out.extend(_gsm8k(data_dir, gsm8k_limit, seed))
+        out.extend(_gsm8k(data_dir, gsm8k_limit))
     return out

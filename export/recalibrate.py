@@ -12,7 +12,8 @@ from pathlib import Path
 
 
 def recalibrate(folder: Path, data_dir: Path, *, default_strong_fraction: float | None = None,
-                calib_limit: int | None = None, threads: int | None = None) -> dict:
+                calib_limit: int | None = None, threads: int | None = None, mix: tuple | None = None) -> dict:
+    """``mix``: a :func:`~routekit_export.build.traffic_mix` result to reuse (default: built here)."""
     import routekit
     from routekit.calibrate import calibration_table, write_calibration
     from routekit.router_base import DEFAULT_STRONG_FRACTION
@@ -24,9 +25,9 @@ def recalibrate(folder: Path, data_dir: Path, *, default_strong_fraction: float 
     old = router.calibration or {}
     frac = (old.get("default_strong_fraction", DEFAULT_STRONG_FRACTION) if default_strong_fraction is None
             else default_strong_fraction)
-    prompts, weights, desc, mix = traffic_mix(data_dir, limit=calib_limit)
+    prompts, weights, desc, components = mix or traffic_mix(data_dir, limit=calib_limit)
     table = calibration_table(router.win_rates(prompts, show_progress=True), prompts=desc, weights=weights,
-                              mix=mix, default_strong_fraction=frac)
+                              mix=components, default_strong_fraction=frac)
     write_calibration(router, folder, table, overwrite=True)
     return table
 
@@ -46,9 +47,12 @@ def add_cli(sub) -> None:
 
 
 def run_cli(args) -> int:
+    from .build import traffic_mix
+
+    mix = traffic_mix(args.data, limit=args.calib_limit)  # the same prompts for every artifact
     for folder in args.artifact:
         table = recalibrate(folder, args.data, default_strong_fraction=args.default_strong_fraction,
-                            calib_limit=args.calib_limit, threads=args.threads)
+                            calib_limit=args.calib_limit, threads=args.threads, mix=mix)
         print(f"{folder}: {table['prompts']}; default strong fraction {table['default_strong_fraction']}, "
               f"thresholds {table['thresholds']}", file=sys.stderr)
     return 0

@@ -144,9 +144,14 @@ def main(argv=None) -> int:
     variants = {"MiniLM-L6": (mini, mini_s), "SmolLM2-135M": (sm, sm_s),
                 "both": (np.hstack([mini, sm]) / np.sqrt(2), np.hstack([mini_s, sm_s]) / np.sqrt(2))}
     print(f"\n{'features':14s} {'scale':>5s} {'CV MMLU':>8s} {'CRUX':>6s} {'MATH':>6s} {'arena-h':>8s} {'suite AUC':>10s}")
+    d0 = L.design(mini, sub, tokenizer, base.min_df)  # tf-idf and feature Grams: the same for every variant
+    prepared = {}
+    for name, (x, _) in variants.items():
+        x64 = np.asarray(x, np.float64)
+        prepared[name] = {**d0, "X": x64, "XX": x64 @ x64.T}
     for (name, (x, xs)), scale in itertools.product(variants.items(), args.emb_scale):
         cfg = dataclasses.replace(base, emb_scale=scale)
-        weights, metrics = L.train_linear(x, sub, tokenizer, cfg, log=lambda *a: None)
+        weights, metrics = L.train_linear(x, sub, tokenizer, cfg, log=lambda *a: None, prepared=prepared[name])
         gain = _suite_gain(weights, xs, suite.prompts, tokenizer)
         cv = metrics["cv_apgr"]
         print(f"{name:14s} {scale:5.2f} {cv.get('mmlu') or float('nan'):8.3f} {cv.get('crux') or float('nan'):6.3f} "

@@ -37,7 +37,7 @@ def load(name_or_path: str | os.PathLike = "default", *, providers: Sequence[str
         return cls(None, **kw)
     folder = artifact.resolve(name_or_path)
     manifest = artifact.read_manifest(folder, verify=verify)
-    if key in artifact.shipped() and key != folder.name:
+    if key == "default" and folder.name != key:  # the one shipped name that is not its folder's
         manifest.data.setdefault("name", folder.name)
     cls = registry.router_class(manifest.kind)
     registry.check_options(manifest.kind, cls, options)

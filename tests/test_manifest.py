@@ -16,15 +16,10 @@ from routekit.errors import BadArtifactError, BadInputError
 from _copies import linked_copy
 
 
-@pytest.fixture(scope="module")
-def linear_copy(tmp_path_factory):
-    """A copy of the shipped linear artifact (hard links for the big files: cheap)."""
-    return linked_copy(artifact.shipped()["linear"], tmp_path_factory.mktemp("art") / "linear")
-
-
 @pytest.fixture()
-def art(linear_copy, tmp_path):
-    return linked_copy(linear_copy, tmp_path / "a")
+def art(tmp_path):
+    """A copy of the shipped linear artifact (hard links for the big files: cheap)."""
+    return linked_copy(artifact.shipped()["linear"], tmp_path / "a")
 
 
 def _edit(folder, fn, *, seal=False):

@@ -21,9 +21,9 @@ PROMPTS = ["hi", "Prove that there are infinitely many primes.", "Write a haiku 
            "Explain the Krebs cycle in detail", "ok", "Translate 'cat' to French", "déjà vu ✓"]
 
 
-@pytest.fixture(scope="module")
-def router():
-    return routekit.load("default")
+@pytest.fixture()
+def router(default_router):
+    return default_router  # conftest's session-wide default router (loaded once)
 
 
 def _jsonl(path: Path, rows) -> Path:

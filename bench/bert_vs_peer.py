@@ -15,7 +15,7 @@ down by the same factor under contention, so note the load averages printed with
 
 ``--baseline OTHER`` times a second routekit artifact (e.g. the previously shipped one) on the same
 prompts, alternating blocks of requests with ``--router`` so both see the same load; ``--lengths``
-adds p50s on prompts of exactly those token counts (``routekit.bench.prompts_with_tokens``).
+adds p50s on prompts of exactly those token counts (``routekit.eval.bench.prompts_with_tokens``).
 
 The two models differ by design: routekit ships a fine-tuned MiniLM-L6 (6 layers × 384, int8,
 256 tokens), the reference a BERT-base (12 layers × 768, fp32, 512 tokens).  Token counts of both
@@ -121,7 +121,7 @@ def main() -> int:
               f"(routekit / baseline p50: {p50(lat) / p50(bl):.3f})", flush=True)
     lengths = [int(x) for x in args.lengths.split(",") if x.strip()]
     if lengths:
-        from routekit.bench import prompts_with_tokens
+        from routekit.eval.bench import prompts_with_tokens
 
         result["p50_ms_by_tokens"] = {}
         for nt in lengths:

@@ -29,11 +29,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
 from _common import DATA
 
 import routekit
-from routekit.evaluate import EvalSet, apgr, bootstrap_apgr, cpt, random_baseline
+from routekit.eval import EvalSet, apgr, bootstrap_apgr, cpt, random_baseline
 
 STRONG, WEAK = "gpt-4-1106-preview", "mixtral-8x7b-instruct-v0.1"
 
@@ -58,7 +57,7 @@ def load_proxy(data: Path) -> tuple[EvalSet, np.ndarray]:
 
 def by_suite(ev: EvalSet, k: int = 5) -> None:
     """Judge strong share of the proxy's instructions grouped by their nearest everyday-suite prompts."""
-    from routekit.suite import load_suite
+    from routekit.eval.suite import load_suite
 
     suite = load_suite("everyday")
     encoder = routekit.load("linear").encoder

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Sequence
 
 from routekit import artifact
-from routekit import evaluate as ev
+from routekit import eval as ev
 from routekit.errors import BadInputError, RoutekitError
-from routekit.router import load
-from routekit.suite import load_suite, suite_report
+from routekit.eval.suite import load_suite, suite_report
+from routekit.loading import load
 
 #: The paper's best APGR per benchmark (Ong et al., ICLR 2025, Table/Figure numbers quoted in the README).
 PAPER_BEST = {"mmlu": ("0.603", "SW, Arena + 1,500 MMLU gold labels"),

@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _common import DATA
 
 
@@ -108,10 +107,11 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", type=Path, default=None, help="a .npz to keep the SmolLM2 features in between runs")
     args = ap.parse_args(argv)
 
-    import routekit
-    from routekit.routers.linear import load_bow_tokenizer
-    from routekit.suite import auc, load_suite
     from routekit_export import linear as L
+
+    import routekit
+    from routekit.eval.suite import auc, load_suite
+    from routekit.routers.linear import load_bow_tokenizer
 
     base = L.LinearConfig()
     table = L.load_prompt_table(args.data, tuple(base.extra), gsm8k_limit=base.gsm8k_limit,

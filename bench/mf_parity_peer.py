@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from _common import PEER_ASSETS, PEER_PY as PEER_PYTHON  # noqa: E402 - bench/ is on sys.path
+from _common import PEER_ASSETS  # noqa: E402 - bench/ is on sys.path
+from _common import PEER_PY as PEER_PYTHON
 
 PEER_CKPT = PEER_ASSETS + "/mf_ckpt"
 PAIRS = [("gpt-4-1106-preview", "mixtral-8x7b-instruct-v0.1"), ("claude-2.1", "llama-2-7b-chat"),
@@ -75,8 +75,9 @@ def scaled_checkpoint(folder: Path, seed: int = 0) -> Path:
 
 
 def compare(ckpt: Path, emb: np.ndarray, work: Path, peer_python: str) -> dict:
-    import routekit
     from routekit_export.convert import ROUTELLM_MF_MODELS, convert_mf
+
+    import routekit
 
     art = convert_mf(ckpt, work / f"art-{ckpt.name}", overwrite=True)
     ours = {f"{s}|{w}": routekit.load(art, strong=s, weak=w).scores(emb).tolist() for s, w in PAIRS}

@@ -32,13 +32,12 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
-import routekit
-from routekit import artifact
-
 from routekit_export import data as D
 from routekit_export.embed import embed_texts
 from routekit_export.mf import MFConfig, train_mf
+
+import routekit
+from routekit import artifact
 
 ROOT = Path(__file__).resolve().parent.parent
 

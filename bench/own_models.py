@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _common import DATA
 
 REPO = Path(__file__).resolve().parent.parent
@@ -94,7 +93,7 @@ def embeddings(enc, prompts: list[str], tag: str) -> np.ndarray:
 
 def boot_mean_apgr(score_sets: list[np.ndarray], s: np.ndarray, w: np.ndarray, n_boot: int, seed: int = 0):
     """Mean APGR over subsets and its percentile bootstrap interval over held-out prompts."""
-    from routekit.evaluate import apgr
+    from routekit.eval import apgr
 
     point = float(np.mean([apgr(x, s, w) for x in score_sets]))
     rng = np.random.default_rng(seed)
@@ -128,9 +127,10 @@ def main(argv=None) -> int:
     if not (DATA / "train").is_dir():
         print(f"no data at {DATA} (set ROUTEKIT_DATA)", file=sys.stderr)
         return 2
-    from routekit.evaluate import apgr
     from routekit_export import fit as F
     from routekit_export.fit_build import EncoderSource
+
+    from routekit.eval import apgr
 
     enc = EncoderSource()
     results = {"sizes": args.sizes, "kinds": args.kinds, "repeats": args.repeats, "pairs": {}, "transfer": []}
@@ -147,7 +147,7 @@ def main(argv=None) -> int:
         n_test = min(args.test, n // 3)
         test, pool = np.sort(perm[:n_test]), perm[n_test:]
         s, w = lab.strong_q[test], lab.weak_q[test]
-        from routekit.evaluate import EvalSet, optimal_curve, random_baseline
+        from routekit.eval import EvalSet, optimal_curve, random_baseline
 
         ev = EvalSet("t", [""] * n_test, s, w, 0, "")
         rnd = random_baseline(ev, 10)
@@ -189,7 +189,7 @@ def main(argv=None) -> int:
 def transfer(i: int, j: int, setups, args, F) -> list[dict]:
     """Fit on pair i's training pool (largest size), score pair j's held-out prompts with it; compare
     with the same kind fitted on pair j.  Only prompts both pairs label can be used across datasets."""
-    from routekit.evaluate import apgr
+    from routekit.eval import apgr
 
     lab_i, inp_i, test_i, pool_i = setups[i]
     lab_j, inp_j, test_j, pool_j = setups[j]

@@ -19,11 +19,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
-from routekit import artifact, bench
-from routekit.routers.sw_model import SWModel
-
 from _common import PEER_PY, PEER_SCRIPT  # noqa: E402 - bench/ is on sys.path
+
+from routekit import artifact
+from routekit.eval import bench
+from routekit.routers.sw.model import SWModel
 
 
 def synthetic_battles(n: int, n_models: int = 64, seed: int = 7):
@@ -47,7 +47,7 @@ def synthetic_battles(n: int, n_models: int = 64, seed: int = 7):
 def synthetic_sw(n_battles: int = 55_000, dim: int = 1536, n_models: int = 64, n_tiers: int = 10, seed: int = 7,
                  **options):
     """An SW model over :func:`synthetic_battles` with one random unit prompt embedding per battle;
-    tiers = Elo deciles.  ``options`` go to :class:`~routekit.routers.sw_model.SWModel` (e.g. ``precision``)."""
+    tiers = Elo deciles.  ``options`` go to :class:`~routekit.routers.sw.model.SWModel` (e.g. ``precision``)."""
     a, b, outcome, elo = synthetic_battles(n_battles, n_models, seed)
     rng = np.random.default_rng(seed + 1)
     tiers = np.searchsorted(np.quantile(elo, np.linspace(0, 1, n_tiers + 1)[1:-1]), elo)

@@ -83,7 +83,7 @@ def run_local(inp: str, out: str, router: str, threads: str = "none") -> dict:
     import resource
 
     import routekit
-    from routekit.score import score_file
+    from routekit.batch.score import score_file
 
     t0 = time.perf_counter()
     r = routekit.load(router, threads=None if threads == "none" else int(threads))
@@ -114,7 +114,7 @@ def run_ray(inp: str, small: str, out: str, router: str, actors: int) -> dict:
 
     ray.init(num_cpus=(os.cpu_count() or 1) + 1, include_dashboard=False, logging_level="ERROR",
              log_to_driver=False)
-    from routekit.ray import score_dataset, write_local
+    from routekit.batch.ray import score_dataset, write_local
 
     ray.data.DataContext.get_current().execution_options.preserve_order = True
     t_init = time.perf_counter() - t0

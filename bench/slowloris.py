@@ -5,7 +5,7 @@
 
 Starts the routing server (router ``random``, no upstream) in a child process whose file
 descriptor limit is ``--fd-limit``, once with ``uvicorn.Config(app)`` defaults and once with
-``routekit.server.uvicorn_config`` (read_timeout 2 s, ``--max-connections``), opens ``--sockets``
+``routekit.server.app.uvicorn_config`` (read_timeout 2 s, ``--max-connections``), opens ``--sockets``
 connections that each send half a request line and stall, then sends 10 normal ``/v1/route``
 requests.  Prints, per setting: normal requests answered, stalled sockets the server closed
 within 5 s, and whether the child logged "Too many open files".
@@ -23,7 +23,7 @@ import time
 SERVER = r"""
 import resource, sys, uvicorn
 resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[2]), int(sys.argv[2])))
-from routekit.server import ServerConfig, create_app, uvicorn_config
+from routekit.server.app import ServerConfig, create_app, uvicorn_config
 cfg = ServerConfig(routers={"random": "random"}, preload=False, read_timeout=2.0, max_connections=int(sys.argv[4]))
 app = create_app(cfg)
 if sys.argv[1] == "guarded":

@@ -24,7 +24,7 @@ import numpy as np
 
 import routekit
 from routekit.calibrate import load_prompt_file
-from routekit.evaluate import evaluate, load_benchmark
+from routekit.eval import evaluate, load_benchmark
 
 
 def p50_ms(fn, items, warmup=5):

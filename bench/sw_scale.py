@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from routekit.routers.sw_model import SWModel
+from routekit.routers.sw.model import SWModel
 
 T, STRONG, WEAK = 10, 8, 6
 

@@ -28,11 +28,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from routekit.routers.sw_model import SWModel
-
 from _common import PEER_PY, PEER_SCRIPT, p50, uptime  # noqa: E402 - bench/ is on sys.path
 from peer_compare import synthetic_battles  # noqa: E402
+
+from routekit.routers.sw.model import SWModel
 
 
 def main() -> None:

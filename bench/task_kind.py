@@ -19,11 +19,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
 from _common import DATA
 
 import routekit
-from routekit.suite import average_ranks
+from routekit.eval.suite import average_ranks
 
 STRONGER, WEAKER = "gpt-3.5-turbo-0301", ("llama-13b", "alpaca-13b")
 

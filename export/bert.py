@@ -462,11 +462,11 @@ def build_bert(out: Path, *, data_dir: Path, work_dir: Path, cfg: BertTrainConfi
     description)`` adds unlabelled prompts scored by the teacher only.  ``base_license`` is recorded
     as the weights' licence when ``base_dir`` is given (default: "unknown"; MiniLM's own otherwise).
     ``examples``: the training examples if the caller already loaded them (same arguments)."""
+    from routekit.artifact import check_output_dir
+
     from .build import calibration_prompts, noncommercial_fields
     from .convert import convert_bert
     from .encoder import ENCODER_ID, ENCODER_LICENSE, ENCODER_PACKAGE, minilm_dir
-
-    from routekit.artifact import check_output_dir
 
     check_output_dir(out, overwrite=overwrite, inputs=[data_dir, base_dir, teacher_dir])
     base = Path(base_dir) if base_dir else minilm_dir()

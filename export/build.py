@@ -11,14 +11,14 @@ import numpy as np
 import routekit
 from routekit import artifact
 from routekit.calibrate import calibration_table
-from routekit.router_base import DEFAULT_STRONG_FRACTION
 from routekit.encoders import Encoder, encoder_from_spec
+from routekit.router import DEFAULT_STRONG_FRACTION
 
 from . import data as D
 from .embed import embed_texts
 from .encoder import write_encoder
-from .mixture import EVERYDAY_CALIB, gsm8k_questions  # noqa: F401  (EVERYDAY_CALIB: re-exported)
 from .errors import ExportError
+from .mixture import EVERYDAY_CALIB, gsm8k_questions  # noqa: F401  (EVERYDAY_CALIB: re-exported)
 
 ENCODER_SPEC = "encoder.json"
 
@@ -93,7 +93,7 @@ def calibrate_in_place(writer: artifact.ArtifactWriter, prompts: list[str], sour
     """Load the half-built artifact through the runtime and store its calibration table.
 
     ``default_strong_fraction`` None: the share of ``mix`` that needs the strong model
-    (:func:`strong_share`), :data:`~routekit.router_base.DEFAULT_STRONG_FRACTION` without a mix."""
+    (:func:`strong_share`), :data:`~routekit.router.DEFAULT_STRONG_FRACTION` without a mix."""
     if default_strong_fraction is None:
         default_strong_fraction = strong_share(mix) if mix else DEFAULT_STRONG_FRACTION
     writer.write_manifest()

@@ -37,12 +37,38 @@ import json
 from pathlib import Path
 
 from . import data as D
-from .causal_convert import convert_routellm_causal, find_prompt_file, format_to_template  
-from .causal_labels import (LLAMA3_ASSISTANT, LLAMA3_CHAT_TEMPLATE, LLAMA3_TEMPLATE, PLAIN_TEMPLATE,  
-                            SYSTEM_PROMPT, TINY_SPECIALS, USER_TEMPLATE, Examples, default_prompt_spec,
-                            load_examples, score_from_golden, score_from_margin, score_from_outcome)
-from .causal_train import (LORA_TARGETS, CausalConfig, build_causal, load_base, make_tiny_llama,  
-                           make_tiny_tokenizer, throughput, tiny_corpus, train_classifier, write_causal_artifact)
+from .causal_convert import (
+    convert_routellm_causal,
+    find_prompt_file,
+    format_to_template,
+)
+from .causal_labels import (
+    LLAMA3_ASSISTANT,
+    LLAMA3_CHAT_TEMPLATE,
+    LLAMA3_TEMPLATE,
+    PLAIN_TEMPLATE,
+    SYSTEM_PROMPT,
+    TINY_SPECIALS,
+    USER_TEMPLATE,
+    Examples,
+    default_prompt_spec,
+    load_examples,
+    score_from_golden,
+    score_from_margin,
+    score_from_outcome,
+)
+from .causal_train import (
+    LORA_TARGETS,
+    CausalConfig,
+    build_causal,
+    load_base,
+    make_tiny_llama,
+    make_tiny_tokenizer,
+    throughput,
+    tiny_corpus,
+    train_classifier,
+    write_causal_artifact,
+)
 
 #: Optimizer steps of ``train-causal --tiny`` unless ``--max-steps`` says otherwise (a smoke test).
 TINY_STEPS = 20

@@ -7,8 +7,13 @@ import json
 import string
 from pathlib import Path
 
-from routekit.routers.causal import (DEFAULT_MAX_LENGTH, SCORE_TOKENS, PromptSpec, configure_tokenizer,
-                                     score_token_ids)
+from routekit.routers.causal import (
+    DEFAULT_MAX_LENGTH,
+    SCORE_TOKENS,
+    PromptSpec,
+    configure_tokenizer,
+    score_token_ids,
+)
 
 from . import data as D
 from .causal_labels import LLAMA3_ASSISTANT, LLAMA3_TEMPLATE

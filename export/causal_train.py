@@ -10,13 +10,26 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-
 from tqdm.auto import tqdm
-from routekit.routers.causal import (DEFAULT_STRONG_SCORES, SCORE_TOKENS, PromptEncoder,
-                                     PromptSpec, configure_tokenizer, pick_device_dtype, score_token_ids)
+
+from routekit.routers.causal import (
+    DEFAULT_STRONG_SCORES,
+    SCORE_TOKENS,
+    PromptEncoder,
+    PromptSpec,
+    configure_tokenizer,
+    pick_device_dtype,
+    score_token_ids,
+)
 
 from . import data as D
-from .causal_labels import (SYSTEM_PROMPT, TINY_SPECIALS, USER_TEMPLATE, default_prompt_spec, load_examples)
+from .causal_labels import (
+    SYSTEM_PROMPT,
+    TINY_SPECIALS,
+    USER_TEMPLATE,
+    default_prompt_spec,
+    load_examples,
+)
 from .errors import ExportError
 from .train_config import TextTrainConfig
 
@@ -60,7 +73,14 @@ def tiny_corpus(n: int = 400, seed: int = 0) -> list[str]:
 def make_tiny_tokenizer(corpus: Sequence[str] | None = None, *, vocab_size: int = 400,
                         chat_template: str | None = None):
     """A byte-level BPE tokenizer trained on ``corpus`` with Llama-3 style special tokens, BOS added."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
@@ -290,9 +310,9 @@ def build_causal(out: Path, *, data_dir: Path, cfg: CausalConfig, base_dir: Path
     """Train on the shared data and write the artifact (the ``train-causal`` command)."""
     import tempfile
 
-    from .build import calibration_prompts, noncommercial_fields
-
     from routekit.artifact import check_output_dir
+
+    from .build import calibration_prompts, noncommercial_fields
 
     check_output_dir(out, overwrite=overwrite, inputs=[data_dir, base_dir])
     examples = load_examples(data_dir, allow_noncommercial=allow_noncommercial, limit=limit)

@@ -32,7 +32,9 @@ def _commands() -> dict:
 
 
 def _parser(commands: dict | None = None) -> argparse.ArgumentParser:
-    from routekit._cli_common import Parser  # routekit's help formatter: every option says its default
+    from routekit.cli.common import (
+        Parser,  # routekit's help formatter: every option says its default
+    )
 
     p = Parser(prog="routekit-export", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)

@@ -23,7 +23,6 @@ from .bert_model import LABELS as BERT_LABELS
 from .errors import ExportError
 
 
-
 def export_classifier_onnx(model, out: Path) -> Path:
     """A sequence classifier -> ONNX (optimum), dynamic batch and sequence axes, output ``logits``."""
     from .onnx_export import export_hf
@@ -107,7 +106,9 @@ def _tokenizer_json(checkpoint_dir: Path, dest: Path) -> None:
     if src.is_file():
         shutil.copyfile(src, dest)
         return
-    from transformers import AutoTokenizer  # slow-only folders (vocab.txt): build the fast tokenizer
+    from transformers import (
+        AutoTokenizer,  # slow-only folders (vocab.txt): build the fast tokenizer
+    )
 
     tok = AutoTokenizer.from_pretrained(str(checkpoint_dir), use_fast=True)
     if not getattr(tok, "is_fast", False):
@@ -367,8 +368,9 @@ def convert_mf(checkpoint_dir, out_dir, *, models=None, strong: str = D.STRONG, 
 
     import numpy as np
 
-    from .build import calibrate_in_place, pair_fields
     from routekit.calibrate import calibration_table
+
+    from .build import calibrate_in_place, pair_fields
 
     checkpoint_dir, out_dir = Path(checkpoint_dir), Path(out_dir)
     artifact.check_output_dir(out_dir, overwrite=overwrite, inputs=[checkpoint_dir])

@@ -23,8 +23,24 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import hub
-from .rows import (ALIASES, NONCOMMERCIAL, STRONG, WEAK, WINNER_OUTCOME, BattleRow, Battles, DataError, GoldenRow,
-                   ScoreRow, battle_outcome, battle_rows, golden_rows, is_noncommercial, read_jsonl, score_rows)
+from .rows import (
+    ALIASES,
+    NONCOMMERCIAL,
+    STRONG,
+    WEAK,
+    WINNER_OUTCOME,
+    BattleRow,
+    Battles,
+    DataError,
+    GoldenRow,
+    ScoreRow,
+    battle_outcome,
+    battle_rows,
+    golden_rows,
+    is_noncommercial,
+    read_jsonl,
+    score_rows,
+)
 
 __all__ = ["ALIASES", "NONCOMMERCIAL", "STRONG", "WEAK", "WINNER_OUTCOME", "BattleRow", "Battles", "DataError",
            "GoldenRow", "ScoreRow", "add_battles_file", "add_golden_file", "add_multi_model_file", "battle_outcome",

@@ -6,8 +6,8 @@ import hashlib
 import os
 
 import numpy as np
-
 from tqdm.auto import tqdm
+
 from routekit.artifact import cache_dir
 
 

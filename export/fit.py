@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from routekit._progress import progress
+from routekit.progress import progress
 
 from .fit_data import LabelSet
 
@@ -238,7 +238,13 @@ def prompt_folds(n: int, folds: int, seed: int) -> np.ndarray:
 def score_table(scores: dict[str, np.ndarray], strong_q: np.ndarray, weak_q: np.ndarray, *,
                 n_boot: int = 1000, seed: int = 0) -> dict:
     """APGR + bootstrap 95 % interval per scored candidate, random (mean ± sd of 10 seeds), oracle."""
-    from routekit.evaluate import EvalSet, apgr, bootstrap_apgr, optimal_curve, random_baseline
+    from routekit.eval import (
+        EvalSet,
+        apgr,
+        bootstrap_apgr,
+        optimal_curve,
+        random_baseline,
+    )
 
     ev = EvalSet("labels", [""] * len(strong_q), np.asarray(strong_q, float), np.asarray(weak_q, float), 0, "")
     rows = {}

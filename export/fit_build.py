@@ -13,7 +13,6 @@ import numpy as np
 from . import fit as F
 from .fit_data import LabelError, read_labels, write_rejected
 
-
 # --------------------------------------------------------------------------- encoder
 
 
@@ -179,7 +178,7 @@ def add_cli(sub) -> None:
 
 
 def run(args) -> dict:
-    from routekit._io import check_output, check_output_dir
+    from routekit.io import check_output, check_output_dir
 
     out = check_output_dir(args.out, inputs=[args.labels, args.calibration_prompts], overwrite=args.force)
     rej = Path(args.rejected or out.with_name(out.name + ".rejected.jsonl"))

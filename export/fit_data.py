@@ -37,7 +37,9 @@ from pathlib import Path
 import numpy as np
 
 from .data import DataError
-from .rows import WINNER_OUTCOME as WINNERS  # the one battle outcome map (export/rows.py)
+from .rows import (
+    WINNER_OUTCOME as WINNERS,  # the one battle outcome map (export/rows.py)
+)
 
 #: Fields of a quality record that are never model names.
 META_FIELDS = frozenset({"prompt", "id", "question_id", "source", "license", "label_kind", "benchmark", "subject",
@@ -269,7 +271,7 @@ def _assemble(path, digest, strong, weak, quality, battles, rejected, counts) ->
 
 def write_rejected(rejected: list[dict], path: Path) -> None:
     """The rows ``--skip-bad`` dropped, one JSON object per line: ``{line, error, text}``."""
-    from routekit._io import atomic_write
+    from routekit.io import atomic_write
 
     with atomic_write(path, what="--rejected file") as fh:
         for r in rejected:

@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
-from .rows import Battles, DataError, read_jsonl
 from .errors import ExportError
+from .rows import Battles, DataError, read_jsonl
 
 HUB_SETS = {
     "lmsys/lmsys-arena-human-preference-55k": "Apache-2.0",

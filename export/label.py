@@ -167,7 +167,9 @@ def read_prompt_rows(path: Path) -> list[dict]:
         raise LabelToolError(f"{path}: no such prompt file")
     if path.suffix.lower() != ".jsonl":
         return [{"prompt": line} for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    from .rows import read_jsonl  # the toolchain's JSONL reader: file:line errors for bad JSON / non-objects
+    from .rows import (
+        read_jsonl,  # the toolchain's JSONL reader: file:line errors for bad JSON / non-objects
+    )
 
     rows = []
     for i, r in read_jsonl(path):
@@ -192,16 +194,15 @@ def parse_prices(items: list[str]) -> dict[str, tuple[float, float]]:
 
 
 def run(args) -> dict:
-    from routekit._progress import progress
-
     from routekit.errors import require
+    from routekit.progress import progress
 
     require("openai", "openai", "routekit-export label")  # before any work: one clear line if missing
     if args.mode not in ("pairwise", "single"):
         raise LabelToolError(f"--mode must be pairwise or single, got {args.mode!r}")
     if args.concurrency < 1:
         raise LabelToolError(f"--concurrency must be at least 1, got {args.concurrency}")
-    from routekit._io import check_output
+    from routekit.io import check_output
 
     out = check_output(args.out, inputs=[args.prompts], what="--out")
     rows = read_prompt_rows(args.prompts)[:args.limit]
@@ -234,7 +235,7 @@ def run(args) -> dict:
     finally:
         cache.close()
     done = [r for r in results if r is not None]
-    from routekit._io import atomic_write
+    from routekit.io import atomic_write
 
     with atomic_write(out) as fh:
         for r in done:

@@ -26,7 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
-from routekit.routers.linear import FEATURE_NAMES, clean_text, text_features, token_ids, load_bow_tokenizer
+from routekit.routers.linear import (
+    FEATURE_NAMES,
+    clean_text,
+    load_bow_tokenizer,
+    text_features,
+    token_ids,
+)
 
 from . import data as D
 
@@ -234,7 +240,7 @@ def train_linear(emb: np.ndarray, table: PromptTable, tokenizer, cfg: LinearConf
     """Fit the linear head; returns (arrays for ``linear.npz``, metrics incl. cross-validated APGR).
 
     ``prepared``: :func:`design` of the same rows (and ``cfg.min_df``), to skip recomputing it."""
-    from routekit.evaluate import EvalDataError, apgr
+    from routekit.eval import EvalDataError, apgr
 
     n = len(table)
     d = prepared if prepared is not None and prepared["min_df"] == cfg.min_df else design(
@@ -303,7 +309,7 @@ def train_linear(emb: np.ndarray, table: PromptTable, tokenizer, cfg: LinearConf
 
 def dev_metrics(router, data_dir: Path, *, n_boot: int = 1000) -> dict:
     """APGR, CPT(50 %) and a bootstrap 95 % CI on the dev benchmarks (undefined ones say why)."""
-    from routekit.evaluate import EvalDataError, bootstrap_apgr, evaluate, load_benchmark
+    from routekit.eval import EvalDataError, bootstrap_apgr, evaluate, load_benchmark
 
     root = Path(data_dir) / "dev" / "routellm-evals"
     out = {}
@@ -332,7 +338,7 @@ def dev_metrics(router, data_dir: Path, *, n_boot: int = 1000) -> dict:
 
 def _suite_metrics(router) -> dict:
     """The everyday dev suite's report (never trained on; recorded for the record, not for fitting)."""
-    from routekit.suite import load_suite, suite_report
+    from routekit.eval.suite import load_suite, suite_report
 
     rep = suite_report(router, load_suite("everyday"))
     return {k: rep[k] for k in ("n", "auc", "default", "p30") if k in rep}
@@ -344,7 +350,14 @@ def build_linear(out: Path, *, encoder_dir: Path, data_dir: Path, cfg: LinearCon
     import routekit
     from routekit import artifact
 
-    from .build import calibrate_in_place, calibration_prompts, copy_encoder, load_encoder, pair_fields, traffic_mix
+    from .build import (
+        calibrate_in_place,
+        calibration_prompts,
+        copy_encoder,
+        load_encoder,
+        pair_fields,
+        traffic_mix,
+    )
     from .embed import embed_texts
 
     artifact.check_output_dir(out, overwrite=overwrite, inputs=[encoder_dir, data_dir])

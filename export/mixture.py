@@ -95,7 +95,7 @@ def _zeroeval(data_dir: Path, wanted: set[str]):
 
 
 def _arena_human(data_dir: Path):
-    from routekit.routers.bradley_terry import bt_fit
+    from routekit.routers.sw.bradley_terry import bt_fit
 
     path = data_dir / "train" / "extra" / "arena_human_1k.jsonl"
     rows = list(D.battle_rows(path, allow_noncommercial=True))

@@ -1,7 +1,7 @@
 """ONNX export of Hugging Face models (optimum's exporter) and their int8 form (optimum's ORTQuantizer).
 
 Every model routekit-export turns into ONNX is a Hugging Face one (the MiniLM sentence encoder, BERT
-classifiers); MF, SW and linear heads are numpy weights or graphs written by ``routekit.onnx_graph``,
+classifiers); MF, SW and linear heads are numpy weights or graphs written by ``routekit.encoders.onnx_graph``,
 so no custom torch module goes through ``torch.onnx`` here.  Exports work from an in-memory model
 only (loaded from a local folder by the caller): nothing here looks anything up on a hub.
 """

@@ -16,7 +16,7 @@ def recalibrate(folder: Path, data_dir: Path, *, default_strong_fraction: float 
     """``mix``: a :func:`~routekit_export.build.traffic_mix` result to reuse (default: built here)."""
     import routekit
     from routekit.calibrate import calibration_table, write_calibration
-    from routekit.router_base import DEFAULT_STRONG_FRACTION
+    from routekit.router import DEFAULT_STRONG_FRACTION
 
     from .build import traffic_mix
 

@@ -12,7 +12,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-
 from tqdm.auto import tqdm
 
 from .errors import ExportError

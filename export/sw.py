@@ -22,12 +22,18 @@ from pathlib import Path
 import numpy as np
 
 from routekit import artifact
-from routekit.routers.bradley_terry import DEFAULT_RIDGE, bt_fit
-from routekit.routers.sw_model import SWModel
+from routekit.routers.sw.bradley_terry import DEFAULT_RIDGE, bt_fit
+from routekit.routers.sw.model import SWModel
 
 from . import data as D
-from .build import (calibrate_in_place, calibration_prompts, copy_encoder, load_encoder, pair_fields,
-                    training_section)
+from .build import (
+    calibrate_in_place,
+    calibration_prompts,
+    copy_encoder,
+    load_encoder,
+    pair_fields,
+    training_section,
+)
 from .embed import embed_texts
 
 #: Grid searched by ``--gamma cv``: (weighting, gamma).

@@ -7,11 +7,27 @@
 Importing routekit loads nothing: models are read on the first ``load()`` or ``route()``.
 """
 
-from .errors import (BadArtifactError, BadInputError, MissingExtraError, RoutekitError,
-                     UnknownArtifactError, UnknownModelError)
-from .router import Decision, Router, RouterSet, load, route
+from routekit.errors import (
+    BadArtifactError,
+    BadInputError,
+    EmbeddingServiceError,
+    EvalDataError,
+    MissingExtraError,
+    NoAPIKeyError,
+    OutputError,
+    OutputExistsError,
+    RoutekitError,
+    UnknownArtifactError,
+    UnknownKindError,
+    UnknownModelError,
+    UnknownRouterError,
+)
+from routekit.loading import load, route
+from routekit.router import Decision, Router
+from routekit.router_set import RouterSet
 
 __version__ = "0.1.0"
 
-__all__ = ["load", "route", "Router", "RouterSet", "Decision", "RoutekitError", "BadArtifactError", "BadInputError",
-           "UnknownArtifactError", "UnknownModelError", "MissingExtraError", "__version__"]
+__all__ = ["load", "route", "Router", "RouterSet", "Decision", "__version__",
+           "BadArtifactError", "BadInputError", "EmbeddingServiceError", "EvalDataError", "MissingExtraError", "NoAPIKeyError",
+           "OutputError", "OutputExistsError", "RoutekitError", "UnknownArtifactError", "UnknownKindError", "UnknownModelError", "UnknownRouterError"]

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import BadInputError
+from routekit.errors import BadInputError
 
 
 def as_prompt(prompt: Any) -> str:

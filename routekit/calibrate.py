@@ -8,9 +8,9 @@ from typing import Sequence
 
 import numpy as np
 
-from . import artifact
-from .errors import BadInputError
-from .router_base import DEFAULT_STRONG_FRACTION
+from routekit import artifact
+from routekit.errors import BadInputError
+from routekit.router import DEFAULT_STRONG_FRACTION
 
 FRACTIONS = tuple(round(0.1 * i, 1) for i in range(1, 10))
 
@@ -103,7 +103,7 @@ def write_calibration(router, out: Path, table: dict, *, overwrite: bool = False
 
 def load_prompt_file(path: Path, field: str = "prompt") -> list[str]:
     """Prompts from ``.jsonl`` (objects with ``field``) or a text file (one prompt per line)."""
-    from ._io import json_line, text_lines
+    from routekit.io import json_line, text_lines
 
     path = Path(path)
     if not path.is_file():

@@ -2,7 +2,7 @@
 :class:`RouterCache` and :func:`make_model_picker`.
 
 The ``model="router-..."`` grammar and the choice of scored turns live in
-:mod:`routekit.openai_wire` (re-exported here for compatibility).  Importing this module imports
+:mod:`routekit.server.wire` (re-exported here for compatibility).  Importing this module imports
 neither ``openai`` nor any web framework; :class:`RoutingOpenAI` imports ``openai`` when it is
 created (``pip install 'routekit[openai]'``).
 """
@@ -13,8 +13,14 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-from .errors import BadInputError
-from .openai_wire import DEFAULT_CONTEXT_CHARS, RouteSpec, UnknownRouterError, parse_model, prompt_from_messages
+from routekit.errors import BadInputError
+from routekit.server.wire import (
+    DEFAULT_CONTEXT_CHARS,
+    RouteSpec,
+    UnknownRouterError,
+    parse_model,
+    prompt_from_messages,
+)
 
 __all__ = ["DEFAULT_CONTEXT_CHARS", "RouteSpec", "RouterCache", "RoutingOpenAI", "UnknownRouterError", "Upstream",
            "make_model_picker", "parse_model", "prompt_from_messages"]
@@ -65,7 +71,7 @@ class RouterCache:
                 if self._loader is not None:
                     loader = self._loader
                 else:
-                    from .router import load as loader
+                    from routekit.loading import load as loader
                 router = loader(self.specs[name], threads=self.threads)
                 self._routers[name] = router
         return router
@@ -167,7 +173,7 @@ class RoutingOpenAI:
         self.turns, self.context_chars = turns, context_chars
         self.routers = cache or RouterCache(routers, threads=threads)
         if clients is None:
-            from .errors import require
+            from routekit.errors import require
 
             openai = require("openai", "openai", "RoutingOpenAI")
             clients = {name: openai.OpenAI(base_url=up.base_url, api_key=up.key(), timeout=timeout,

@@ -55,3 +55,19 @@ class OutputError(RoutekitError, OSError):
 
 class OutputExistsError(OutputError, FileExistsError):
     """An output folder exists and replacing it was not asked for (``--force`` / ``overwrite=True``)."""
+
+
+class UnknownRouterError(RoutekitError, LookupError):
+    """A ``model`` names a router (or alias) that this client/server was not configured with."""
+
+
+class EvalDataError(BadInputError):
+    """Benchmark data is missing or malformed, or a metric is undefined for it."""
+
+
+class NoAPIKeyError(RoutekitError):
+    """The OpenAI embedder has no API key configured."""
+
+
+class EmbeddingServiceError(RoutekitError):
+    """The embeddings server refused a request or kept failing after all retries."""

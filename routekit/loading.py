@@ -1,13 +1,15 @@
-"""``load()``: a router from a shipped name, ``random[:SEED]`` or an artifact folder, through the registry."""
+"""``load()``: a router from a shipped name, ``random[:SEED]`` or an artifact folder, through the registry;
+``route()`` with the module-level default router (loaded once, on first use)."""
 
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any, Sequence
 
-from . import artifact, registry
-from .errors import BadInputError
-from .router_base import Router
+from routekit import artifact, registry
+from routekit.errors import BadInputError
+from routekit.router import Decision, Router
 
 
 def load(name_or_path: str | os.PathLike = "default", *, providers: Sequence[str] | None = None,
@@ -23,7 +25,7 @@ def load(name_or_path: str | os.PathLike = "default", *, providers: Sequence[str
     take raises :class:`BadInputError`.
     """
     key = _router_key(name_or_path)
-    from .session import resolve_threads
+    from routekit.encoders.session import resolve_threads
 
     resolve_threads(threads)  # a bad thread count is refused before anything is read
     kw = dict(providers=providers, threads=threads, strong=strong, weak=weak, **options)
@@ -58,3 +60,17 @@ def _router_key(name_or_path: Any) -> str:
 
 if load.__doc__:  # one list of kinds: the registry's (python -OO drops docstrings)
     load.__doc__ = load.__doc__.format(kinds=", ".join(f"``{k}``" for k in registry.BUILTIN))
+
+
+_DEFAULT: Router | None = None
+_DEFAULT_LOCK = threading.Lock()
+
+
+def route(prompt: str, *, threshold: float | None = None, strong_fraction: float | None = None) -> Decision:
+    """Route one prompt with the default shipped router (loaded once, on first use, by one thread)."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        with _DEFAULT_LOCK:
+            if _DEFAULT is None:
+                _DEFAULT = load("default")
+    return _DEFAULT.route(prompt, threshold=threshold, strong_fraction=strong_fraction)

@@ -19,7 +19,7 @@ import inspect
 from importlib import metadata
 from typing import Any
 
-from .errors import BadArtifactError, BadInputError, UnknownKindError
+from routekit.errors import BadArtifactError, BadInputError, UnknownKindError
 
 ENTRY_POINT_GROUP = "routekit.routers"
 

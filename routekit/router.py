@@ -1,29 +1,240 @@
-"""The router API in one place: :class:`Router` and :class:`Decision` (``router_base``), ``load()``
-(``loading``), :class:`RouterSet` (``router_set``), the input checks (``_validate``), and
-:func:`route` with the module-level default router."""
+"""The :class:`Router` interface every router kind implements, and the routing :class:`Decision`."""
 
 from __future__ import annotations
 
-import threading
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
 
-from ._validate import as_prompt, as_prompts, check_batch_size
-from .loading import load
-from .router_base import DEFAULT_STRONG_FRACTION, Decision, Router
-from .router_set import RouterSet
+import numpy as np
 
-__all__ = ["DEFAULT_STRONG_FRACTION", "Decision", "Router", "RouterSet", "as_prompt", "as_prompts",
-           "check_batch_size", "load", "route"]
+from routekit._validate import (
+    as_prompt,
+    as_prompts,
+    check_batch_size,
+    check_model_name,
+    check_unit,
+)
+from routekit.artifact.manifest import Manifest
+from routekit.errors import BadInputError, UnknownModelError
+from routekit.progress import progress
+
+#: Strong-call fraction the default threshold is calibrated for, unless the artifact says otherwise.
+DEFAULT_STRONG_FRACTION = 0.5
+
+log = logging.getLogger("routekit")
 
 
-_DEFAULT: Router | None = None
-_DEFAULT_LOCK = threading.Lock()
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of routing one prompt."""
+
+    route: str  #: "strong" or "weak"
+    model: str  #: name of the chosen model
+    win_rate: float  #: P(strong model beats weak model) for this prompt
+    threshold: float  #: the prompt goes to strong when win_rate >= threshold
+    router: str  #: name of the router that decided
+    strong_model: str
+    weak_model: str
+
+    @property
+    def is_strong(self) -> bool:
+        return self.route == "strong"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
-def route(prompt: str, *, threshold: float | None = None, strong_fraction: float | None = None) -> Decision:
-    """Route one prompt with the default shipped router (loaded once, on first use, by one thread)."""
-    global _DEFAULT
-    if _DEFAULT is None:
-        with _DEFAULT_LOCK:
-            if _DEFAULT is None:
-                _DEFAULT = load("default")
-    return _DEFAULT.route(prompt, threshold=threshold, strong_fraction=strong_fraction)
+class Router:
+    """Scores prompts with P(strong model wins) and routes them at a threshold.
+
+    Subclasses implement :meth:`_score` on a list of clean prompts.  Routers are safe to share
+    between threads: scoring holds no mutable state.
+    """
+
+    kind = "base"
+
+    def __init__(self, manifest: Manifest | None = None, *, name: str | None = None,
+                 strong: str | None = None, weak: str | None = None):
+        self.manifest = manifest
+        self.name = name or (manifest.name if manifest else self.kind)
+        pair = (manifest.get("pair") if manifest else None) or {}
+        self._aliases: dict[str, str] = dict((manifest.get("aliases") if manifest else None) or {})
+        self.default_strong = pair.get("strong", "strong")
+        self.default_weak = pair.get("weak", "weak")
+        self.strong_model = (self.canonical(check_model_name("strong", strong)) if strong is not None
+                             else self.default_strong)
+        self.weak_model = self.canonical(check_model_name("weak", weak)) if weak is not None else self.default_weak
+        if self.strong_model == self.weak_model:
+            raise BadInputError(f"strong and weak model are both {self.strong_model!r}")
+
+    # -- identity ---------------------------------------------------------------------------
+    @property
+    def path(self) -> Path | None:
+        """Folder the router was loaded from (None for built-in routers such as ``random``)."""
+        return self.manifest.folder if self.manifest else None
+
+    @property
+    def models(self) -> list[str]:
+        """Model names this router can score (any two may be used as the pair)."""
+        return list((self.manifest.get("models") if self.manifest else None) or
+                    [self.default_strong, self.default_weak])
+
+    def canonical(self, model: str) -> str:
+        check_model_name("a model", model)
+        name = self._aliases.get(model, model)
+        if name not in self.models:
+            close = [m for m in self.models if model.lower().split("/")[-1][:6] in m.lower()]
+            hint = f" Did you mean {', '.join(close[:3])}?" if close else ""
+            shown = ", ".join(self.models[:100]) + (", …" if len(self.models) > 100 else "")
+            raise UnknownModelError(
+                f"model {model!r} is not in router {self.name!r}'s model table "
+                f"({len(self.models)} models; see router.models).{hint} Known models: {shown}"
+            )
+        return name
+
+    @property
+    def is_default_pair(self) -> bool:
+        return (self.strong_model, self.weak_model) == (self.default_strong, self.default_weak)
+
+    def __repr__(self) -> str:
+        where = f", path={str(self.path)!r}" if self.path else ""
+        return (f"<{type(self).__name__} {self.name!r} kind={self.kind} "
+                f"{self.strong_model} vs {self.weak_model}{where}>")
+
+    # -- scoring ----------------------------------------------------------------------------
+    def _score(self, prompts: list[str]) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def win_rates(self, prompts: Iterable[str], *, batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
+        """P(strong beats weak) for each prompt, as a float64 array in [0, 1]."""
+        batch_size = check_batch_size(batch_size)
+        items = as_prompts(prompts)
+        if len(items) <= batch_size and not show_progress:
+            return self._finish(self._score(items))
+        chunks = range(0, len(items), batch_size)
+        parts = [self._score(items[i:i + batch_size])
+                 for i in progress(chunks, total=len(chunks), desc=f"scoring ({self.name})",
+                                   enabled=show_progress, unit="batch")]
+        return self._finish(np.concatenate(parts) if parts else np.zeros(0))
+
+    @staticmethod
+    def _finish(scores: np.ndarray) -> np.ndarray:
+        out = np.asarray(scores, dtype=np.float64).reshape(-1)
+        return np.clip(np.nan_to_num(out, nan=0.5), 0.0, 1.0)
+
+    def score_embeddings(self, embeddings: np.ndarray, prompts: list[str]) -> np.ndarray | None:
+        """Win rates from precomputed encoder outputs, for routers whose head sits on a shared
+        sentence encoder (MF, SW, linear); ``None`` where the whole model is the router."""
+        return None
+
+    def win_rate(self, prompt: str) -> float:
+        """P(strong beats weak) for one prompt."""
+        return float(self._finish(self._score([as_prompt(prompt)]))[0])
+
+    # -- thresholds -------------------------------------------------------------------------
+    @property
+    def calibration(self) -> dict[str, Any] | None:
+        cal = self.manifest.get("calibration") if self.manifest else None
+        if not cal or not self.is_default_pair:
+            return None
+        return cal
+
+    def threshold_for(self, strong_fraction: float) -> float:
+        """Threshold that sends ``strong_fraction`` of the calibration prompts to the strong model."""
+        f = check_unit("strong_fraction", strong_fraction)
+        cal = self.calibration
+        if cal is None:
+            raise BadInputError(
+                f"router {self.name!r} has no calibration for {self.strong_model} vs {self.weak_model}; "
+                "pass threshold=..., or run `routekit calibrate` on your prompts"
+            )
+        q = np.asarray(cal["quantiles"], dtype=np.float64)  # win-rate quantiles at 0, 1/(len-1), ..., 1
+        levels = np.linspace(0.0, 1.0, len(q))
+        return float(np.interp(1.0 - f, levels, q))
+
+    def calibrated_range(self) -> tuple[float, float] | None:
+        """Lowest and highest win rate on the calibration prompts (``None`` without calibration)."""
+        q = (self.calibration or {}).get("quantiles")
+        return (float(q[0]), float(q[-1])) if q else None
+
+    def threshold_warning(self, threshold: float) -> str | None:
+        """Why a raw ``threshold`` is suspicious for this router, or ``None``: outside the range of win
+        rates the router gave its calibration prompts, it sends (nearly) every prompt one way."""
+        rng = self.calibrated_range()
+        if rng is None or rng[0] <= threshold <= rng[1]:
+            return None
+        word, side = ("below", "strong") if threshold < rng[0] else ("above", "weak")
+        return (f"threshold {threshold:g} is {word} every win rate router {self.name!r} gave its calibration "
+                f"prompts ({rng[0]:.4f}..{rng[1]:.4f}): nearly every prompt will go to {side}. Raw "
+                "thresholds are specific to one router and artifact; pass strong_fraction instead")
+
+    def _check_threshold_range(self, threshold: float) -> None:
+        """Log :meth:`threshold_warning` once per router and direction (too low / too high)."""
+        msg = self.threshold_warning(threshold)
+        if msg is None:
+            return
+        low = threshold < self.calibrated_range()[0]
+        warned = self.__dict__.setdefault("_threshold_warned", set())
+        if low not in warned:
+            warned.add(low)
+            log.warning(msg)
+
+    @property
+    def default_threshold(self) -> float:
+        cal = self.calibration or {}
+        return self.threshold_for(cal.get("default_strong_fraction", DEFAULT_STRONG_FRACTION))
+
+    def _resolve_threshold(self, threshold: float | None, strong_fraction: float | None) -> tuple[float, bool | None]:
+        """Returns (threshold, forced) where forced is True/False for fractions 1/0, else None."""
+        if threshold is not None and strong_fraction is not None:
+            raise BadInputError("pass threshold or strong_fraction, not both")
+        if threshold is not None:
+            thr = check_unit("threshold", threshold)
+            self._check_threshold_range(thr)
+            return thr, None
+        if strong_fraction is not None:
+            f = check_unit("strong_fraction", strong_fraction)
+            if f == 0.0:
+                return 1.0, False
+            if f == 1.0:
+                return 0.0, True
+            return self.threshold_for(f), None
+        return self.default_threshold, None
+
+    # -- routing ----------------------------------------------------------------------------
+    def _decide(self, wr: float, thr: float, forced: bool | None) -> Decision:
+        strong = forced if forced is not None else wr >= thr
+        return Decision("strong" if strong else "weak", self.strong_model if strong else self.weak_model,
+                        float(wr), float(thr), self.name, self.strong_model, self.weak_model)
+
+    def route(self, prompt: str, *, threshold: float | None = None, strong_fraction: float | None = None) -> Decision:
+        """Route one prompt.  With neither option, uses the artifact's calibrated default threshold."""
+        thr, forced = self._resolve_threshold(threshold, strong_fraction)
+        return self._decide(self.win_rate(prompt), thr, forced)
+
+    def route_many(self, prompts: Sequence[str], *, threshold: float | None = None,
+                   strong_fraction: float | None = None, batch_size: int = 64,
+                   show_progress: bool = False) -> list[Decision]:
+        """Route many prompts with batched scoring."""
+        check_batch_size(batch_size)
+        thr, forced = self._resolve_threshold(threshold, strong_fraction)
+        rates = self.win_rates(prompts, batch_size=batch_size, show_progress=show_progress)
+        return [self._decide(w, thr, forced) for w in rates]
+
+
+    # -- N models (routers with a model table: MF, SW; see routekit.select) -------------------
+    def rank(self, prompt: str, candidates: Sequence[str] | None = None, *, reference: str | None = None):
+        """``{model: P(model beats reference)}`` for ``candidates`` (default: the whole table), best first."""
+        from routekit.select import rank
+
+        return rank(self, prompt, candidates, reference)
+
+    def select(self, prompt: str, candidates: Sequence[str] | None = None, *, prices=None,
+               willingness_to_pay: float | None = None, reference: str | None = None):
+        """The candidate with the best predicted quality for its price (a :class:`routekit.select.Selection`)."""
+        from routekit.select import select
+
+        return select(self, prompt, candidates, prices=prices, willingness_to_pay=willingness_to_pay,
+                      reference=reference)

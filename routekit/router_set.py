@@ -7,11 +7,11 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from ._progress import progress
-from ._validate import as_prompts, check_batch_size, short
-from .errors import BadInputError
-from .loading import load
-from .router_base import Decision, Router
+from routekit._validate import as_prompts, check_batch_size, short
+from routekit.errors import BadInputError
+from routekit.loading import load
+from routekit.progress import progress
+from routekit.router import Decision, Router
 
 
 class RouterSet:

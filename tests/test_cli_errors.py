@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from routekit import router as router_mod
+import routekit as router_mod
 from routekit.cli import main
 
 

@@ -4,11 +4,10 @@ import json
 
 import numpy as np
 import pytest
+from _bench import eval_report
 
 import routekit
 from routekit.cli import main
-
-from _bench import eval_report
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +77,7 @@ def test_eval_report_writes_markdown_and_readme(evals, tmp_path):
 
 
 def test_eval_report_no_cache_recomputes_stale_win_rates(evals, tmp_path, monkeypatch):
-    from routekit import evaluate
+    from routekit import eval as evaluate
     from routekit.artifact import cache_dir
 
     monkeypatch.setenv("ROUTEKIT_CACHE", str(tmp_path / "cache"))
@@ -106,7 +105,7 @@ def _labelled_rows(n=120, seed=0):
 
 
 def test_eval_on_your_own_labelled_jsonl_and_csv(tmp_path, capsys):
-    from routekit.evaluate import apgr
+    from routekit.eval import apgr
 
     texts, s, w = _labelled_rows()
     jl = tmp_path / "mine.jsonl"

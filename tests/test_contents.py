@@ -7,13 +7,12 @@ import json
 
 import numpy as np
 import pytest
+from _copies import linked_copy
 
 import routekit
 from routekit import artifact
 from routekit.errors import BadArtifactError, BadInputError, RoutekitError
-from routekit.router import RouterSet
-
-from _copies import linked_copy
+from routekit.router_set import RouterSet
 
 
 def _clone(tmp_path, name):

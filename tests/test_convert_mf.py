@@ -12,9 +12,9 @@ import json
 
 import numpy as np
 import pytest
+from _fake_openai import fake_openai  # noqa: F401  (fixture)
 
 import routekit
-from _fake_openai import fake_openai  # noqa: F401  (fixture)
 from routekit.errors import UnknownModelError
 
 safetensors_numpy = pytest.importorskip("safetensors.numpy", reason="needs safetensors (export extra)")
@@ -105,7 +105,7 @@ def test_manifest_encoder_is_openai(converted):
     assert m["encoder"] == {"kind": "openai", "model": "text-embedding-3-small", "dim": 1536, "base_url": None,
                             "api_key_env": "OPENAI_API_KEY"}
     assert m["source"]["config"]["num_models"] == 64 and set(m["files"]) == {"mf.npz"}
-    from routekit.openai_embedder import OpenAIEmbedder
+    from routekit.encoders.openai import OpenAIEmbedder
 
     assert isinstance(routekit.load(out).encoder, OpenAIEmbedder)
 
@@ -207,11 +207,10 @@ def test_cli_calibrates_through_embeddings_api(tmp_path, fake_openai, monkeypatc
 @pytest.mark.slow
 def test_parity_with_routellm_reference_code(tmp_path):
     """RouteLLM 0.2.0's MatrixFactorizationRouter (peer venv) vs the converted artifact (~20 s)."""
+    import os
     import subprocess
     import sys
     from pathlib import Path
-
-    import os
 
     peer = Path(os.environ.get("PEER_PYTHON", Path(__file__).resolve().parents[2] / "peer" / "venv" / "bin" / "python"))
     if not peer.is_file():

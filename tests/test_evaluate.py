@@ -1,4 +1,4 @@
-"""Tests for routekit.evaluate: metric definitions (RouteLLM §3.2), loaders, cost and plot."""
+"""Tests for routekit.eval: metric definitions (RouteLLM §3.2), loaders, cost and plot."""
 
 from __future__ import annotations
 
@@ -13,9 +13,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from routekit.errors import BadInputError, MissingExtraError
-from routekit.evaluate import (
-    BENCHMARKS, DEFAULT_STRONG, DEFAULT_WEAK, EvalDataError, EvalSet, apgr, cost_savings, cpt,
-    evaluate, load_benchmark, optimal_curve, pgr_curve, plot, random_baseline,
+from routekit.eval import (
+    BENCHMARKS,
+    DEFAULT_STRONG,
+    DEFAULT_WEAK,
+    EvalDataError,
+    EvalSet,
+    apgr,
+    cost_savings,
+    cpt,
+    evaluate,
+    load_benchmark,
+    optimal_curve,
+    pgr_curve,
+    plot,
+    random_baseline,
 )
 
 DATA_DIR = Path(os.environ.get("ROUTEKIT_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))

@@ -66,7 +66,6 @@ def test_limit_caps_the_training_battles(data_root):
 
 def test_one_splitter_keeps_each_prompt_on_one_side():
     import numpy as np
-
     from routekit_export.data import split_by_prompt
 
     prompts = [f"p{i % 300}" for i in range(3000)]  # every prompt 10 times

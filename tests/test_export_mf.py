@@ -42,7 +42,6 @@ def test_mf_runtime_matches_torch(tmp_path, encoder_dir, data_root):
     router = routekit.load(out)
     # rebuild the torch module from the saved weights and compare on the runtime's own embeddings
     import torch
-
     from routekit_export.mf import build_model, torch_pair_prob
 
     w = router.manifest.array("mf.npz")

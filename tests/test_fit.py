@@ -168,8 +168,9 @@ def test_fit_on_battles_with_other_models_trains_sw_and_mf(tmp_path, capsys):
         assert np.isfinite(cv["candidates"][kind]["apgr"])
     assert cv["oracle"]["apgr"] > max(r["apgr"] for r in cv["candidates"].values()) - 1e-9
     # the SW artifact is a normal one: three tiers, its FAISS index, loadable, ranks like the labels
-    import routekit
     from routekit_export.fit_build import write_artifact
+
+    import routekit
 
     out = tmp_path / "sw"
     write_artifact("sw", inp, out, enc, cv=cv, why={}, calibration=(lab.prompts, "labels"), name="sw",

@@ -7,15 +7,15 @@ import json
 
 import numpy as np
 import pytest
+from _copies import linked_copy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import routekit
 from routekit import artifact
 from routekit.errors import BadArtifactError, BadInputError, RoutekitError
-from routekit.router import RouterSet
+from routekit.router_set import RouterSet
 
-from _copies import linked_copy
 
 def fuzz(n: int):
     """Modest example counts (a few seconds per test on 2 cores), no deadline, no example database."""

@@ -7,16 +7,15 @@ import socket
 import time
 
 import pytest
+from _bench import slowloris
+from _fake_chat import _free_socket, running
 
 import routekit
 from routekit.client import Upstream
 
-from _bench import slowloris
-from _fake_chat import _free_socket, running
-
 
 def _cfg(url, strong="strong", weak="weak", **kw):
-    from routekit.server import ServerConfig
+    from routekit.server.app import ServerConfig
 
     kw.setdefault("routers", {"random": "random"})
     kw.setdefault("preload", False)
@@ -42,7 +41,8 @@ def _chat(httpx_client, model, text="hello there", **kw):
 # -- fallbacks and retries -----------------------------------------------------------------------
 def test_fallback_on_5xx_connection_error_and_non_json(upstream):
     import httpx
-    from routekit.server import create_app
+
+    from routekit.server.app import create_app
 
     url, _ = upstream
     dead = _free_socket()  # bound, never listening: connection refused
@@ -72,7 +72,8 @@ def test_fallback_on_5xx_connection_error_and_non_json(upstream):
 
 def test_no_fallback_when_off_and_non_json_is_502(upstream):
     import httpx
-    from routekit.server import create_app
+
+    from routekit.server.app import create_app
 
     url, _ = upstream
     with running(create_app(_cfg(url, strong="plain", fallback=False))) as srv, httpx.Client(base_url=srv) as c:
@@ -87,7 +88,8 @@ def test_no_fallback_when_off_and_non_json_is_502(upstream):
 
 def test_streaming_falls_back_only_before_the_first_chunk(upstream):
     import httpx
-    from routekit.server import create_app
+
+    from routekit.server.app import create_app
 
     url, _ = upstream
     with running(create_app(_cfg(url, strong="broken", weak="midfail"))) as srv, httpx.Client(base_url=srv) as c:
@@ -106,7 +108,8 @@ def test_streaming_falls_back_only_before_the_first_chunk(upstream):
 
 def test_sdk_max_retries_per_upstream(upstream):
     import httpx
-    from routekit.server import ServerConfig, create_app
+
+    from routekit.server.app import ServerConfig, create_app
 
     url, received = upstream
     cfg = ServerConfig(routers={"random": "random"}, preload=False, fallback=False,
@@ -122,8 +125,9 @@ def test_sdk_max_retries_per_upstream(upstream):
 # -- decision log + report -------------------------------------------------------------------------
 def test_decision_log_and_report(upstream, tmp_path, capsys):
     import httpx
+
     from routekit import cli
-    from routekit.server import create_app
+    from routekit.server.app import create_app
 
     url, _ = upstream
     path = tmp_path / "decisions.jsonl"
@@ -193,7 +197,8 @@ def test_report_errors(tmp_path, capsys):
 ])
 def test_strict_json_bodies_are_400(upstream, body, fragment):
     import httpx
-    from routekit.server import create_app
+
+    from routekit.server.app import create_app
 
     with running(create_app(_cfg(upstream[0]))) as srv:
         for path in ("/v1/route", "/v1/chat/completions"):
@@ -215,7 +220,8 @@ def test_slowloris_connections_are_closed_and_capped(upstream):
     """200 stalled partial requests against a cap of 50 connections and a 0.5 s read timeout:
     real requests are still answered, and every stalled socket is closed by the server."""
     import httpx
-    from routekit.server import create_app
+
+    from routekit.server.app import create_app
 
     cfg = _cfg(upstream[0], read_timeout=0.5, max_connections=50)
     with running(create_app(cfg), cfg) as srv:
@@ -261,7 +267,7 @@ def test_serve_cli_errors_are_one_line(tmp_path, capsys, server_deps):
 
 def test_config_is_validated(server_deps):
     from routekit.errors import BadInputError
-    from routekit.server import ServerConfig
+    from routekit.server.app import ServerConfig
 
     with pytest.raises(BadInputError, match="unknown server config key"):
         ServerConfig.from_dict({"routers": ["random"], "max_bdy_bytes": 5})
@@ -279,7 +285,8 @@ def test_config_is_validated(server_deps):
 # -- N-model: router-<name>-auto ------------------------------------------------------------------
 def test_auto_picks_among_configured_upstreams(upstream):
     import httpx
-    from routekit.server import ServerConfig, create_app
+
+    from routekit.server.app import ServerConfig, create_app
 
     url, received = upstream
     mf = routekit.load("mf")
@@ -318,7 +325,7 @@ def test_connection_cap_fits_the_fd_limit():
     import sys
 
     code = ("import resource; resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))\n"
-            "from routekit._http_guard import fit_to_fd_limit\n"
+            "from routekit.server.guard import fit_to_fd_limit\n"
             "print(fit_to_fd_limit(1000), fit_to_fd_limit(50))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["96", "50"] and "max_connections 1000 needs 2064" in out.stderr

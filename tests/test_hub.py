@@ -1,7 +1,6 @@
 import json
 
 import pytest
-
 from routekit_export.data import Battles, DataError
 from routekit_export.hub import add_local_file, prompt_text
 

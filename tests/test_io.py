@@ -1,4 +1,4 @@
-"""routekit._io: outputs are checked before work and written whole or not at all (issue 18 item 1)."""
+"""routekit.io: outputs are checked before work and written whole or not at all (issue 18 item 1)."""
 
 import json
 import os
@@ -9,7 +9,8 @@ import textwrap
 
 import pytest
 
-from routekit import _io, artifact
+from routekit import artifact
+from routekit import io as _io
 from routekit.errors import OutputError, OutputExistsError, RoutekitError
 
 ROOT = os.geteuid() == 0 if hasattr(os, "geteuid") else False
@@ -118,7 +119,7 @@ def test_sigterm_while_writing_leaves_the_old_file(tmp_path):
     out.write_text("precious\n")
     p = _run("""
         import os, signal, sys
-        from routekit._io import atomic_write
+        from routekit.io import atomic_write
         with atomic_write(sys.argv[1]) as f:
             for i in range(1000):
                 f.write(f"line {i}\\n")
@@ -139,7 +140,7 @@ def test_disk_full_is_an_output_error_and_keeps_the_old_file(tmp_path):
     # RLIMIT_FSIZE makes write() fail with EFBIG, like a full disk, without needing a small filesystem
     p = _run("""
         import resource, signal, sys
-        from routekit._io import atomic_write
+        from routekit.io import atomic_write
         from routekit.errors import OutputError
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
@@ -240,7 +241,7 @@ def _labelled(tmp_path):
 
 @pytest.mark.parametrize("case", ["plot-is-input", "plot-is-folder", "plot-missing-folder", "out-is-file"])
 def test_cli_eval_outputs_checked_before_work(tmp_path, capsys, monkeypatch, case):
-    from routekit import evaluate
+    from routekit import eval as evaluate
     from routekit.cli import main
 
     jl = _labelled(tmp_path)

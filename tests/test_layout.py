@@ -1,5 +1,5 @@
-"""The runtime package's shape: no project-internal numbers in it, no import cycles, small modules,
-the bench/ tools that moved out of it still work."""
+"""The runtime package's shape: subpackages by feature (no crowded flat folder, no facades, no import
+cycles), one errors module, no project-internal numbers in the wheel, the bench/ tools still work."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from _bench import peer_compare
 
 PKG = Path(__file__).resolve().parents[1] / "routekit"
@@ -21,9 +20,9 @@ def _module(path: Path, root: Path, name: str) -> str:
     return ".".join([name, *path.relative_to(root).with_suffix("").parts]).removesuffix(".__init__")
 
 
-def _internal_imports(path: Path, root: Path, name: str) -> set[str]:
+def _internal_imports(path: Path, root: Path, name: str, modules: set[str]) -> set[str]:
     """Modules of package ``name`` (folder ``root``) imported by ``path`` at any level (function-level
-    imports included)."""
+    imports included).  ``from pkg import sub`` depends on ``pkg.sub`` (and so on ``pkg`` only through it)."""
     mod = _module(path, root, name)
     package = mod if path.name == "__init__.py" else mod.rsplit(".", 1)[0]
     out = set()
@@ -34,7 +33,8 @@ def _internal_imports(path: Path, root: Path, name: str) -> set[str]:
                 imported = ".".join(base + ([node.module] if node.module else []))
             else:
                 imported = node.module or ""
-            names = [imported] + [f"{imported}.{a.name}" for a in node.names]
+            subs = [f"{imported}.{a.name}" for a in node.names if f"{imported}.{a.name}" in modules]
+            names = subs if len(subs) == len(node.names) else [imported] + subs
         elif isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         else:
@@ -43,12 +43,18 @@ def _internal_imports(path: Path, root: Path, name: str) -> set[str]:
     return out
 
 
+def _modules(root: Path, name: str) -> dict[str, Path]:
+    return {_module(p, root, name): p for p in root.rglob("*.py")}
+
+
 def import_cycles(root: Path, name: str) -> list[list[str]]:
     """Every import cycle among the modules of a package (a package's ``__init__`` importing its own
-    submodules is not one worth reporting)."""
-    files = {_module(p, root, name): p for p in root.rglob("*.py")}
-    graph = {m: {d for d in _internal_imports(p, root, name) if d in files and d != m} for m, p in files.items()}
-    graph = {m: {d for d in deps if not (m == name and d.startswith(name + "."))} for m, deps in graph.items()}
+    submodules is not one worth reporting: Python imports the package before any submodule)."""
+    files = _modules(root, name)
+    graph = {m: {d for d in _internal_imports(p, root, name, set(files)) if d in files and d != m}
+             for m, p in files.items()}
+    graph = {m: {d for d in deps if not (files[m].name == "__init__.py" and d.startswith(m + "."))}
+             for m, deps in graph.items()}
     state, cycles = {}, []
 
     def visit(m, stack):
@@ -74,12 +80,79 @@ def test_no_import_cycles_in_export():
     assert import_cycles(EXPORT, "routekit_export") == []
 
 
-MAX_LINES = 350  #: the brief's "runtime modules small and readable"
+MAX_FLAT = 15  #: modules in one folder before it wants subpackages by feature
 
 
-def test_no_runtime_module_is_longer_than_350_lines():
-    long = {str(p.relative_to(PKG)): n for p in PKG.rglob("*.py") if (n := len(p.read_text().splitlines())) > MAX_LINES}
-    assert long == {}
+def test_no_folder_is_a_flat_list_of_modules():
+    crowded = {}
+    for folder in [PKG, *[d for d in PKG.rglob("*") if d.is_dir() and (d / "__init__.py").is_file()]]:
+        n = len([p for p in folder.glob("*.py") if p.name not in ("__init__.py", "__main__.py")])
+        if n > MAX_FLAT:
+            crowded[str(folder.relative_to(PKG.parent))] = n
+    assert crowded == {}
+
+
+def _only_reexports(path: Path) -> bool:
+    """A module whose body is imports, ``__all__`` and a docstring only: a facade."""
+    body = ast.parse(path.read_text()).body
+    has_import = False
+    for node in body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            has_import = True
+        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            continue
+        elif isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["__all__"]:
+            continue
+        else:
+            return False
+    return has_import
+
+
+def test_no_module_only_reexports_another():
+    """Facades that keep old import paths working are gone; a package's ``__init__`` may gather its
+    public names, a module may not."""
+    facades = [str(p.relative_to(PKG.parent)) for p in PKG.rglob("*.py")
+               if p.name not in ("__init__.py", "__main__.py") and _only_reexports(p)]
+    assert facades == []
+
+
+def test_every_routekit_error_lives_in_errors_and_is_exported():
+    import routekit
+    from routekit import errors
+
+    defined = {}
+    for p in PKG.rglob("*.py"):
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.ClassDef) and any(
+                    getattr(b, "id", getattr(b, "attr", "")).endswith("Error") for b in node.bases):
+                defined[node.name] = str(p.relative_to(PKG))
+    outside = {k: v for k, v in defined.items() if v != "errors.py" and k in dir(errors)}
+    assert outside == {}
+    subclasses = {n for n in dir(errors) if isinstance(getattr(errors, n), type)
+                  and issubclass(getattr(errors, n), errors.RoutekitError)}
+    elsewhere = {k: v for k, v in defined.items() if v != "errors.py" and k not in subclasses
+                 and "RoutekitError" in (PKG / v).read_text()}
+    assert elsewhere == {}, "RoutekitError subclasses defined outside errors.py"
+    assert subclasses <= set(routekit.__all__), subclasses - set(routekit.__all__)
+
+
+def test_export_uses_only_public_runtime_modules():
+    private = []
+    for p in EXPORT.rglob("*.py"):
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("routekit"):
+                mods = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+                if any(part.startswith("_") and part != "__version__" for m in mods[:1] for part in m.split(".")):
+                    private.append(f"{p.name}: {node.module}")
+    assert private == []
+
+
+def test_python_dash_m_routekit_runs_the_cli():
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "routekit", "--help"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and "usage: routekit" in res.stdout, res.stderr
 
 
 def test_the_wheel_holds_no_project_targets_or_peer_harness():
@@ -105,7 +178,7 @@ def test_peer_compare_checks_the_targets_from_bench_results():
 def test_eval_plot_without_matplotlib_fails_before_scoring(tmp_path, monkeypatch, capsys):
     import sys
 
-    from routekit import evaluate
+    from routekit import eval as evaluate
     from routekit.cli import main
 
     jl = tmp_path / "mine.jsonl"

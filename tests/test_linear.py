@@ -7,7 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from routekit.routers.linear import FEATURE_NAMES, MAX_CHARS, clean_text, text_features, tfidf_rows
+from routekit.routers.linear import (
+    FEATURE_NAMES,
+    MAX_CHARS,
+    clean_text,
+    text_features,
+    tfidf_rows,
+)
 
 
 def test_text_features_shape_and_values():
@@ -138,8 +144,9 @@ def test_prompt_table_from_files(tmp_path):
 
 def test_linear_artifact_end_to_end(tmp_path, encoder_dir):
     """Build through the CLI, load with routekit.load, check runtime = training math and the ranking."""
-    import routekit
     from routekit_export.cli import main
+
+    import routekit
 
     _write_tiny_data(tmp_path / "data")
     out = tmp_path / "lin"
@@ -187,6 +194,7 @@ def test_linear_real_data_beats_chance_on_mmlu_proxy(encoder_dir, data_root):
     from routekit_export.build import load_encoder
     from routekit_export.embed import embed_texts
     from routekit_export.linear import LinearConfig, load_prompt_table, train_linear
+
     from routekit.routers.linear import load_bow_tokenizer
 
     table = load_prompt_table(data_root)

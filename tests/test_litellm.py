@@ -11,11 +11,11 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network at l
 litellm = pytest.importorskip("litellm", reason="needs the litellm extra: pip install 'routekit[litellm]'")
 pytest.importorskip("fastapi", reason="the fake upstream needs the server extra")
 
+from _fake_chat import _fake_upstream_app, running  # noqa: E402
+
 import routekit  # noqa: E402
 from routekit.client import RouterCache  # noqa: E402
-from routekit.openai_wire import UnknownRouterError  # noqa: E402
-
-from _fake_chat import _fake_upstream_app, running  # noqa: E402
+from routekit.server.wire import UnknownRouterError  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*ReadOnly.*:UserWarning")
 PROMPTS = ["hi", "Prove that there are infinitely many primes.", "tell me a joke", "Design a lock-free queue in C++."]

@@ -7,13 +7,12 @@ import os
 import shutil
 
 import pytest
+from _copies import linked_copy
 
 import routekit
 from routekit import artifact
 from routekit.cli import main
 from routekit.errors import BadArtifactError, BadInputError
-
-from _copies import linked_copy
 
 
 @pytest.fixture()

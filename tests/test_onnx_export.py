@@ -133,9 +133,8 @@ def test_ortquantizer_writes_what_quantize_dynamic_writes(tmp_path, no_network):
 def test_a_graph_with_external_weights_is_refused(tmp_path, monkeypatch):
     """Over 2 GB optimum writes the weights beside the graph (forced here for a tiny model):
     an artifact holds one-file graphs, so the export stops with a clear error and leaves nothing."""
-    from transformers import BertModel
-
     from routekit_export.errors import ExportError
+    from transformers import BertModel
 
     monkeypatch.setenv("FORCE_ONNX_EXTERNAL_DATA", "1")
     with pytest.raises(ExportError, match="over 2 GB"):
@@ -144,9 +143,8 @@ def test_a_graph_with_external_weights_is_refused(tmp_path, monkeypatch):
 
 
 def test_an_architecture_optimum_cannot_export_is_a_clear_error(tmp_path):
-    from transformers import FNetConfig, FNetForSequenceClassification
-
     from routekit_export.errors import ExportError
+    from transformers import FNetConfig, FNetForSequenceClassification
 
     model = FNetForSequenceClassification(FNetConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
                                                      intermediate_size=16, num_labels=3))

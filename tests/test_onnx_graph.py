@@ -1,4 +1,4 @@
-"""routekit.onnx_graph writes ONNX protobuf bytes by hand (no ``onnx`` at run time); ``onnx.checker``
+"""routekit.encoders.onnx_graph writes ONNX protobuf bytes by hand (no ``onnx`` at run time); ``onnx.checker``
 checks that what it writes is a valid model, for every graph built with it: the int8 inner product and
 the whole SW head (both weightings, one count block and several)."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from routekit import onnx_graph
-from routekit.routers.sw_model import SWModel
+from routekit.encoders import onnx_graph
+from routekit.routers.sw.model import SWModel
 
 onnx = pytest.importorskip("onnx", reason="needs the export extra (onnx)")
 

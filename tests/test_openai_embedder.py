@@ -8,10 +8,15 @@ import sys
 
 import numpy as np
 import pytest
-
 from _fake_openai import fake_openai  # noqa: F401  (fixture)
+
+from routekit.encoders.openai import (
+    EmbeddingCache,
+    EmbeddingServiceError,
+    NoAPIKeyError,
+    OpenAIEmbedder,
+)
 from routekit.errors import RoutekitError
-from routekit.openai_embedder import EmbeddingCache, EmbeddingServiceError, NoAPIKeyError, OpenAIEmbedder
 
 pytest.importorskip("openai", reason="needs the openai extra: pip install 'routekit[openai]'")
 
@@ -169,8 +174,8 @@ def test_from_spec_roundtrip():
 
 
 def test_import_routekit_does_not_import_openai():
-    code = ("import sys, routekit, routekit.openai_embedder, routekit.routers.mf, routekit.session\n"
-            "e = routekit.openai_embedder.OpenAIEmbedder()\n"
+    code = ("import sys, routekit, routekit.encoders.openai, routekit.routers.mf, routekit.encoders.session\n"
+            "e = routekit.encoders.openai.OpenAIEmbedder()\n"
             "assert 'openai' not in sys.modules, 'openai imported'\n"
             "print('ok')")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

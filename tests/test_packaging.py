@@ -69,6 +69,7 @@ def test_package_data_covers_the_data_files_the_code_opens():
     """Files read through Path(__file__) must be in the wheel: every non-Python file under routekit/
     (outside caches) and export/ is matched by a package-data pattern (fast; no wheel built)."""
     import fnmatch
+
     import tomllib
 
     cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]

@@ -1,4 +1,4 @@
-"""routekit.ray on a local Ray started here (2 CPUs, loopback only) and shut down afterwards."""
+"""routekit.batch.ray on a local Ray started here (2 CPUs, loopback only) and shut down afterwards."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ ray = pytest.importorskip("ray", reason="needs the ray extra: pip install 'route
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
+from routekit.batch.score import score_file  # noqa: E402
 from routekit.cli import main  # noqa: E402
-from routekit.score import score_file  # noqa: E402
 
 TOPICS = ["prove", "poem", "sum", "translate", "explain", "hi", "debug this", "capital of"]
 
@@ -44,7 +44,7 @@ def _jsonl(path, rows):
 
 
 def test_score_dataset_equals_local(local_ray, default_router, tmp_path):
-    from routekit.ray import score_dataset
+    from routekit.batch.ray import score_dataset
 
     rows = [{"id": i, "prompt": p, "user": f"u{i % 7}"} for i, p in enumerate(_prompts(300))]
     score_file(default_router, _jsonl(tmp_path / "in.jsonl", rows), tmp_path / "local.jsonl")
@@ -103,8 +103,8 @@ def test_serve_app_answers_like_the_plain_server(local_ray):
     from fastapi.testclient import TestClient
     from ray import serve
 
-    from routekit.ray import serve_app
-    from routekit.server import ServerConfig, create_app
+    from routekit.batch.ray import serve_app
+    from routekit.server.app import ServerConfig, create_app
 
     cfg = ServerConfig(routers={"default": "default", "random": "random"})
     port = _free_port()

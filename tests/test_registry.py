@@ -11,7 +11,12 @@ import pytest
 
 import routekit
 from routekit import artifact, registry
-from routekit.errors import BadArtifactError, BadInputError, UnknownArtifactError, UnknownKindError
+from routekit.errors import (
+    BadArtifactError,
+    BadInputError,
+    UnknownArtifactError,
+    UnknownKindError,
+)
 
 PLUGIN = '''
 import numpy as np
@@ -118,7 +123,7 @@ def test_the_default_router_is_loaded_once_across_threads(monkeypatch):
     import threading
     import time
 
-    from routekit import router as router_mod
+    from routekit import loading as router_mod
 
     calls = []
 

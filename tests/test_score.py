@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 import routekit
+from routekit.batch.score import ScoreJob, score_file
 from routekit.cli import main
-from routekit.score import ScoreJob, score_file
 
 PROMPTS = ["hi", "Prove that there are infinitely many primes.", "Write a haiku about tea", "2+2?",
            "Explain the Krebs cycle in detail", "ok", "Translate 'cat' to French", "déjà vu ✓"]
@@ -118,7 +118,7 @@ def test_output_is_input_refused(tmp_path, capsys):
 def test_refused_before_any_work(tmp_path, capsys, monkeypatch, args, message):
     inp = _jsonl(tmp_path / "in.jsonl", _rows())
     loaded = []
-    monkeypatch.setattr("routekit._cli_common.load_router", lambda *a: loaded.append(a) or routekit.load("random"))
+    monkeypatch.setattr("routekit.cli.common.load_router", lambda *a: loaded.append(a) or routekit.load("random"))
     rc = main(["score", "--input", str(inp), *[a.format(tmp=tmp_path) for a in args]])
     if message is None:
         assert rc == 0 and loaded  # control: a good command does load the router
@@ -187,7 +187,7 @@ def test_sigterm_while_writing_keeps_old_file(tmp_path):
     inp = _jsonl(tmp_path / "in.jsonl", _rows(30_000))
     out = tmp_path / "out.jsonl"
     out.write_text("previous results\n")
-    proc = subprocess.Popen([sys.executable, "-m", "routekit.cli", "score", "--input", str(inp), "--output",
+    proc = subprocess.Popen([sys.executable, "-m", "routekit", "score", "--input", str(inp), "--output",
                              str(out), "--batch-size", "16"], stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:  # wait until the temp file has data
@@ -268,7 +268,7 @@ def test_scores_do_not_depend_on_chunking(tmp_path, router):
 
 
 def test_ray_engine_needs_the_extra_and_imports_nothing(tmp_path, capsys, monkeypatch):
-    code = "import sys, routekit.ray, routekit.cli; routekit.cli._parser(); print('ray' in sys.modules)"
+    code = "import sys, routekit.batch.ray, routekit.cli; routekit.cli._parser(); print('ray' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
     monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
     inp = _jsonl(tmp_path / "in.jsonl", _rows(2))

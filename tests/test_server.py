@@ -5,7 +5,6 @@ upstream with two "models" that answer differently, and the routing server, driv
 official ``openai`` SDK and httpx.
 """
 
-import asyncio
 import json
 import os
 import socket
@@ -13,17 +12,22 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from _fake_chat import _free_socket, running
 
 import routekit
-from routekit.client import (RouterCache, RouteSpec, UnknownRouterError, Upstream, make_model_picker, parse_model,
-                             prompt_from_messages)
+from routekit.client import (
+    RouterCache,
+    RouteSpec,
+    UnknownRouterError,
+    Upstream,
+    make_model_picker,
+    parse_model,
+    prompt_from_messages,
+)
 from routekit.errors import BadInputError
-
-from _fake_chat import _free_socket, running
 
 PROMPTS = ["hi, how are you?", "Prove that there are infinitely many primes.",
            "Write a Rust function that parses ISO-8601 durations, with tests.", "What is 2 + 2?",
@@ -121,7 +125,7 @@ def test_serve_without_extra_gives_install_hint(monkeypatch, capsys):
     from routekit import cli
 
     monkeypatch.setitem(sys.modules, "fastapi", None)  # makes `import fastapi` fail
-    monkeypatch.delitem(sys.modules, "routekit.server", raising=False)
+    monkeypatch.delitem(sys.modules, "routekit.server.app", raising=False)
     assert cli.main(["serve", "--router", "random"]) == 2
     err = capsys.readouterr().err
     assert "pip install 'routekit[server]'" in err and "fastapi" in err
@@ -129,7 +133,7 @@ def test_serve_without_extra_gives_install_hint(monkeypatch, capsys):
 
 # -- servers on loopback (helpers in _fake_chat.py) ----------------------------------------------
 def _config(upstream_url, **kw):
-    from routekit.server import ServerConfig
+    from routekit.server.app import ServerConfig
 
     kw.setdefault("strong", Upstream("big-model", f"{upstream_url}/strong/v1", api_key="k"))
     kw.setdefault("weak", Upstream("small-model", f"{upstream_url}/weak/v1", api_key="k"))
@@ -141,7 +145,7 @@ def _config(upstream_url, **kw):
 
 @pytest.fixture(scope="module")
 def router_server(upstream):
-    from routekit.server import create_app
+    from routekit.server.app import create_app
 
     app = create_app(_config(upstream[0]))
     with running(app) as url:
@@ -311,7 +315,8 @@ def test_route_malformed_requests(router_server, body):
 
 def test_request_too_large(upstream):
     import httpx
-    from routekit.server import create_app
+
+    from routekit.server.app import create_app
 
     app = create_app(_config(upstream[0], max_body_bytes=1000, preload=False, routers={"random": "random"}))
     with running(app) as url:
@@ -326,7 +331,8 @@ def test_request_too_large(upstream):
 
 def test_bearer_token(upstream):
     from fastapi.testclient import TestClient
-    from routekit.server import create_app
+
+    from routekit.server.app import create_app
 
     app = create_app(_config(upstream[0], api_key="s3cret", routers={"random": "random"}))
     with TestClient(app) as c:
@@ -341,7 +347,8 @@ def test_bearer_token(upstream):
 
 def test_upstream_failures(upstream):
     import openai
-    from routekit.server import create_app
+
+    from routekit.server.app import create_app
 
     url, _ = upstream
     dead = _free_socket()  # bound but never listening: connections are refused
@@ -387,7 +394,7 @@ def test_upstream_failures(upstream):
         assert events[-1] == "[DONE]" and "error" in json.loads(events[-2])
 
     # no upstream configured: routing still works, chat says why it cannot forward
-    from routekit.server import ServerConfig
+    from routekit.server.app import ServerConfig
 
     with running(create_app(ServerConfig(routers={"random": "random"}))) as srv:
         r = httpx.post(srv + "/v1/chat/completions", json={"model": "router-random-p100", "messages": _user("x")})
@@ -417,7 +424,8 @@ def test_slow_client_does_not_block_others(router_server):
 def test_scoring_runs_off_the_event_loop(upstream):
     """While one request's scoring is stuck (a slow router), other requests are still answered."""
     import httpx
-    from routekit.server import create_app
+
+    from routekit.server.app import create_app
 
     class SlowRouter(type(routekit.load("random"))):
         def _score(self, prompts):
@@ -442,7 +450,7 @@ def test_scoring_runs_off_the_event_loop(upstream):
 
 
 def test_config_from_file(tmp_path, monkeypatch, server_deps):
-    from routekit.server import ServerConfig
+    from routekit.server.app import ServerConfig
 
     monkeypatch.setenv("MY_TOKEN", "tok")
     f = tmp_path / "server.toml"
@@ -461,6 +469,7 @@ def test_config_from_file(tmp_path, monkeypatch, server_deps):
 
 def test_routing_openai_client_in_process(upstream, default_router):
     import openai
+
     from routekit.client import RoutingOpenAI
 
     url, received = upstream
@@ -487,7 +496,8 @@ def test_mounted_app_and_injected_clients(upstream):
     import httpx
     import openai
     from fastapi import FastAPI
-    from routekit.server import create_app
+
+    from routekit.server.app import create_app
 
     url, received = upstream
     outer = FastAPI()
@@ -506,7 +516,7 @@ def test_cli_serve_starts_and_checks_token(upstream, tmp_path):
     port = s.getsockname()[1]
     s.close()
     env = {**os.environ, "RK_TOKEN": "tok"}
-    cmd = [sys.executable, "-m", "routekit.cli", "serve", "--router", "random", "--port", str(port),
+    cmd = [sys.executable, "-m", "routekit", "serve", "--router", "random", "--port", str(port),
            "--strong-model", "big-model", "--strong-base-url", f"{upstream[0]}/strong/v1",
            "--weak-model", "small-model", "--weak-base-url", f"{upstream[0]}/weak/v1",
            "--api-key-env", "RK_TOKEN", "--alias", "auto=router-random-p100", "--log-level", "warning"]
@@ -531,7 +541,7 @@ def test_cli_serve_starts_and_checks_token(upstream, tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
-    bad = subprocess.run([sys.executable, "-m", "routekit.cli", "serve", "--api-key-env", "RK_UNSET_VAR_X"],
+    bad = subprocess.run([sys.executable, "-m", "routekit", "serve", "--api-key-env", "RK_UNSET_VAR_X"],
                          capture_output=True, text=True, env={k: v for k, v in os.environ.items() if k != "RK_UNSET_VAR_X"})
     assert bad.returncode == 2 and "RK_UNSET_VAR_X" in bad.stderr
 

@@ -10,7 +10,7 @@ import routekit
 from routekit import cli
 from routekit.calibrate import calibration_table, weighted_quantile
 from routekit.errors import BadInputError
-from routekit.suite import auc, load_suite, suite_report
+from routekit.eval.suite import auc, load_suite, suite_report
 
 
 def test_shipped_suite_shape():
@@ -154,8 +154,9 @@ def test_recalibrate_rewrites_only_the_calibration(tmp_path):
     """routekit-export recalibrate: thresholds on the traffic mix, weights byte-identical, resealed."""
     import shutil
 
-    from routekit import artifact
     from routekit_export.recalibrate import recalibrate
+
+    from routekit import artifact
 
     art = tmp_path / "lin"
     shutil.copytree(artifact.resolve("linear"), art)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
 import routekit
 from routekit.errors import BadInputError
-from routekit.routers.bradley_terry import bt_fit
-from routekit.routers.sw_model import SWModel
+from routekit.routers.sw.bradley_terry import bt_fit
+from routekit.routers.sw.model import SWModel
 
 
 def synthetic(n_prompts=60, n_battles=400, n_tiers=6, dim=16, seed=0, clusters=4):
@@ -94,8 +93,8 @@ def test_int8_similarities_stay_close_to_float32():
 
 
 def test_int8_inner_product_edge_cases():
+    from routekit.encoders.onnx_graph import Int8InnerProduct
     from routekit.errors import BadArtifactError
-    from routekit.onnx_graph import Int8InnerProduct
 
     M = np.zeros((5, 8), dtype=np.float32)
     M[1, 2], M[3] = 0.5, -1.0
@@ -160,7 +159,7 @@ def test_dense_and_sparse_paths_agree():
     assert m.dense
     sparse = SWModel(emb, bp, a, b, out, 6, gamma=50.0)
     # force the entry-list path
-    from routekit.routers.bradley_terry import pair_counts
+    from routekit.routers.sw.bradley_terry import pair_counts
 
     p, pair, cnt, _ = pair_counts(bp, a, b, out, 6)
     sparse.dense = False
@@ -332,7 +331,7 @@ def test_count_blocks_hold_the_same_counts():
 
 
 def test_int8_falls_back_to_float32_when_it_cannot_run(monkeypatch):
-    import routekit.onnx_graph as session
+    import routekit.encoders.onnx_graph as session
 
     emb, bp, a, b, out = synthetic(seed=17)
     monkeypatch.setattr(session, "INT8_MAX_BYTES", 100)  # as if the matrix were over the 2 GiB limit
@@ -349,7 +348,7 @@ def test_int8_falls_back_to_float32_when_it_cannot_run(monkeypatch):
 def test_int8_head_is_the_same_fit(weighting, gamma):
     """The one-graph int8 head (similarities, weights, count blocks, unrolled Newton) gives the win
     counts of the int8 similarities and the converged Bradley–Terry fit of those counts."""
-    from routekit.routers.sw_graph import HEAD_TOL
+    from routekit.routers.sw.graph import HEAD_TOL
 
     emb, bp, a, b, out, T, rng = blocky(seed=5, same_tier=80)
     i8 = SWModel(emb, bp, a, b, out, T, weighting=weighting, gamma=gamma)
@@ -385,7 +384,7 @@ def test_int8_head_is_the_same_fit(weighting, gamma):
 
 
 def test_int8_head_hands_unfinished_fits_to_numpy(monkeypatch):
-    import routekit.routers.sw_graph as swmod
+    import routekit.routers.sw.graph as swmod
 
     emb, bp, a, b, out, T, rng = blocky(seed=6)
     q = emb[:12]

@@ -2,7 +2,7 @@
 
 ``RoutekitHook`` is a LiteLLM ``CustomLogger``.  On the proxy, requests whose ``model`` is a
 routing name (``router-<name>-<threshold>``, ``router-<name>-p<strong%>``, ``router-<name>``, see
-:mod:`routekit.openai_wire`) are scored by the routekit router in a worker thread (never on the
+:mod:`routekit.server.wire`) are scored by the routekit router in a worker thread (never on the
 event loop), ``data["model"]`` is set to the chosen ``strong_model``/``weak_model`` (names from
 the proxy's ``model_list``, so spend is booked under the model that answered), and the decision
 is recorded in ``data["metadata"]["routekit"]`` (route, model, win_rate, threshold, router).
@@ -33,9 +33,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 
-from ..client import RouterCache
-from ..errors import require
-from ..openai_wire import DEFAULT_CONTEXT_CHARS, RouteSpec, UnknownRouterError, parse_model, prompt_from_messages
+from routekit.client import RouterCache
+from routekit.errors import require
+from routekit.server.wire import (
+    DEFAULT_CONTEXT_CHARS,
+    RouteSpec,
+    UnknownRouterError,
+    parse_model,
+    prompt_from_messages,
+)
 
 require("litellm", "litellm", "the LiteLLM plug-in")
 

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import BadArtifactError, BadInputError
-from ..router import Router
-from ..encoders import encoder_from_manifest
+from routekit.encoders import encoder_from_manifest
+from routekit.errors import BadArtifactError, BadInputError
+from routekit.router import Router
 
 #: Label order of routekit's exports and of RouteLLM's BERT checkpoints.
 DEFAULT_LABELS = ("strong_wins", "tie", "weak_wins")

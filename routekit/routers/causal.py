@@ -49,9 +49,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import BadArtifactError, BadInputError, require
-from ..router import Router
-from ..encoders import clean_text
+from routekit.encoders import clean_text
+from routekit.errors import BadArtifactError, BadInputError, require
+from routekit.router import Router
 
 SCORE_TOKENS = tuple(f"[[{k}]]" for k in range(1, 6))
 #: Scores whose probabilities sum to P(strong): the reference's ``1 - P(score >= 4)``.
@@ -328,7 +328,7 @@ class CausalRouter(Router):
 
     def score_distribution(self, prompts: Sequence[str]) -> np.ndarray:
         """P(score = k) for k = 1..5, one row per prompt (rows sum to 1)."""
-        from ..router import as_prompts
+        from routekit._validate import as_prompts
 
         items = as_prompts(prompts)
         out = np.zeros((len(items), len(self.score_tokens)))

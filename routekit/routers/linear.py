@@ -22,10 +22,10 @@ import re
 
 import numpy as np
 
-from ..errors import BadArtifactError, BadInputError
-from ..router import Router
-from ..encoders import Encoder, encoder_from_manifest
-from ..encoders import clean_text as _clean_text
+from routekit.encoders import Encoder, encoder_from_manifest
+from routekit.encoders import clean_text as _clean_text
+from routekit.errors import BadArtifactError, BadInputError
+from routekit.router import Router
 
 #: Characters of a prompt that the bag of words and the surface features look at.
 MAX_CHARS = 4000

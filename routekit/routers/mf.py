@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import BadArtifactError, BadInputError
-from ..router import Router
-from ..encoders import encoder_from_manifest
+from routekit.encoders import encoder_from_manifest
+from routekit.errors import BadArtifactError, BadInputError
+from routekit.router import Router
 
 
 class MFRouter(Router):

@@ -10,8 +10,8 @@ import hashlib
 
 import numpy as np
 
-from ..errors import BadInputError
-from ..router import Router
+from routekit.errors import BadInputError
+from routekit.router import Router
 
 
 class RandomRouter(Router):

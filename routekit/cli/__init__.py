@@ -1,0 +1,71 @@
+"""The ``routekit`` command line.  Each subcommand is a :class:`~routekit.cli.common.Command` in one
+of the group modules; :data:`COMMANDS` lists them, and the parser and the dispatch are built from it:
+
+- ``_cli_route``: ``route``, ``score``, ``calibrate``
+- ``_cli_artifacts``: ``artifacts list|verify|seal``
+- ``_cli_eval``: ``eval``, ``bench``
+- ``_cli_serve``: ``serve``, ``report``
+"""
+
+from __future__ import annotations
+
+import sys
+
+from routekit.cli import artifacts as _cli_artifacts
+from routekit.cli import eval as _cli_eval
+from routekit.cli import route as _cli_route
+from routekit.cli import serve as _cli_serve
+from routekit.cli.common import Parser
+from routekit.errors import RoutekitError
+
+#: every ``routekit`` subcommand, in the order ``routekit --help`` lists them
+COMMANDS = (_cli_route.ROUTE, _cli_route.SCORE, _cli_artifacts.ARTIFACTS, _cli_eval.EVAL, _cli_eval.BENCH,
+            _cli_route.CALIBRATE, _cli_serve.SERVE, _cli_serve.REPORT)
+
+
+def _parser() -> Parser:
+    p = Parser(prog="routekit", description="Route prompts to a strong or a weak LLM.")
+    p.add_argument("--version", action="version", version=f"routekit {_version()}")
+    sub = p.add_subparsers(dest="command", required=True)
+    for cmd in COMMANDS:
+        cmd.add_arguments(sub.add_parser(cmd.name, help=cmd.help, description=cmd.help))
+    return p
+
+
+def _version() -> str:
+    from routekit import __version__
+
+    return __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    run = {cmd.name: cmd.run for cmd in COMMANDS}[args.command]
+    from routekit.io import Terminated, sigterm_raises
+
+    try:
+        with sigterm_raises():  # SIGTERM unwinds like Ctrl-C, so partial outputs are removed
+            return run(args)
+    except RoutekitError as exc:
+        print(f"routekit: error: {_with_notes(exc)}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # e.g. `routekit score ... | head`
+        return 0
+    except OSError as exc:  # a file the command reads or writes: permissions, disk, a vanished path
+        print(f"routekit: error: {_with_notes(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        print(f"routekit: error: interrupted{_notes(exc)}", file=sys.stderr)
+        return 130
+    except Terminated as exc:
+        print(f"routekit: error: terminated (SIGTERM){_notes(exc)}", file=sys.stderr)
+        return exc.code
+
+
+def _notes(exc: BaseException) -> str:
+    notes = getattr(exc, "__notes__", None) or []
+    return "".join(f"; {n}" for n in notes)
+
+
+def _with_notes(exc: BaseException) -> str:
+    return f"{exc}{_notes(exc)}"

@@ -1,0 +1,165 @@
+"""Per-request decision log (one JSON object per line) and ``routekit report`` over such a log.
+
+The server writes a line per routed request when ``decision_log`` is set (``--decision-log PATH``,
+``-`` for stderr).  Fields:
+
+``ts`` (UNIX seconds), ``request_id``, ``endpoint``, ``router``, ``win_rate``, ``threshold``,
+``route`` (the router's decision: ``strong``/``weak``, or the chosen upstream for ``-auto``),
+``upstream`` (who answered), ``model``, ``fallback`` (null or ``{from, to, reason}``), ``status``
+(the HTTP status routekit returned), ``upstream_status``, ``route_ms``, ``upstream_ms``, ``stream``,
+``prompt_tokens``, ``completion_tokens``, ``cost_usd`` and ``strong_cost_usd`` (what the same
+tokens would have cost at the strong model's price; null without prices), and for ``-auto``
+``candidates`` (``{upstream: predicted quality}``).
+
+The prompt is never logged unless ``log_prompts`` is on (``--log-prompts``); then ``prompt`` holds
+the scored text cut to ``log_prompt_chars`` characters and ``prompt_chars`` its full length.
+
+Pure Python; no server dependency, so ``routekit report`` works anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import threading
+from pathlib import Path
+from typing import IO, Any, Iterable
+
+from routekit.errors import BadInputError
+
+__all__ = ["DecisionLog", "summarise", "format_summary"]
+
+
+class DecisionLog:
+    """Append JSON lines to a file (or stderr for ``"-"``), thread-safe, flushed per line."""
+
+    def __init__(self, target: str, *, log_prompts: bool = False, prompt_chars: int = 200):
+        self.log_prompts, self.prompt_chars = log_prompts, prompt_chars
+        self._lock = threading.Lock()
+        if target == "-":
+            self._fh: IO[str] = sys.stderr
+            self._own = False
+        else:
+            path = Path(target)
+            if path.is_dir():
+                raise BadInputError(f"decision log {target!r} is a directory")
+            if not path.parent.is_dir():
+                raise BadInputError(f"decision log folder {str(path.parent)!r} does not exist")
+            try:
+                self._fh = open(path, "a", encoding="utf-8")
+            except OSError as exc:
+                raise BadInputError(f"cannot open decision log {target!r}: {exc}") from None
+            self._own = True
+
+    def write(self, record: dict[str, Any], prompt: str | None = None) -> None:
+        rec = dict(record)
+        if self.log_prompts and prompt is not None:
+            rec["prompt"] = prompt[:self.prompt_chars]
+            rec["prompt_chars"] = len(prompt)
+        line = json.dumps(rec, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str)
+        with self._lock:
+            try:
+                self._fh.write(line + "\n")
+                self._fh.flush()
+            except (OSError, ValueError):  # a full disk or closed stderr must not fail the request
+                pass
+
+    def close(self) -> None:
+        if self._own:
+            with self._lock:
+                self._fh.close()
+
+
+# -- report --------------------------------------------------------------------------------------
+def _read(path: str | Path) -> Iterable[dict[str, Any]]:
+    p = Path(path)
+    try:
+        fh = open(p, encoding="utf-8")
+    except FileNotFoundError:
+        raise BadInputError(f"decision log {str(p)!r} does not exist") from None
+    except OSError as exc:
+        raise BadInputError(f"cannot read decision log {str(p)!r}: {exc}") from None
+    with fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except (ValueError, RecursionError) as exc:
+                raise BadInputError(f"{p}:{n}: not a JSON object: {exc}") from None
+            if not isinstance(rec, dict):
+                raise BadInputError(f"{p}:{n}: not a JSON object")
+            yield rec
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    v = sorted(values)
+    k = (len(v) - 1) * q
+    lo, hi = math.floor(k), math.ceil(k)
+    return v[lo] + (v[hi] - v[lo]) * (k - lo)
+
+
+def _num(rec: dict, key: str) -> float | None:
+    v = rec.get(key)
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+
+
+def summarise(path: str | Path) -> dict[str, Any]:
+    """Totals of a decision log: requests, share per route, fallbacks, errors, cost vs all-strong,
+    routing and upstream latency percentiles (ms)."""
+    n = 0
+    routes: dict[str, int] = {}
+    routers: dict[str, int] = {}
+    fallbacks = errors = 0
+    cost = strong_cost = 0.0
+    priced = 0
+    lat: dict[str, list[float]] = {"route_ms": [], "upstream_ms": []}
+    for rec in _read(path):
+        n += 1
+        route = str(rec.get("route") or "none")
+        routes[route] = routes.get(route, 0) + 1
+        routers[str(rec.get("router"))] = routers.get(str(rec.get("router")), 0) + 1
+        fallbacks += bool(rec.get("fallback"))
+        status = rec.get("status")
+        errors += isinstance(status, int) and status >= 400
+        c, s = _num(rec, "cost_usd"), _num(rec, "strong_cost_usd")
+        if c is not None and s is not None:
+            cost, strong_cost, priced = cost + c, strong_cost + s, priced + 1
+        for k in lat:
+            v = _num(rec, k)
+            if v is not None:
+                lat[k].append(v)
+    out: dict[str, Any] = {
+        "requests": n, "routes": routes,
+        "strong_share": (routes.get("strong", 0) / n) if n else None,
+        "routers": routers, "fallbacks": fallbacks, "errors": errors,
+        "priced_requests": priced, "cost_usd": cost, "all_strong_cost_usd": strong_cost,
+        "saved_fraction": (1.0 - cost / strong_cost) if strong_cost > 0 else None,
+    }
+    for k, values in lat.items():
+        out[k] = {f"p{int(q * 100)}": _pct(values, q) for q in (0.5, 0.9, 0.99)} | {"n": len(values)}
+    return out
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    def ms(d):
+        return ", ".join(f"{k} {v:.1f}" for k, v in d.items() if k != "n" and v is not None) or "n/a"
+
+    n = s["requests"]
+    lines = [f"requests: {n}"]
+    for route, k in sorted(s["routes"].items(), key=lambda kv: -kv[1]):
+        lines.append(f"  route {route}: {k} ({100.0 * k / n:.1f} %)")
+    lines.append(f"fallbacks: {s['fallbacks']}   errors (status >= 400): {s['errors']}")
+    if s["priced_requests"]:
+        saved = s["saved_fraction"]
+        lines.append(f"cost: ${s['cost_usd']:.6f} vs ${s['all_strong_cost_usd']:.6f} all-strong "
+                     f"({'n/a' if saved is None else f'{100 * saved:.1f} % saved'}) over {s['priced_requests']} "
+                     "priced requests")
+    else:
+        lines.append("cost: no priced requests (set prices in the server config)")
+    lines.append(f"routing latency ms: {ms(s['route_ms'])}")
+    lines.append(f"upstream latency ms: {ms(s['upstream_ms'])}")
+    return "\n".join(lines)

@@ -340,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return commands[args.command][1](args)
     except (RoutekitError, FileExistsError) as exc:
+        from routekit.progress import close_all
+
+        close_all()  # the bars end on their own lines; the error is the last line of stderr
         print(f"routekit-export: error: {exc}", file=sys.stderr)
         return 2
 

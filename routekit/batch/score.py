@@ -178,8 +178,8 @@ class ScoreJob:
         writer.close()
 
     def _run_file(self, router, summary: Summary, show: bool) -> None:
-        meter = self._meter(show, router)
         with contextlib.ExitStack() as stack:
+            meter = stack.enter_context(self._meter(show, router))  # closed however the run ends
             if self.output is None:
                 target = self.stream or sys.stdout
             else:
@@ -191,7 +191,6 @@ class ScoreJob:
                 rtmp = stack.enter_context(atomic_path(self.rejected, inputs=[self.input], what="rejected-rows file"))
                 rej = stack.enter_context(open(rtmp, "w", encoding="utf-8"))
             self._write_chunks(router, target, rej, self._chunked(self.reader.records()), summary, meter)
-        meter.close()
 
     # -- folder output -----------------------------------------------------------------------------
     def _job(self, router) -> dict:
@@ -238,16 +237,17 @@ class ScoreJob:
         self._add_done(summary, state, done)
         state["parts"] = {k: v for k, v in state["parts"].items() if int(k) < done}
         self._save(state)
-        meter = self._meter(show, router, initial=done * self.part_rows)
         records = self._records_by_part(done * self.part_rows)
         i = done
         try:
-            for part_chunks in records:
-                before = asdict(summary)
-                self._write_part(router, i, part_chunks, summary, meter)
-                state["parts"][str(i)] = {k: getattr(summary, k) - before[k] for k in ("rows", "strong", "rejected")}
-                self._save(state)
-                i += 1
+            with self._meter(show, router, initial=done * self.part_rows) as meter:
+                for part_chunks in records:
+                    before = asdict(summary)
+                    self._write_part(router, i, part_chunks, summary, meter)
+                    state["parts"][str(i)] = {k: getattr(summary, k) - before[k]
+                                              for k in ("rows", "strong", "rejected")}
+                    self._save(state)
+                    i += 1
         except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 exc.add_note(f"{i} finished part(s) kept in {self.output} (no {SUCCESS}); "
@@ -256,7 +256,6 @@ class ScoreJob:
         summary.parts = i
         with atomic_write(self.output / SUCCESS) as f:
             f.write(json.dumps({k: v for k, v in asdict(summary).items() if k != "seconds"}) + "\n")
-        meter.close()
 
     def _records_by_part(self, skip: int) -> Iterator[Iterator[list[fm.Record]]]:
         """One iterator of chunks per part (consume each before the next); chunks stay inside a part."""

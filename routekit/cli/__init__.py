@@ -47,19 +47,30 @@ def main(argv: list[str] | None = None) -> int:
         with sigterm_raises():  # SIGTERM unwinds like Ctrl-C, so partial outputs are removed
             return run(args)
     except RoutekitError as exc:
-        print(f"routekit: error: {_with_notes(exc)}", file=sys.stderr)
-        return 2
+        return _fail(_with_notes(exc), 2)
     except BrokenPipeError:  # e.g. `routekit score ... | head`
         return 0
     except OSError as exc:  # a file the command reads or writes: permissions, disk, a vanished path
-        print(f"routekit: error: {_with_notes(exc)}", file=sys.stderr)
-        return 2
+        return _fail(_with_notes(exc), 2)
     except KeyboardInterrupt as exc:
-        print(f"routekit: error: interrupted{_notes(exc)}", file=sys.stderr)
-        return 130
+        return _fail(f"interrupted{_notes(exc)}", 130)
     except Terminated as exc:
-        print(f"routekit: error: terminated (SIGTERM){_notes(exc)}", file=sys.stderr)
-        return exc.code
+        return _fail(f"terminated (SIGTERM){_notes(exc)}", exc.code)
+
+
+def _fail(message: str, code: int) -> int:
+    """Close the progress bars, then print ``message`` as the last line of stderr, alone (a
+    multi-line exception text is folded into that one line)."""
+    from routekit.progress import close_all
+
+    close_all()
+    text = " ".join(message.splitlines()).strip()
+    try:
+        sys.stderr.write(f"routekit: error: {text}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):  # stderr is gone: the exit code still says it
+        pass
+    return code
 
 
 def _notes(exc: BaseException) -> str:

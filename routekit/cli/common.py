@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -76,10 +75,6 @@ def load_router(name: str, threads: int | None):
     from routekit.loading import load
 
     return load(name, threads=threads)
-
-
-def read_prompt(arg: str) -> str:
-    return sys.stdin.read() if arg == "-" else arg
 
 
 def default_data() -> Path:

@@ -11,19 +11,46 @@ from routekit.cli.common import Command
 
 
 def _route_args(r) -> None:
-    r.add_argument("prompt", help="the prompt, or '-' to read it from stdin")
+    r.add_argument("prompt", nargs="+",
+                   help="one or more prompts; '-' reads prompts from stdin, one per line (blank lines skipped)")
     common.router_arg(r)
     common.threshold_args(r)
-    r.add_argument("--json", action="store_true", help="print one JSON object")
+    r.add_argument("--json", action="store_true", help="print one JSON object per prompt, one per line")
+
+
+def _prompts(args: list[str]) -> list[str]:
+    """The prompts in command-line order, ``-`` replaced by stdin's lines (UTF-8, checked)."""
+    from routekit.errors import BadInputError
+
+    if args.count("-") > 1:
+        raise BadInputError("'-' (stdin) can be given once")
+    out: list[str] = []
+    for arg in args:
+        if arg != "-":
+            out.append(arg)
+            continue
+        n = 0
+        for i, raw in enumerate(sys.stdin.buffer, 1):
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as exc:
+                raise BadInputError(f"stdin, line {i}: invalid UTF-8 (byte {exc.start + 1} of the line)") from None
+            if line.strip():
+                out.append(line)
+                n += 1
+        if n == 0:
+            raise BadInputError("'-' given but stdin has no prompts (one per line)")
+    return out
 
 
 def run_route(args) -> int:
+    prompts = _prompts(args.prompt)  # stdin is read (and checked) before the router loads
     router = common.load_router(args.router, args.threads)
-    d = router.route(common.read_prompt(args.prompt), threshold=args.threshold, strong_fraction=args.strong_fraction)
-    if args.json:
-        print(json.dumps(d.to_dict()))
-    else:
-        print(f"{d.route}\t{d.model}\twin_rate={d.win_rate:.4f}\tthreshold={d.threshold:.4f}\trouter={d.router}")
+    for d in router.route_many(prompts, threshold=args.threshold, strong_fraction=args.strong_fraction):
+        if args.json:
+            print(json.dumps(d.to_dict()))
+        else:
+            print(f"{d.route}\t{d.model}\twin_rate={d.win_rate:.4f}\tthreshold={d.threshold:.4f}\trouter={d.router}")
     return 0
 
 
@@ -103,7 +130,8 @@ def run_calibrate(args) -> int:
     return 0
 
 
-ROUTE = Command("route", "route one prompt (or '-' to read it from stdin)", _route_args, run_route)
+ROUTE = Command("route", "route one or more prompts ('-': one per line from stdin); one result per line",
+                _route_args, run_route)
 SCORE = Command("score", "route every prompt of a JSONL/CSV/Parquet/text file (streaming)", _score_args, run_score)
 CALIBRATE = Command("calibrate", "threshold that sends a fraction of your prompts to strong", _calibrate_args,
                     run_calibrate)

@@ -203,11 +203,22 @@ def _router_causal(c: Checker, r: dict, data, models) -> None:
             c.fail("router.strong_scores", "must be a non-empty list of integers")
         for i, k in enumerate(ss):
             c.integer(k, f"router.strong_scores[{i}]", lo=1, hi=1000)
-    prompt = c.obj(r.get("prompt"), "router.prompt", optional=True)
-    for k, v in (prompt or {}).items():
+    _prompt(c, r.get("prompt"), "router.prompt")
+    onnx = c.obj(r.get("onnx"), "router.onnx", optional=True)
+    if onnx is not None:  # the classifier exported for onnxruntime (routekit-export causal-onnx)
+        c.listed_file(onnx.get("model"), "router.onnx.model")
+        c.listed_file(onnx.get("tokenizer"), "router.onnx.tokenizer")
+        c.integer(onnx.get("pad_id"), "router.onnx.pad_id", lo=0, hi=1 << 31, optional=True)
+        if not isinstance(onnx.get("clean_up_tokenization_spaces", False), bool):
+            c.fail("router.onnx.clean_up_tokenization_spaces", "must be true or false")
+        _prompt(c, onnx.get("prompt"), "router.onnx.prompt")
+
+
+def _prompt(c: Checker, prompt, field: str) -> None:
+    for k, v in (c.obj(prompt, field, optional=True) or {}).items():
         if isinstance(v, bool):
             continue
-        c.string(v, f"router.prompt.{k}", empty=True, max_len=100_000)
+        c.string(v, f"{field}.{k}", empty=True, max_len=100_000)
 
 
 def _router_random(c: Checker, r: dict, data, models) -> None:

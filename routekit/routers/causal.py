@@ -15,8 +15,12 @@ over the prompt followed by whatever the model emits before the score (the Llama
 for the published checkpoint), which the manifest stores as ``generation_prefix``.
 
 Install with ``pip install 'routekit[causal]'`` (torch + transformers, imported only when a causal
-artifact is loaded).  Device: CUDA when ``torch.cuda.is_available()`` (bf16 where supported, else
-fp16), otherwise CPU in fp32; override with ``routekit.load(path, device=..., dtype=...)``.
+artifact is loaded with the torch backend).  Device: CUDA when ``torch.cuda.is_available()`` (bf16
+where supported, else fp16), otherwise CPU in fp32; override with ``routekit.load(path, device=...,
+dtype=...)``.  An artifact exported with ``routekit-export causal-onnx`` also (or only) holds the
+classifier as an ONNX graph (``router.onnx``, :mod:`.causal_onnx`) that runs on onnxruntime with no
+torch (``backend="onnx"``).  An artifact with both runs on torch when CUDA is there (or ``device``
+names a GPU), else on onnxruntime.
 
 Artifact layout (``kind: "causal"``)::
 
@@ -41,6 +45,8 @@ threads, and one model forward at a time is what a single GPU does anyway.
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import re
 import threading
 from dataclasses import asdict, dataclass
@@ -259,36 +265,87 @@ def model_files(manifest, model_dir: str) -> Path:
     return folder
 
 
+BACKENDS = ("torch", "onnx")
+
+
+def pick_backend(backend: str | None, *, has_torch: bool, has_onnx: bool, device: str | None = None) -> str:
+    """``torch`` or ``onnx``: the one asked for, else the only one the artifact holds, else torch when
+    a CUDA device is asked for or present (torch installed), else onnx (CPU: no torch needed)."""
+    if backend not in (None, "auto", *BACKENDS):
+        raise BadInputError(f"backend must be auto, torch or onnx, got {backend!r}")
+    if backend == "onnx" and not has_onnx:
+        raise BadInputError("this causal artifact has no ONNX graph (make one with routekit-export causal-onnx)")
+    if backend == "torch" and not has_torch:
+        raise BadInputError("this causal artifact holds only its ONNX graph: load it with backend='onnx' "
+                            "(the default)")
+    if backend in BACKENDS:
+        return backend
+    if not has_onnx:
+        return "torch"
+    if not has_torch:
+        return "onnx"
+    if device not in (None, "auto"):
+        return "onnx" if str(device) == "cpu" else "torch"
+    if importlib.util.find_spec("torch") is None:
+        return "onnx"
+    import torch  # installed: one CUDA query decides
+
+    return "torch" if torch.cuda.is_available() else "onnx"
+
+
 class CausalRouter(Router):
     kind = "causal"
 
     def __init__(self, manifest, *, providers=None, threads=None, strong=None, weak=None,
-                 device: str | None = None, dtype: str | None = None, batch_size: int | None = None):
+                 device: str | None = None, dtype: str | None = None, batch_size: int | None = None,
+                 backend: str | None = None):
         super().__init__(manifest, strong=strong, weak=weak)
         if not self.is_default_pair:
             raise BadInputError(f"a causal classifier scores only the pair it was trained for "
                                 f"({self.default_strong} vs {self.default_weak})")
-        torch = require("torch", "causal", "the causal-LLM router")
-        transformers = require("transformers", "causal", "the causal-LLM router")
-        self._torch = torch
-        if threads:
-            torch.set_num_threads(int(threads))  # process-wide: torch has one intra-op pool
         spec = manifest["router"]
         try:
             self.prompt = PromptSpec.from_dict(spec.get("prompt", {}))
             tokens = tuple(spec.get("score_tokens", SCORE_TOKENS))
             self.strong_scores = tuple(int(k) for k in spec.get("strong_scores", DEFAULT_STRONG_SCORES))
             max_length = int(spec.get("max_length", DEFAULT_MAX_LENGTH))
-            model_dir = str(spec.get("model_dir", "model"))
+            has_onnx = spec.get("onnx") is not None
+            model_dir = spec.get("model_dir", None if has_onnx else "model")
+            model_dir = None if model_dir is None else str(model_dir)
         except (TypeError, ValueError, AttributeError) as exc:
             raise BadArtifactError(f"{manifest.folder}: invalid causal router section ({exc})") from exc
         if len(tokens) < 2 or not self.strong_scores or not all(1 <= k <= len(tokens) for k in self.strong_scores):
             raise BadArtifactError(f"{manifest.folder}: strong_scores {self.strong_scores} do not fit "
                                    f"{len(tokens)} score tokens")
         self.score_tokens = tokens
+        self._strong_idx = [k - 1 for k in self.strong_scores]
+        self._lock = threading.Lock()
+        self.batch_size = int(batch_size or spec.get("batch_size", 16))
+        self.backend = pick_backend(backend, has_torch=model_dir is not None, has_onnx=has_onnx, device=device)
+        if self.backend == "onnx":
+            if dtype not in (None, "auto", "float32", "fp32") or (device not in (None, "auto", "cpu")):
+                raise BadInputError("device= and dtype= choose the torch backend's device; the ONNX backend "
+                                    "runs in float32 on the onnxruntime providers= (CUDA with routekit-gpu)")
+            from routekit.routers.causal_onnx import OnnxCausalScorer
+
+            self._onnx = OnnxCausalScorer(manifest, spec["onnx"], tokens, providers=providers, threads=threads)
+            onnx_prompt = PromptSpec.from_dict(spec["onnx"].get("prompt", {}))
+            if onnx_prompt.format != "template":
+                raise BadArtifactError(f"{manifest.folder}: router.onnx.prompt must use format 'template' "
+                                       "(the runtime renders no chat templates)")
+            self.tokenizer, self._ids, self._pad_id = self._onnx.tokenizer, self._onnx.score_ids, self._onnx.pad_id
+            self.encoder = PromptEncoder(self.tokenizer, onnx_prompt, max_length)
+            self.device, self.dtype = self._onnx.providers[0], "float32"
+            self._check_budget(manifest, onnx_prompt, self.tokenizer)
+            return
+        torch = require("torch", "causal", "the causal-LLM router (or export it for onnxruntime: "
+                                           "routekit-export causal-onnx)")
+        transformers = require("transformers", "causal", "the causal-LLM router")
+        self._torch = torch
+        if threads:
+            torch.set_num_threads(int(threads))  # process-wide: torch has one intra-op pool
         folder = model_files(manifest, model_dir)
         self.device, self.dtype = pick_device_dtype(torch, device, dtype)
-        self.batch_size = int(batch_size or spec.get("batch_size", 16))
         try:
             tok = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True,
                                                              trust_remote_code=False)
@@ -308,18 +365,22 @@ class CausalRouter(Router):
         self.encoder = PromptEncoder(tok, self.prompt, max_length)
         self._pad_id = int(tok.pad_token_id if tok.pad_token_id is not None else 0)
         self._sel = torch.tensor(self._ids, dtype=torch.long, device=self.device)
-        self._strong_idx = [k - 1 for k in self.strong_scores]
-        self._lock = threading.Lock()
-        fixed = len(self.encoder._ids(self.prompt.render("", tok)))
+        self._check_budget(manifest, self.prompt, tok)
+
+    def _check_budget(self, manifest, prompt: PromptSpec, tok) -> None:
+        fixed = len(self.encoder._ids(prompt.render("", tok)))
         if fixed >= self.encoder.max_length:
             raise BadArtifactError(f"{manifest.folder}: the classification prompt without a user prompt is "
                                    f"{fixed} tokens, not less than max_length={self.encoder.max_length}")
 
     def __repr__(self) -> str:
-        return super().__repr__()[:-1] + f" device={self.device} dtype={str(self.dtype).replace('torch.', '')}>"
+        return super().__repr__()[:-1] + (f" backend={self.backend} device={self.device} "
+                                          f"dtype={str(self.dtype).replace('torch.', '')}>")
 
     # -- scoring --------------------------------------------------------------------------------
     def _forward(self, rows: list[list[int]]) -> np.ndarray:
+        if self.backend == "onnx":
+            return self._onnx.forward(*PromptEncoder.pad_left(rows, self._pad_id))
         torch = self._torch
         ids, mask, pos = (torch.from_numpy(a).to(self.device) for a in PromptEncoder.pad_left(rows, self._pad_id))
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False, logits_to_keep=1)
@@ -334,7 +395,7 @@ class CausalRouter(Router):
         out = np.zeros((len(items), len(self.score_tokens)))
         if not items:
             return out
-        with self._lock, self._torch.inference_mode():
+        with self._lock, (self._torch.inference_mode() if self.backend == "torch" else contextlib.nullcontext()):
             rows = [self.encoder.encode(p) for p in items]
             order = np.argsort([len(r) for r in rows], kind="stable")  # similar lengths pad less
             for start in range(0, len(rows), self.batch_size):

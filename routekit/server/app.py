@@ -20,12 +20,18 @@ answers 5xx or a body that is not JSON, the request goes once to the other side 
 the next-ranked upstream); the reply's ``routekit.fallback`` is then ``{from, to, reason}``, the
 ``x-routekit-fallback`` header says ``<from>-><to>`` and ``routekit_fallbacks_total`` counts it.
 A stream falls back only before its first chunk has been sent.  ``max_retries`` (per upstream, or
-``upstream_max_retries``) are the ``openai`` SDK's own retries, made before any fallback.
+``upstream_max_retries``) are the ``openai`` SDK's own retries, made before any fallback.  When the
+fallback fails too, the error keeps both causes: its message names both, its ``attempts`` list
+holds one ``{side, upstream, model, status, error, exception, message}`` per failed call (the
+decision log records the same list), and the HTTP status follows the *first* failure: 504 when the
+chosen upstream timed out, 502 otherwise.  A fallback stream that breaks after its first chunk
+reports the same in its in-band error event.
 
 Errors use OpenAI's shape ``{"error": {"message", "type", "code"}}``: 400 malformed JSON, JSON
 nested deeper than ``max_json_depth``, numbers out of range, bad fields; 401 missing/wrong bearer
 token; 404 unknown router/model; 413 body larger than ``max_body_bytes``; 502 upstream failed,
-unreachable or not JSON; 503 no upstream configured; 504 upstream timed out.
+unreachable or not JSON; 503 no upstream configured; 504 upstream timed out (for a failed
+fallback: the chosen upstream timed out).
 
 Scoring runs in a worker thread, so a slow client or a long prompt never blocks the event loop.
 """

@@ -8,8 +8,11 @@ The server writes a line per routed request when ``decision_log`` is set (``--de
 ``upstream`` (who answered), ``model``, ``fallback`` (null or ``{from, to, reason}``), ``status``
 (the HTTP status routekit returned), ``upstream_status``, ``route_ms``, ``upstream_ms``, ``stream``,
 ``prompt_tokens``, ``completion_tokens``, ``cost_usd`` and ``strong_cost_usd`` (what the same
-tokens would have cost at the strong model's price; null without prices), and for ``-auto``
-``candidates`` (``{upstream: predicted quality}``).
+tokens would have cost at the strong model's price; null without prices), for ``-auto``
+``candidates`` (``{upstream: predicted quality}``), and when an upstream call failed ``attempts``:
+one ``{side, upstream, model, status, error, exception, message}`` per failed call (``side``:
+``chosen`` or ``fallback``; ``error``: timeout, connection, http_<status>, not_json or other;
+``message``: the upstream's own words, cut to 200 characters), so a failed fallback keeps both causes.
 
 The prompt is never logged unless ``log_prompts`` is on (``--log-prompts``); then ``prompt`` holds
 the scored text cut to ``log_prompt_chars`` characters and ``prompt_chars`` its full length.

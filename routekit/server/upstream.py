@@ -20,13 +20,52 @@ __all__ = ["HTTPError", "Upstreams", "headers_for"]
 
 
 class HTTPError(Exception):
-    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", code: str | None = None):
+    """An OpenAI-shaped error reply; ``attempts`` (upstream calls that failed, when a fallback was
+    tried) goes into the error object beside ``message``."""
+
+    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", code: str | None = None,
+                 attempts: list[dict[str, Any]] | None = None):
         super().__init__(message)
         self.status, self.message, self.type, self.code = status, message, type_, code
+        self.attempts = attempts
+
+    def body(self) -> dict[str, Any]:
+        err: dict[str, Any] = {"message": self.message, "type": self.type, "param": None, "code": self.code}
+        if self.attempts:
+            err["attempts"] = self.attempts
+        return {"error": err}
 
     def response(self) -> JSONResponse:
-        return JSONResponse({"error": {"message": self.message, "type": self.type, "param": None,
-                                       "code": self.code}}, status_code=self.status)
+        return JSONResponse(self.body(), status_code=self.status)
+
+
+#: characters of an upstream's own error text kept in an attempt record
+EXCERPT_CHARS = 200
+
+
+def _excerpt(exc: Exception) -> str:
+    """The upstream's own words for a failure: its error message for an HTTP status, else the
+    exception's text (cut to :data:`EXCERPT_CHARS`)."""
+    text = ""
+    if isinstance(exc, openai.APIStatusError):
+        body = exc.body if isinstance(exc.body, dict) else {}
+        text = body.get("message") if isinstance(body.get("message"), str) else exc.message
+    text = " ".join(str(text or exc or type(exc).__name__).split())
+    return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS - 1] + "…"
+
+
+def attempt_record(side: str, name: str, up: Upstream, kind: str, status: int | None, exc: Exception) -> dict:
+    """One failed upstream call, as the error body and the decision log keep it."""
+    return {"side": side, "upstream": name, "model": up.model, "status": status, "error": kind,
+            "exception": type(exc).__name__, "message": _excerpt(exc)}
+
+
+def both_failed(first: HTTPError, first_kind: str, last: HTTPError, attempts: list[dict]) -> HTTPError:
+    """The error for a call whose fallback failed too: both causes in the message and in
+    ``attempts``; the status follows the first failure's kind (504 for a timeout, else 502)."""
+    return HTTPError(504 if first_kind == "timeout" else 502,
+                     f"{first.message}; then the fallback {last.message}", "upstream_error", first.code,
+                     attempts=attempts)
 
 
 class NotJSONError(Exception):
@@ -126,7 +165,7 @@ class Upstreams:
             side = order[0]
             raise HTTPError(503, f"no upstream is configured for the {side} model (start the server with "
                                  f"--{side}-model/--{side}-base-url)", "server_error", "upstream_not_configured")
-        fallback, t0 = None, time.perf_counter()
+        fallback, t0, attempts, first = None, time.perf_counter(), [], None
         for i, name in enumerate(order):
             up, head, it = self.ups[name], None, None
             try:
@@ -143,14 +182,18 @@ class Upstreams:
             except Exception as exc:  # noqa: BLE001
                 err, kind, may_fall_back, status = self.error(exc, name, up)
                 self.metrics.upstream_error(name, kind)
-                rec["upstream_status"] = status
+                attempts.append(attempt_record("fallback" if i else "chosen", name, up, kind, status, exc))
+                rec.update(upstream_status=status, attempts=attempts)
                 nxt = order[i + 1] if i + 1 < len(order) else None
                 if may_fall_back and nxt is not None and self.configured(nxt):
                     self.metrics.fallback(name, nxt, kind)
                     fallback = {"from": name, "to": nxt, "reason": kind}
+                    first = (err, kind)
                     continue
                 rec.update(upstream=name, model=up.model, fallback=fallback,
                            upstream_ms=round((time.perf_counter() - t0) * 1e3, 3))
+                if first is not None:  # the fallback failed too: keep both causes
+                    err = both_failed(first[0], first[1], err, attempts)
                 raise err from None
             break
         rec.update(upstream=name, model=up.model, fallback=fallback, upstream_status=200)
@@ -200,8 +243,18 @@ class Upstreams:
         except Exception as exc:  # noqa: BLE001 - headers are sent: report in-band, then end the stream
             err, kind, _, status = self.error(exc, name, up)
             self.metrics.upstream_error(name, kind)
-            rec.update(error=err.message[:300], upstream_status=status)
-            yield f"data: {json.dumps({'error': {'message': err.message, 'type': err.type, 'code': err.code}})}\n\n"
+            attempts = rec.setdefault("attempts", [])
+            attempts.append(attempt_record("fallback" if attempts else "chosen", name, up, kind, status, exc))
+            event = {"message": err.message, "type": err.type, "code": err.code}
+            if len(attempts) > 1:  # this stream was already a fallback: name the first cause too
+                first = attempts[0]
+                event["message"] = (f"{err.message} (this stream was the fallback after upstream "
+                                    f"{first['upstream']!r} failed: {first['error']}"
+                                    f"{'' if first['status'] is None else ' ' + str(first['status'])}: "
+                                    f"{first['message']})")
+                event["attempts"] = attempts
+            rec.update(error=event["message"][:300], upstream_status=status)
+            yield f"data: {json.dumps({'error': event})}\n\n"
         finally:
             rec["upstream_ms"] = round((time.perf_counter() - t0) * 1e3, 3)
             self._usage(rec, up, usage)

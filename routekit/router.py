@@ -1,7 +1,14 @@
-"""The :class:`Router` interface every router kind implements, and the routing :class:`Decision`."""
+"""The router contract: :class:`Router` (every kind), :class:`EncoderRouter` (a head on a sentence
+encoder, so that routers sharing one encoder can share its pass), and the routing :class:`Decision`.
+
+A kind implements :meth:`Router.score` (raw win rates for a list of clean prompts) — or, on an
+encoder, :meth:`EncoderRouter.score_embeddings` — and registers its class (``routekit.registry``:
+a built-in line or an entry point in the group ``routekit.routers``).  Everything else (input checks,
+batching, thresholds, decisions) is the base class's."""
 
 from __future__ import annotations
 
+import abc
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,14 +53,22 @@ class Decision:
         return asdict(self)
 
 
-class Router:
+def clip_win_rates(scores) -> np.ndarray:
+    """A kind's raw scores as win rates: float64, one per prompt, NaN -> 0.5, clipped to [0, 1]."""
+    out = np.asarray(scores, dtype=np.float64).reshape(-1)
+    return np.clip(np.nan_to_num(out, nan=0.5), 0.0, 1.0)
+
+
+class Router(abc.ABC):
     """Scores prompts with P(strong model wins) and routes them at a threshold.
 
-    Subclasses implement :meth:`_score` on a list of clean prompts.  Routers are safe to share
+    Subclasses implement :meth:`score` on a list of clean prompts.  Routers are safe to share
     between threads: scoring holds no mutable state.
     """
 
     kind = "base"
+    #: True for kinds with a model table that score any model per prompt (:meth:`model_logits`; MF, SW)
+    has_model_scores = False
 
     def __init__(self, manifest: Manifest | None = None, *, name: str | None = None,
                  strong: str | None = None, weak: str | None = None):
@@ -104,34 +119,26 @@ class Router:
                 f"{self.strong_model} vs {self.weak_model}{where}>")
 
     # -- scoring ----------------------------------------------------------------------------
-    def _score(self, prompts: list[str]) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def score(self, prompts: list[str]) -> np.ndarray:
+        """Raw P(strong beats weak) for each prompt of a list of clean strings (checked and batched by
+        :meth:`win_rates`); any array-like of one number per prompt."""
 
     def win_rates(self, prompts: Iterable[str], *, batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
         """P(strong beats weak) for each prompt, as a float64 array in [0, 1]."""
         batch_size = check_batch_size(batch_size)
         items = as_prompts(prompts)
         if len(items) <= batch_size and not show_progress:
-            return self._finish(self._score(items))
+            return clip_win_rates(self.score(items))
         chunks = range(0, len(items), batch_size)
-        parts = [self._score(items[i:i + batch_size])
+        parts = [self.score(items[i:i + batch_size])
                  for i in progress(chunks, total=len(chunks), desc=f"scoring ({self.name})",
                                    enabled=show_progress, unit="batch")]
-        return self._finish(np.concatenate(parts) if parts else np.zeros(0))
-
-    @staticmethod
-    def _finish(scores: np.ndarray) -> np.ndarray:
-        out = np.asarray(scores, dtype=np.float64).reshape(-1)
-        return np.clip(np.nan_to_num(out, nan=0.5), 0.0, 1.0)
-
-    def score_embeddings(self, embeddings: np.ndarray, prompts: list[str]) -> np.ndarray | None:
-        """Win rates from precomputed encoder outputs, for routers whose head sits on a shared
-        sentence encoder (MF, SW, linear); ``None`` where the whole model is the router."""
-        return None
+        return clip_win_rates(np.concatenate(parts) if parts else np.zeros(0))
 
     def win_rate(self, prompt: str) -> float:
         """P(strong beats weak) for one prompt."""
-        return float(self._finish(self._score([as_prompt(prompt)]))[0])
+        return float(clip_win_rates(self.score([as_prompt(prompt)]))[0])
 
     # -- thresholds -------------------------------------------------------------------------
     @property
@@ -186,8 +193,10 @@ class Router:
         cal = self.calibration or {}
         return self.threshold_for(cal.get("default_strong_fraction", DEFAULT_STRONG_FRACTION))
 
-    def _resolve_threshold(self, threshold: float | None, strong_fraction: float | None) -> tuple[float, bool | None]:
-        """Returns (threshold, forced) where forced is True/False for fractions 1/0, else None."""
+    def resolve_threshold(self, threshold: float | None = None,
+                          strong_fraction: float | None = None) -> tuple[float, bool | None]:
+        """The threshold in force for these options (checked): ``(threshold, forced)``, where forced is
+        True/False for strong fractions 1/0 (everything strong / weak), else None."""
         if threshold is not None and strong_fraction is not None:
             raise BadInputError("pass threshold or strong_fraction, not both")
         if threshold is not None:
@@ -204,27 +213,35 @@ class Router:
         return self.default_threshold, None
 
     # -- routing ----------------------------------------------------------------------------
-    def _decide(self, wr: float, thr: float, forced: bool | None) -> Decision:
+    def decide(self, win_rate: float, threshold: float, forced: bool | None = None) -> Decision:
+        """The decision for a win rate at a threshold (``forced`` as from :meth:`resolve_threshold`)."""
+        wr, thr = win_rate, threshold
         strong = forced if forced is not None else wr >= thr
         return Decision("strong" if strong else "weak", self.strong_model if strong else self.weak_model,
                         float(wr), float(thr), self.name, self.strong_model, self.weak_model)
 
     def route(self, prompt: str, *, threshold: float | None = None, strong_fraction: float | None = None) -> Decision:
         """Route one prompt.  With neither option, uses the artifact's calibrated default threshold."""
-        thr, forced = self._resolve_threshold(threshold, strong_fraction)
-        return self._decide(self.win_rate(prompt), thr, forced)
+        thr, forced = self.resolve_threshold(threshold, strong_fraction)
+        return self.decide(self.win_rate(prompt), thr, forced)
 
     def route_many(self, prompts: Sequence[str], *, threshold: float | None = None,
                    strong_fraction: float | None = None, batch_size: int = 64,
                    show_progress: bool = False) -> list[Decision]:
         """Route many prompts with batched scoring."""
         check_batch_size(batch_size)
-        thr, forced = self._resolve_threshold(threshold, strong_fraction)
+        thr, forced = self.resolve_threshold(threshold, strong_fraction)
         rates = self.win_rates(prompts, batch_size=batch_size, show_progress=show_progress)
-        return [self._decide(w, thr, forced) for w in rates]
+        return [self.decide(w, thr, forced) for w in rates]
 
 
     # -- N models (routers with a model table: MF, SW; see routekit.select) -------------------
+    def model_logits(self, prompts: Sequence[str], models: Sequence[str]) -> np.ndarray:
+        """``(len(prompts), len(models))`` per-model scores on one scale (kinds with
+        :attr:`has_model_scores`)."""
+        raise BadInputError(f"router {self.name!r} (kind {self.kind}) has no per-model scores; "
+                            "rank and select need a router with a model table (mf, sw)")
+
     def rank(self, prompt: str, candidates: Sequence[str] | None = None, *, reference: str | None = None):
         """``{model: P(model beats reference)}`` for ``candidates`` (default: the whole table), best first."""
         from routekit.select import rank
@@ -238,3 +255,18 @@ class Router:
 
         return select(self, prompt, candidates, prices=prices, willingness_to_pay=willingness_to_pay,
                       reference=reference)
+
+
+class EncoderRouter(Router):
+    """A router whose head sits on a sentence encoder (linear, MF, SW): ``self.encoder`` maps prompts to
+    an ``(n, dim)`` array and :meth:`score_embeddings` maps those rows to win rates.  Routers whose
+    artifacts list the same encoder file share one encoder pass in a :class:`~routekit.router_set.RouterSet`."""
+
+    encoder: Any = None
+
+    @abc.abstractmethod
+    def score_embeddings(self, embeddings: np.ndarray, prompts: list[str]) -> np.ndarray:
+        """Raw win rates from the encoder's outputs for ``prompts``."""
+
+    def score(self, prompts: list[str]) -> np.ndarray:
+        return self.score_embeddings(self.encoder(prompts), prompts)

@@ -11,7 +11,7 @@ from routekit._validate import as_prompts, check_batch_size, short
 from routekit.errors import BadInputError
 from routekit.loading import load
 from routekit.progress import progress
-from routekit.router import Decision, Router
+from routekit.router import Decision, EncoderRouter, Router, clip_win_rates
 
 
 class RouterSet:
@@ -37,9 +37,7 @@ class RouterSet:
     @staticmethod
     def _encoder_key(router: Router) -> tuple | None:
         spec = router.manifest.get("encoder") if router.manifest else None
-        if not isinstance(spec, dict) or "file" not in spec or getattr(router, "encoder", None) is None:
-            return None
-        if type(router).score_embeddings is Router.score_embeddings:
+        if not isinstance(router, EncoderRouter) or not isinstance(spec, dict) or "file" not in spec:
             return None
         return (router.manifest.file_key(spec["file"]), int(spec.get("max_length", 256)))
 
@@ -60,12 +58,12 @@ class RouterSet:
         alone, groups = plan
         out: list[np.ndarray | None] = [None] * len(self.routers)
         for i in alone:
-            out[i] = self.routers[i]._score(items)
+            out[i] = self.routers[i].score(items)
         for members in groups:
             emb = self.routers[members[0]].encoder(items, batch_size=batch_size)
             for i in members:
                 out[i] = self.routers[i].score_embeddings(emb, items)
-        return [Router._finish(o) for o in out]
+        return [clip_win_rates(o) for o in out]
 
     def win_rates(self, prompts: Iterable[str], *, batch_size: int = 64,
                   show_progress: bool = False) -> list[np.ndarray]:
@@ -84,6 +82,6 @@ class RouterSet:
         rates = self.win_rates([prompt])
         decisions = []
         for r, w in zip(self.routers, rates):
-            thr, forced = r._resolve_threshold(kw.get("threshold"), kw.get("strong_fraction"))
-            decisions.append(r._decide(float(w[0]), thr, forced))
+            thr, forced = r.resolve_threshold(kw.get("threshold"), kw.get("strong_fraction"))
+            decisions.append(r.decide(float(w[0]), thr, forced))
         return decisions

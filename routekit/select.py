@@ -44,7 +44,7 @@ class Selection:
 
 
 def _table(router, candidates: Sequence[str] | None) -> list[str]:
-    if getattr(router, "model_logits", None) is None:
+    if not router.has_model_scores:
         raise BadInputError(f"router {router.name!r} ({router.kind}) has no model table to rank; "
                             "use an MF or SW router")
     if candidates is None:

@@ -87,9 +87,9 @@ def test_async_picker_scores_off_the_event_loop():
     from routekit.integrations.litellm import make_async_picker
 
     class SlowRouter(type(routekit.load("random"))):
-        def _score(self, prompts):
+        def score(self, prompts):
             time.sleep(0.6)
-            return super()._score(prompts)
+            return super().score(prompts)
 
     cache = RouterCache(["random"])
     cache._routers["random"] = SlowRouter()

@@ -35,7 +35,7 @@ class NearestRouter(Router):
         self.rates = np.asarray(data["rates"], dtype=np.float64)
         self.floor = float(floor)
 
-    def _score(self, prompts):
+    def score(self, prompts):
         out = []
         for p in prompts:
             overlap = [len(w & set(p.split())) for w in self.words]

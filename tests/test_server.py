@@ -428,10 +428,10 @@ def test_scoring_runs_off_the_event_loop(upstream):
     from routekit.server.app import create_app
 
     class SlowRouter(type(routekit.load("random"))):
-        def _score(self, prompts):
+        def score(self, prompts):
             if prompts == ["slow"]:
                 time.sleep(1.5)
-            return super()._score(prompts)
+            return super().score(prompts)
 
     app = create_app(_config(upstream[0], routers={"random": "random"}, preload=False))
     app.state.routers._routers["random"] = SlowRouter()

@@ -67,11 +67,12 @@ def verify(folder: str | os.PathLike, *, load: bool = False, threads: int | None
 
 def _trial(manifest: Manifest, threads: int | None) -> None:
     from routekit.errors import RoutekitError
+    from routekit.router import EncoderRouter
 
     where = manifest.folder
     try:  # as routekit.load() builds it, from the manifest read and hash-checked above
         router = registry.router_class(manifest.kind)(manifest, threads=threads)
-        encoder = getattr(router, "encoder", None)
+        encoder = router.encoder if isinstance(router, EncoderRouter) else None
         if hasattr(encoder, "check_vocab"):
             encoder.check_vocab()
         enc = manifest.get("encoder")
@@ -80,7 +81,7 @@ def _trial(manifest: Manifest, threads: int | None) -> None:
             emb[0, 0] = 1.0
             raw = router.score_embeddings(emb, [TRIAL_PROMPT])
         else:
-            raw = router._score([TRIAL_PROMPT])
+            raw = router.score([TRIAL_PROMPT])
         raw = np.asarray(raw, dtype=np.float64).reshape(-1)
     except RoutekitError:
         raise

@@ -36,7 +36,7 @@ class _Scorer:
         from routekit.loading import load
 
         self.router = load(router, **load_options)
-        self.router._resolve_threshold(threshold, strong_fraction)  # a bad threshold fails at start
+        self.router.resolve_threshold(threshold, strong_fraction)  # a bad threshold fails at start
         self.column, self.batch_size = column, batch_size
         self.kw = {"threshold": threshold, "strong_fraction": strong_fraction}
 

@@ -152,7 +152,7 @@ class ScoreJob:
                        "raw": rec.raw} for rec in bad]
 
     def run(self, router, *, show_progress: bool = False) -> Summary:
-        router._resolve_threshold(self.threshold, self.strong_fraction)  # a bad threshold fails before work
+        router.resolve_threshold(self.threshold, self.strong_fraction)  # a bad threshold fails before work
         summary, start = Summary(output=str(self.output) if self.output else "-"), time.monotonic()
         with sigterm_raises():
             if self.folder:

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from routekit.router import Router
+from routekit.router import EncoderRouter
 
 TOKENS = (16, 64, 256, 512)
 BATCHES = (1, 8, 32, 128)
@@ -109,7 +109,7 @@ def bench_router(name: str, *, threads: int | None, n: int, quick: bool) -> dict
         ps = prompts_with_tokens(enc.tokenizer, nt, n, seed=nt)
         t = time_calls(router.win_rate, ps)
         row = {"p50_ms": _pct(t, 50), "p99_ms": _pct(t, 99), "n": len(t)}
-        if type(router).score_embeddings is not Router.score_embeddings:  # a head on an encoder: time it alone
+        if isinstance(router, EncoderRouter):  # a head on an encoder: time it alone
             embs = [(enc([p]), [p]) for p in ps]
             row["encoder_p50_ms"] = _pct(time_calls(enc, [[p] for p in ps]), 50)
             row["scoring_given_embedding_p50_ms"] = _pct(time_calls(lambda a: router.score_embeddings(*a), embs), 50)

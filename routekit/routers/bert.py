@@ -60,7 +60,7 @@ class BertRouter(Router):
         """Softmax over the 3 labels (n × 3, columns in ``self.labels`` order)."""
         return softmax(self.encoder(prompts))
 
-    def _score(self, prompts: list[str]) -> np.ndarray:
+    def score(self, prompts: list[str]) -> np.ndarray:
         if not prompts:
             return np.zeros(0)
         return self.probabilities(prompts)[:, self.strong_index]

@@ -403,5 +403,5 @@ class CausalRouter(Router):
                 out[idx] = self._forward([rows[i] for i in idx])
         return out
 
-    def _score(self, prompts: list[str]) -> np.ndarray:
+    def score(self, prompts: list[str]) -> np.ndarray:
         return self.score_distribution(prompts)[:, self._strong_idx].sum(axis=1)

@@ -25,7 +25,7 @@ import numpy as np
 from routekit.encoders import Encoder, encoder_from_manifest
 from routekit.encoders import clean_text as _clean_text
 from routekit.errors import BadArtifactError, BadInputError
-from routekit.router import Router
+from routekit.router import EncoderRouter
 
 #: Characters of a prompt that the bag of words and the surface features look at.
 MAX_CHARS = 4000
@@ -85,7 +85,7 @@ def tfidf_rows(ids: list[np.ndarray], col_of_id: np.ndarray, idf: np.ndarray) ->
     return out
 
 
-class LinearRouter(Router):
+class LinearRouter(EncoderRouter):
     kind = "linear"
 
     def __init__(self, manifest, *, providers=None, threads=None, strong=None, weak=None):
@@ -167,7 +167,7 @@ class LinearRouter(Router):
     def score_embeddings(self, embeddings: np.ndarray, prompts: list[str]) -> np.ndarray:
         return self.scores(embeddings, prompts)
 
-    def _score(self, prompts: list[str]) -> np.ndarray:
+    def score(self, prompts: list[str]) -> np.ndarray:
         if not prompts:
             return np.zeros(0)
         if not isinstance(self.encoder, Encoder):  # static / remote encoders: tokenize here

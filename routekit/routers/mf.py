@@ -13,11 +13,12 @@ import numpy as np
 
 from routekit.encoders import encoder_from_manifest
 from routekit.errors import BadArtifactError, BadInputError
-from routekit.router import Router
+from routekit.router import EncoderRouter
 
 
-class MFRouter(Router):
+class MFRouter(EncoderRouter):
     kind = "mf"
+    has_model_scores = True
 
     def __init__(self, manifest, *, providers=None, threads=None, strong=None, weak=None):
         super().__init__(manifest, strong=strong, weak=weak)
@@ -72,5 +73,3 @@ class MFRouter(Router):
     def score_embeddings(self, embeddings: np.ndarray, prompts: list[str]) -> np.ndarray:
         return self.scores(embeddings)
 
-    def _score(self, prompts: list[str]) -> np.ndarray:
-        return self.scores(self.encoder(prompts))

@@ -35,7 +35,7 @@ class RandomRouter(Router):
         super().__init__(manifest, name="random" if seed == 0 else f"random:{seed}")
         self.seed = seed
 
-    def _score(self, prompts: list[str]) -> np.ndarray:
+    def score(self, prompts: list[str]) -> np.ndarray:
         out = np.empty(len(prompts))
         salt = str(self.seed).encode()
         for i, p in enumerate(prompts):

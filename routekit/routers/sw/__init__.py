@@ -49,7 +49,7 @@ import numpy as np
 
 from routekit.encoders import encoder_from_manifest
 from routekit.errors import BadArtifactError, BadInputError
-from routekit.router import Router
+from routekit.router import EncoderRouter
 from routekit.routers.sw.bradley_terry import DEFAULT_RIDGE, bt_fit, pair_counts  # noqa: F401  (re-exported)
 from routekit.routers.sw.model import DEFAULT_GAMMA, SWModel, check_options
 
@@ -59,7 +59,7 @@ __all__ = ["SWRouter", "SWModel", "bt_fit", "pair_counts", "check_options"]
 # --------------------------------------------------------------------------- router
 
 
-class SWRouter(Router):
+class SWRouter(EncoderRouter):
     """SW ranking router.  Options (``routekit.load(path, ...)``):
 
     * ``mode``: ``"exact"`` (all training prompts; the default unless the manifest's ``router.mode``
@@ -71,6 +71,8 @@ class SWRouter(Router):
     * ``weighting`` (``"paper"``/``"reference"``), ``gamma``, ``ridge``: override the artifact's
       choice (the calibration table then no longer matches: pass ``threshold=``).
     """
+
+    has_model_scores = True
 
     kind = "sw"
 
@@ -154,7 +156,7 @@ class SWRouter(Router):
     def score_embeddings(self, embeddings: np.ndarray, prompts: list[str]) -> np.ndarray:
         return self.scores(embeddings)
 
-    def _score(self, prompts: list[str]) -> np.ndarray:
+    def score(self, prompts: list[str]) -> np.ndarray:
         if not prompts:
             return np.zeros(0)
         return self.scores(self.encoder(prompts))

@@ -14,7 +14,7 @@ def _commands() -> dict:
     """Every ``routekit-export`` command, in ``--help`` order: name -> (``add(sub)`` adds its parser
     to the subparsers, ``run(args)`` runs it and returns the exit status).  The one registration
     place: the parser and the dispatch are both built from it."""
-    from . import causal, fit_build, label, linear, recalibrate
+    from . import causal, causal_onnx, fit_build, label, linear, recalibrate
 
     return {
         "encoder": (_add_encoder, _run_encoder),
@@ -24,6 +24,7 @@ def _commands() -> dict:
         "train-bert": (_add_train_bert, _run_train_bert),
         "convert-routellm": (_add_convert_routellm, _convert_routellm),
         "train-causal": (causal.add_cli, causal.run_cli),
+        "causal-onnx": (causal_onnx.add_cli, causal_onnx.run_cli),
         "train-linear": (linear.add_cli, linear.run_cli),
         "recalibrate": (recalibrate.add_cli, recalibrate.run_cli),
         "fit": (fit_build.add_cli, fit_build.run_cli),

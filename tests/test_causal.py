@@ -389,3 +389,101 @@ def test_gpu_bf16_matches_fp32_and_throughput(always5, tmp_path_factory):
     del model
     router = routekit.load(big / "art")
     print("llama-1.1b-random", json.dumps(C.throughput(router, prompts)))
+
+
+# -- ONNX export: the causal classifier on onnxruntime, no torch at run time ------------------------
+@pytest.fixture(scope="module")
+def random_chat_artifact(tmp_path_factory, torch_mod):
+    """An untrained tiny Llama with a Llama-3 chat template: random weights, so prompts score apart."""
+    from routekit.routers.causal import score_token_ids
+    from routekit_export import causal as C
+
+    tmp = tmp_path_factory.mktemp("onnx")
+    base = C.make_tiny_llama(tmp / "base", corpus=C.tiny_corpus() + MATH + CHAT, chat_template=C.LLAMA3_CHAT_TEMPLATE,
+                             seed=5)
+    model, tok = C.load_base(base)
+    ids = score_token_ids(tok)
+    with torch_mod.no_grad():  # resized rows start near their mean: give the five scores distinct random rows
+        model.get_output_embeddings().weight[ids] = torch_mod.randn(5, model.config.hidden_size,
+                                                                    generator=torch_mod.Generator().manual_seed(0))
+    C.write_causal_artifact(tmp / "art", model, tok, C.default_prompt_spec(tok, system="Rate it."), name="rand",
+                            max_length=64, description="random tiny Llama", calibration=(MATH + CHAT, "test"))
+    return tmp / "art"
+
+
+@pytest.mark.parametrize("keep_torch", [False, True])
+def test_onnx_export_matches_torch(random_chat_artifact, tmp_path, keep_torch):
+    from routekit_export.causal_onnx import PARITY_TOL, export_causal_onnx
+
+    report = export_causal_onnx(random_chat_artifact, tmp_path / "onnx", keep_torch=keep_torch)
+    assert report["max_abs_dp_batch"] <= PARITY_TOL and report["max_abs_dp_single"] <= PARITY_TOL
+    ref = routekit.load(random_chat_artifact, device="cpu")
+    onnx = routekit.load(tmp_path / "onnx", backend="onnx")
+    assert onnx.backend == "onnx" and ref.backend == "torch"
+    assert onnx.manifest["metrics"]["onnx_parity"] == report
+    prompts = PROBE + MATH + CHAT
+    # the plain template gives the chat template's token ids, long prompts cut the same way
+    assert [onnx.encoder.encode(p) for p in prompts] == [ref.encoder.encode(p) for p in prompts]
+    want, got = ref.score_distribution(prompts), onnx.score_distribution(prompts)
+    assert np.abs(got - want).max() <= 1e-3, np.abs(got - want).max()  # fp32 parity target
+    assert want[:, :3].sum(1).std() > 1e-3  # random weights: the prompts really score apart
+    single = np.stack([onnx.score_distribution([p])[0] for p in prompts])
+    np.testing.assert_allclose(single, got, atol=1e-5)  # left padding: batch == single
+    np.testing.assert_allclose(onnx.win_rates(prompts), got[:, :3].sum(1), atol=1e-12)
+    assert onnx.threshold_for(0.3) == ref.threshold_for(0.3)  # the calibration travels with it
+    has_model = any(f.startswith("model/") for f in onnx.manifest.files)
+    assert has_model == keep_torch
+    if keep_torch:  # both backends in one artifact: CPU picks onnx, torch on request
+        assert routekit.load(tmp_path / "onnx").backend == "onnx"
+        both = routekit.load(tmp_path / "onnx", backend="torch")
+        np.testing.assert_allclose(both.score_distribution(prompts), want, atol=1e-12)
+    else:
+        with pytest.raises(BadInputError, match="only its ONNX graph"):
+            routekit.load(tmp_path / "onnx", backend="torch")
+    with pytest.raises(BadInputError, match="no ONNX graph"):
+        routekit.load(random_chat_artifact, backend="onnx")
+    with pytest.raises(BadInputError, match="backend must be"):
+        routekit.load(tmp_path / "onnx", backend="tensorrt")
+
+
+def test_onnx_artifact_scores_without_torch(random_chat_artifact, tmp_path):
+    """The runtime path imports neither torch nor transformers (checked in a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    from routekit_export.causal_onnx import export_causal_onnx
+
+    export_causal_onnx(random_chat_artifact, tmp_path / "onnx")
+    want = routekit.load(random_chat_artifact, device="cpu").win_rates(PROBE)
+    code = ("import json, sys, routekit\n"
+            f"r = routekit.load({str(tmp_path / 'onnx')!r})\n"
+            f"w = r.win_rates({PROBE!r})\n"
+            "print(json.dumps({'w': [float(x) for x in w], 'backend': r.backend,\n"
+            "                  'heavy': sorted(m for m in ('torch', 'transformers') if m in sys.modules)}))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["backend"] == "onnx" and res["heavy"] == []
+    np.testing.assert_allclose(res["w"], want, atol=1e-3)
+
+
+def test_onnx_export_refuses_a_template_it_cannot_reproduce(random_chat_artifact, tmp_path, monkeypatch):
+    from routekit_export import causal_onnx as CO
+
+    real = CO.template_spec
+
+    def drifted(spec, tok):  # a template that loses one newline: token ids change, export must refuse
+        t = real(spec, tok)
+        return PromptSpec(**{**t.to_dict(), "template": t.template.replace("\n\n", "\n", 1)})
+
+    monkeypatch.setattr(CO, "template_spec", drifted)
+    with pytest.raises(ValueError, match="does not give the chat template's token ids"):
+        CO.export_causal_onnx(random_chat_artifact, tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+
+
+def test_causal_onnx_cli(random_chat_artifact, tmp_path):
+    from routekit_export.cli import main
+
+    assert main(["causal-onnx", "--artifact", str(random_chat_artifact), "--out", str(tmp_path / "o")]) == 0
+    assert routekit.load(tmp_path / "o").backend == "onnx"
+    assert main(["causal-onnx", "--artifact", str(random_chat_artifact), "--out", str(tmp_path / "o")]) == 2

@@ -1,4 +1,4 @@
-"""``load()``: a router from a shipped name, ``random[:SEED]`` or an artifact folder, through the registry;
+"""``load()``: a router from a shipped name, ``random[:SEED]``, ``length`` or an artifact folder, through the registry;
 ``route()`` with the module-level default router (loaded once, on first use)."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ def load(name_or_path: str | os.PathLike = "default", *, providers: Sequence[str
          threads: int | None = None, strong: str | None = None, weak: str | None = None,
          verify: bool = True, **options: Any) -> Router:
     """Load a router by shipped name (``default``, ``linear``, ``mf``, ``sw``, ``sw-static``, ``bert``,
-    ``random[:SEED]``; see ``routekit artifacts list``) or artifact folder of any kind in
+    ``random[:SEED]``, ``length``; see ``routekit artifacts list``) or artifact folder of any kind in
     :func:`routekit.registry.kinds`: {kinds} and those of installed plugins.
 
     ``strong``/``weak`` pick another pair from the artifact's model table (MF and SW routers).
@@ -36,6 +36,10 @@ def load(name_or_path: str | os.PathLike = "default", *, providers: Sequence[str
             if "seed" in options:
                 raise BadInputError(f"give the seed once: {key!r} or seed=, not both")
             kw["seed"] = key.split(":", 1)[1]
+        return cls(None, **kw)
+    if key == "length":  # the length-only baseline: built in, no artifact
+        cls = registry.router_class("length")
+        registry.check_options("length", cls, options)
         return cls(None, **kw)
     folder = artifact.resolve(name_or_path)
     manifest = artifact.read_manifest(folder, verify=verify)

@@ -31,6 +31,7 @@ BUILTIN = {
     "causal": "routekit.routers.causal:CausalRouter",
     "linear": "routekit.routers.linear:LinearRouter",
     "random": "routekit.routers.random:RandomRouter",
+    "length": "routekit.routers.length:LengthRouter",
 }
 
 #: Keywords every router class accepts (``load()`` passes them to all kinds).

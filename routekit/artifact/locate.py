@@ -73,9 +73,11 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
             return candidate
     if key == "random" or key.startswith("random:"):
         raise UnknownArtifactError(f"{key!r} is the built-in random router: it has no artifact folder")
+    if key == "length":
+        raise UnknownArtifactError(f"{key!r} is the built-in length-only baseline: it has no artifact folder")
     names = ", ".join(sorted(known)) or "(none shipped)"
     raise UnknownArtifactError(
-        f"Unknown router {key!r}: not a shipped artifact ({names}; or random[:SEED]) and not a folder."
+        f"Unknown router {key!r}: not a shipped artifact ({names}; or random[:SEED], length) and not a folder."
     )
 
 

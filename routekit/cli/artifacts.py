@@ -35,6 +35,7 @@ def _list() -> int:
         pair = m.get("pair", {})
         print(f"{name}{mark}\tkind={m.kind}\t{pair.get('strong')} vs {pair.get('weak')}\t{size:.1f} MB\t{folder}")
     print("random\tkind=random\tbuilt in (seeded baseline)")
+    print("length\tkind=length\tbuilt in (length-only baseline: ranks by number of characters)")
     return 0
 
 
@@ -46,6 +47,8 @@ def run(args) -> int:
     if args.path == "random" or args.path.startswith("random:"):
         raise BadInputError(f"{args.path!r} is the built-in random router (a seeded baseline): it has no "
                             f"artifact to {args.action}")
+    if args.path == "length":
+        raise BadInputError(f"{args.path!r} is the built-in length-only baseline: it has no artifact to {args.action}")
     folder = artifact.resolve(args.path)
     if args.action == "seal":
         digest = artifact.seal(folder)

@@ -43,7 +43,7 @@ class Command:
 def router_help() -> str:
     from routekit import artifact, registry
 
-    names = ["default"] + [n for n in artifact.shipped() if n != "default"] + ["random[:SEED]"]
+    names = ["default"] + [n for n in artifact.shipped() if n != "default"] + ["random[:SEED]", "length"]
     return (f"router: a shipped name ({', '.join(names)}; see `routekit artifacts list`) or an artifact "
             f"folder of kind {', '.join(registry.kinds())}")
 

@@ -1,0 +1,55 @@
+"""The length-only router: the baseline that ranks prompts by their number of characters, no model.
+
+Every quality table carries it beside ``random``: a learned router has to beat a ruler, and on
+many prompt sets length alone ranks well. Its win rate is ``c / (c + 500)`` for a prompt of ``c``
+characters (Python ``len``, code points): strictly increasing in ``c``, so every ranking metric
+(AUC, APGR, CPT) is that of the raw character count, while the number stays in [0, 1] as a win
+rate must.
+
+Its thresholds come from the same reference traffic mix as the shipped routers' (50 % Arena-Hard,
+40 % held-out everyday prompts, 10 % GSM8K train questions, weighted; ``export.build.traffic_mix``):
+:data:`CHAR_QUANTILES` are that mix's character-count quantiles, and the default threshold sends
+the mix's needs-strong share (60 %) to strong, as the default router's does.
+``tests/test_length_router.py`` recomputes the table from the data.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from routekit.router import Router
+
+#: Characters at which the win rate is 0.5.
+SCALE = 500.0
+#: Weighted character-count quantiles (levels 0, 0.05, ..., 1) of the reference traffic mix
+#: (1,633 prompts), rounded to 0.1.
+CHAR_QUANTILES = (2.0, 19.5, 26.0, 31.0, 34.0, 36.5, 40.0, 44.1, 51.0, 64.0, 83.0, 111.0, 138.0, 173.0,
+                  207.0, 253.1, 320.0, 462.0, 880.4, 1904.8, 27586.0)
+#: Share of the reference mix that needs the strong model (its Arena-Hard and GSM8K parts).
+DEFAULT_STRONG_FRACTION = 0.6
+_SOURCE = ("character-count quantiles of the reference traffic mix: 50 % arena-hard, 40 % everyday, "
+           "10 % gsm8k-train (1633 prompts, weighted)")
+
+
+def length_win_rate(chars) -> np.ndarray:
+    """The win rate for prompts of ``chars`` characters: ``c / (c + SCALE)``."""
+    c = np.asarray(chars, dtype=np.float64)
+    return c / (c + SCALE)
+
+
+class LengthRouter(Router):
+    """Win rate ``c / (c + 500)`` for a prompt of ``c`` characters.  Built in (``routekit.load("length")``);
+    it has no model table: ``strong``/``weak`` are accepted and ignored."""
+
+    kind = "length"
+
+    def __init__(self, manifest=None, *, providers=None, threads=None, strong=None, weak=None):
+        super().__init__(manifest, name="length")
+
+    def score(self, prompts: list[str]) -> np.ndarray:
+        return length_win_rate([len(p) for p in prompts])
+
+    @property
+    def calibration(self):
+        return {"prompts": _SOURCE, "default_strong_fraction": DEFAULT_STRONG_FRACTION,
+                "quantiles": [float(x) for x in length_win_rate(CHAR_QUANTILES)]}

@@ -70,6 +70,7 @@ def test_eval_report_writes_markdown_and_readme(evals, tmp_path):
                  "--out", str(tmp_path / "docs"), "--readme", str(readme)]) == 0
     text = readme.read_text()
     assert "OLD-TABLE" not in text and "| random:1 |" in text and text.endswith("after\n")
+    assert "| random |" in text and "| length |" in text  # the baselines, though not asked for
     assert (tmp_path / "docs" / "eval-mmlu.png").is_file()
     data = json.loads((tmp_path / "docs" / "eval.json").read_text())
     assert "undefined" in data["mt-bench"] or "routers" in data["mt-bench"]
@@ -84,7 +85,8 @@ def test_eval_report_no_cache_recomputes_stale_win_rates(evals, tmp_path, monkey
     main = eval_report.main
     args = ["--data", str(evals), "--router", "random", "--out", str(tmp_path / "docs")]
     assert main(args) == 0
-    files = sorted((cache_dir() / "winrates").glob("mmlu-*.npy"))
+    key = evaluate.router_cache_key(routekit.load("random"))
+    files = sorted((cache_dir() / "winrates").glob(f"mmlu-*{key}.npy"))  # (the length baseline has its own)
     assert len(files) == 1 and f"-v{routekit.__version__}" in files[0].name  # a new release misses
     fresh = np.load(files[0])
     np.save(files[0], np.zeros_like(fresh))  # as if the scoring code had changed since
@@ -94,7 +96,6 @@ def test_eval_report_no_cache_recomputes_stale_win_rates(evals, tmp_path, monkey
     redone = json.loads((tmp_path / "docs" / "eval.json").read_text())["mmlu"]["routers"]["random"]["apgr"]
     assert redone != stale
     np.testing.assert_array_equal(np.load(files[0]), fresh)
-    assert evaluate.router_cache_key(routekit.load("random")) in files[0].name
 
 
 def _labelled_rows(n=120, seed=0):

@@ -17,9 +17,11 @@ def _eval_args(e) -> None:
     which.add_argument("--file", type=Path, default=None,
                        help="your labelled prompts: JSONL {prompt, <strong model>: quality, <weak model>: quality} "
                             "or a CSV with those columns")
-    which.add_argument("--suite", default=None, metavar="NAME|FILE",
-                       help="a prompt suite with known sides (shipped: everyday; or JSONL {prompt, side: "
-                            "trivial|hard}): AUC and the share of each side sent to strong")
+    which.add_argument("--suite", action="append", default=None, metavar="NAME|FILE|all",
+                       help="a prompt suite with known sides (shipped: everyday, length; all: every shipped "
+                            "one; or JSONL {prompt, side: trivial|hard, band?, pair?}; repeatable): AUC and the "
+                            "share of each side sent to strong, per band where the suite has bands; the "
+                            "baselines random and length (number of characters) are always added")
     e.add_argument("--data", type=Path, default=None,
                    help="RouteLLM evals folder (default: $ROUTEKIT_DATA/dev/routellm-evals)")
     common.router_arg(e, many=True)
@@ -92,19 +94,34 @@ def run_eval(args) -> int:
     return 0
 
 
+#: Baselines every suite report carries beside the routers asked for.
+SUITE_BASELINES = ("random", "length")
+
+
 def _eval_suite(args) -> int:
-    from routekit.eval.suite import format_suite_table, load_suite, suite_report
+    from routekit.eval.suite import format_band_table, format_suite_table, load_suites, suite_report
     from routekit.router_set import RouterSet
 
-    suite = load_suite(args.suite)
+    suites = load_suites(args.suite)  # every file is read and checked before any router loads
     routers = [common.load_router(name, args.threads) for name in (args.router or ["default"])]
-    rates = RouterSet(routers).win_rates(suite.prompts)  # routers that ship one encoder share its pass
-    reports = [suite_report(r, suite, w) for r, w in zip(routers, rates)]
+    have = {r.name for r in routers}
+    routers += [common.load_router(name, args.threads) for name in SUITE_BASELINES if name not in have]
+    results = []
+    for suite in suites:
+        rates = RouterSet(routers).win_rates(suite.prompts)  # routers that ship one encoder share its pass
+        reports = [suite_report(r, suite, w) for r, w in zip(routers, rates)]
+        results.append({"suite": suite.name, "n": len(suite), "routers": reports})
+        if not args.json:
+            if len(results) > 1:
+                print()
+            print(f"suite {suite.name}: {len(suite)} prompts ({int(suite.hard.sum())} hard)")
+            print(format_suite_table(reports))
+            bands = format_band_table(reports)
+            if bands:
+                print(f"\nsuite {suite.name} by band (default threshold):")
+                print(bands)
     if args.json:
-        print(json.dumps({"suite": suite.name, "n": len(suite), "routers": reports}))
-    else:
-        print(f"suite {suite.name}: {len(suite)} prompts ({int(suite.hard.sum())} hard)")
-        print(format_suite_table(reports))
+        print(json.dumps(results[0] if len(results) == 1 else {"suites": results}))
     return 0
 
 

@@ -51,6 +51,7 @@ from routekit.eval.sets import (
     load_labelled,
 )
 from routekit.router_set import RouterSet
+from routekit.routers.length import LengthRouter
 
 __all__ = [
     "DEFAULT_STRONG", "DEFAULT_WEAK", "BENCHMARKS", "DEFAULT_GRID", "DEFAULT_PRICES",
@@ -63,9 +64,12 @@ __all__ = [
 
 def report(results: Sequence[EvalResult], evalset: EvalSet, win_rates: Sequence[np.ndarray] | None = None,
            *, random_seeds: int = 10) -> dict:
-    """One JSON-able summary of several routers on one benchmark, with random and optimal baselines."""
+    """One JSON-able summary of several routers on one benchmark, with the random, length-only (number
+    of characters; :class:`~routekit.routers.length.LengthRouter`) and optimal baselines."""
     rnd = random_baseline(evalset, random_seeds)
     opt = optimal_curve(evalset)
+    length_rates = LengthRouter().win_rates(evalset.prompts)
+    length = evaluate(length_rates, evalset, "length")
     routers = {}
     for i, r in enumerate(results):
         d = r.to_dict()
@@ -77,6 +81,8 @@ def report(results: Sequence[EvalResult], evalset: EvalSet, win_rates: Sequence[
         "strong_model": evalset.strong_model, "weak_model": evalset.weak_model,
         "quality_strong": evalset.quality_strong, "quality_weak": evalset.quality_weak,
         "random": {"apgr_mean": rnd.apgr_mean, "apgr_std": rnd.apgr_std, "seeds": len(rnd.apgrs)},
+        "length": {"apgr": length.apgr, "apgr_ci95": list(bootstrap_apgr(length_rates, evalset)),
+                   "cpt50": length.cpt50, "cpt80": length.cpt80},
         "optimal": {"apgr": opt.area(), "curve": opt.to_dict()},
         "routers": routers,
     }
@@ -92,6 +98,12 @@ def format_table(summary: dict) -> str:
         ci_s = f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci and ci[0] is not None else ""
         lines.append(f"{name:<28} {d['apgr']:>7.3f} {ci_s:>15} {100 * d['cpt50']:>6.1f}% {100 * d['cpt80']:>6.1f}% "
                      f"{100 * d['savings50']['savings']:>10.1f}%")
+    if "length" in summary and "length" not in summary["routers"]:
+        d = summary["length"]
+        ci = d["apgr_ci95"]
+        ci_s = f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci[0] is not None else ""
+        lines.append(f"{'length (characters)':<28} {d['apgr']:>7.3f} {ci_s:>15} {100 * d['cpt50']:>6.1f}% "
+                     f"{100 * d['cpt80']:>6.1f}%")
     r = summary["random"]
     lines.append(f"{'random (' + str(r['seeds']) + ' seeds)':<28} {r['apgr_mean']:>7.3f} "
                  f"{'± ' + format(r['apgr_std'], '.3f'):>15}")

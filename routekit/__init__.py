@@ -22,12 +22,13 @@ from routekit.errors import (
     UnknownModelError,
     UnknownRouterError,
 )
+from routekit.control.budget import BudgetController
 from routekit.loading import load, route
 from routekit.router import Decision, Router
 from routekit.router_set import RouterSet
 
 __version__ = "0.1.0"
 
-__all__ = ["load", "route", "Router", "RouterSet", "Decision", "__version__",
+__all__ = ["load", "route", "Router", "RouterSet", "Decision", "BudgetController", "__version__",
            "BadArtifactError", "BadInputError", "EmbeddingServiceError", "EvalDataError", "MissingExtraError", "NoAPIKeyError",
            "OutputError", "OutputExistsError", "RoutekitError", "UnknownArtifactError", "UnknownKindError", "UnknownModelError", "UnknownRouterError"]

@@ -24,6 +24,7 @@ from routekit._validate import (
     check_unit,
 )
 from routekit.artifact.manifest import Manifest
+from routekit.artifact.probmap import ProbMap
 from routekit.errors import BadInputError, UnknownModelError
 from routekit.progress import progress
 
@@ -44,6 +45,9 @@ class Decision:
     router: str  #: name of the router that decided
     strong_model: str
     weak_model: str
+    #: where the threshold came from: "calibration" (the artifact's table: the default threshold or a
+    #: strong_fraction), "budget" (a BudgetController) or "raw" (a threshold given by the caller)
+    threshold_source: str = "calibration"
 
     @property
     def is_strong(self) -> bool:
@@ -51,6 +55,12 @@ class Decision:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def threshold_source(threshold: float | None) -> str:
+    """:attr:`Decision.threshold_source` of a threshold resolved from these options: "raw" when the caller
+    gave the threshold, else "calibration" (the default threshold or a strong_fraction)."""
+    return "calibration" if threshold is None else "raw"
 
 
 def clip_win_rates(scores) -> np.ndarray:
@@ -67,6 +77,9 @@ class Router(abc.ABC):
     """
 
     kind = "base"
+    #: a :class:`~routekit.control.budget.BudgetController` attached with its ``attach()``: routes
+    #: without an explicit threshold or strong_fraction then go through it
+    budget: Any = None
     #: True for kinds with a model table that score any model per prompt (:meth:`model_logits`; MF, SW)
     has_model_scores = False
 
@@ -129,16 +142,31 @@ class Router(abc.ABC):
         batch_size = check_batch_size(batch_size)
         items = as_prompts(prompts)
         if len(items) <= batch_size and not show_progress:
-            return clip_win_rates(self.score(items))
+            return self.to_win_rates(self.score(items))
         chunks = range(0, len(items), batch_size)
         parts = [self.score(items[i:i + batch_size])
                  for i in progress(chunks, total=len(chunks), desc=f"scoring ({self.name})",
                                    enabled=show_progress, unit="batch")]
-        return clip_win_rates(np.concatenate(parts) if parts else np.zeros(0))
+        return self.to_win_rates(np.concatenate(parts) if parts else np.zeros(0))
 
     def win_rate(self, prompt: str) -> float:
         """P(strong beats weak) for one prompt."""
-        return float(clip_win_rates(self.score([as_prompt(prompt)]))[0])
+        return float(self.to_win_rates(self.score([as_prompt(prompt)]))[0])
+
+    @property
+    def prob_map(self) -> ProbMap | None:
+        """The artifact's calibrated win-rate map (manifest ``prob_map``; for the default pair only),
+        or None: win rates are the kind's raw scores.  See :mod:`routekit.artifact.probmap`."""
+        if "_prob_map" not in self.__dict__:
+            self.__dict__["_prob_map"] = ProbMap.from_manifest(self.manifest) if self.is_default_pair else None
+        return self.__dict__["_prob_map"]
+
+    def to_win_rates(self, scores) -> np.ndarray:
+        """A kind's raw scores as the win rates it reports: :func:`clip_win_rates`, then the artifact's
+        :attr:`prob_map`, if any (strictly increasing: the ranking is the raw scores')."""
+        out = clip_win_rates(scores)
+        pm = self.prob_map
+        return out if pm is None else pm(out)
 
     # -- thresholds -------------------------------------------------------------------------
     @property
@@ -213,26 +241,42 @@ class Router(abc.ABC):
         return self.default_threshold, None
 
     # -- routing ----------------------------------------------------------------------------
-    def decide(self, win_rate: float, threshold: float, forced: bool | None = None) -> Decision:
-        """The decision for a win rate at a threshold (``forced`` as from :meth:`resolve_threshold`)."""
+    def decide(self, win_rate: float, threshold: float, forced: bool | None = None, *,
+               source: str = "calibration") -> Decision:
+        """The decision for a win rate at a threshold (``forced`` as from :meth:`resolve_threshold`;
+        ``source``: where the threshold came from, see :attr:`Decision.threshold_source`)."""
         wr, thr = win_rate, threshold
         strong = forced if forced is not None else wr >= thr
         return Decision("strong" if strong else "weak", self.strong_model if strong else self.weak_model,
-                        float(wr), float(thr), self.name, self.strong_model, self.weak_model)
+                        float(wr), float(thr), self.name, self.strong_model, self.weak_model, source)
 
     def route(self, prompt: str, *, threshold: float | None = None, strong_fraction: float | None = None) -> Decision:
-        """Route one prompt.  With neither option, uses the artifact's calibrated default threshold."""
+        """Route one prompt.  With neither option, uses the attached :attr:`budget` controller, else the
+        artifact's calibrated default threshold."""
+        if self.budget is not None:
+            return self.budget.route(prompt, threshold=threshold, strong_fraction=strong_fraction)
         thr, forced = self.resolve_threshold(threshold, strong_fraction)
-        return self.decide(self.win_rate(prompt), thr, forced)
+        return self.decide(self.win_rate(prompt), thr, forced, source=threshold_source(threshold))
 
     def route_many(self, prompts: Sequence[str], *, threshold: float | None = None,
                    strong_fraction: float | None = None, batch_size: int = 64,
                    show_progress: bool = False) -> list[Decision]:
-        """Route many prompts with batched scoring."""
+        """Route many prompts with batched scoring (through the attached :attr:`budget`, as :meth:`route`)."""
         check_batch_size(batch_size)
+        if self.budget is not None:
+            return self.budget.route_many(prompts, threshold=threshold, strong_fraction=strong_fraction,
+                                          batch_size=batch_size, show_progress=show_progress)
         thr, forced = self.resolve_threshold(threshold, strong_fraction)
         rates = self.win_rates(prompts, batch_size=batch_size, show_progress=show_progress)
-        return [self.decide(w, thr, forced) for w in rates]
+        source = threshold_source(threshold)
+        return [self.decide(w, thr, forced, source=source) for w in rates]
+
+    def explain(self, prompt: str, *, threshold: float | None = None, strong_fraction: float | None = None):
+        """Why ``prompt`` is routed as it is: a :class:`routekit.control.explain.Explanation` (the parts
+        that moved the score, the threshold in force and its source).  Kinds that can say implement
+        it (linear, mf, sw); the others raise :class:`BadInputError`."""
+        raise BadInputError(f"router {self.name!r} (kind {self.kind}) cannot explain its decisions; "
+                            "explain works for the linear, mf and sw kinds")
 
 
     # -- N models (routers with a model table: MF, SW; see routekit.select) -------------------

@@ -11,7 +11,7 @@ from routekit._validate import as_prompts, check_batch_size, short
 from routekit.errors import BadInputError
 from routekit.loading import load
 from routekit.progress import progress
-from routekit.router import Decision, EncoderRouter, Router, clip_win_rates
+from routekit.router import Decision, EncoderRouter, Router, threshold_source
 
 
 class RouterSet:
@@ -63,7 +63,7 @@ class RouterSet:
             emb = self.routers[members[0]].encoder(items, batch_size=batch_size)
             for i in members:
                 out[i] = self.routers[i].score_embeddings(emb, items)
-        return [clip_win_rates(o) for o in out]
+        return [r.to_win_rates(o) for r, o in zip(self.routers, out)]
 
     def win_rates(self, prompts: Iterable[str], *, batch_size: int = 64,
                   show_progress: bool = False) -> list[np.ndarray]:
@@ -83,5 +83,5 @@ class RouterSet:
         decisions = []
         for r, w in zip(self.routers, rates):
             thr, forced = r.resolve_threshold(kw.get("threshold"), kw.get("strong_fraction"))
-            decisions.append(r.decide(float(w[0]), thr, forced))
+            decisions.append(r.decide(float(w[0]), thr, forced, source=threshold_source(kw.get("threshold"))))
         return decisions

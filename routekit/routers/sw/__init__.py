@@ -136,6 +136,10 @@ class SWRouter(EncoderRouter):
     def calibration(self):
         return None if self._overridden else super().calibration
 
+    @property
+    def prob_map(self):
+        return None if self._overridden else super().prob_map
+
     def tier_of(self, model: str) -> int:
         """Tier of a model (0 = lowest rated)."""
         return self.model_tiers[self.canonical(model)]

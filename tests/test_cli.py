@@ -53,7 +53,7 @@ def test_artifacts_list_and_verify(tmp_path, capsys):
     assert "(default)" in capsys.readouterr().out
     assert main(["artifacts", "verify", "default"]) == 0
     dst = tmp_path / "copy"
-    shutil.copytree(artifact.shipped()["default"], dst)
+    artifact.copy_artifact(artifact.shipped()["default"], dst)
     onnx = next(dst.glob("*.onnx"))
     data = bytearray(onnx.read_bytes())
     data[1000] ^= 0x01

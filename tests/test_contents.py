@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from _copies import linked_copy
+from _copies import linked_copy, shipped_file
 
 import routekit
 from routekit import artifact
@@ -45,7 +45,7 @@ def _npy(a) -> bytes:
 
 
 def _weights(name, rel):
-    with np.load(artifact.shipped()[name] / rel) as z:
+    with np.load(shipped_file(name, rel)) as z:
         return {k: z[k] for k in z.files}
 
 
@@ -58,7 +58,7 @@ def _refused_by_both(folder, names):
 
 def _tokenizer_with_id(i, word="zebra"):
     """The shipped tokenizer with ``word`` moved to id ``i`` (an existing word: the size stays the same)."""
-    tok = json.loads((artifact.shipped()["linear"] / "tokenizer.json").read_text())
+    tok = json.loads(shipped_file("linear", "tokenizer.json").read_text())
     assert word in tok["model"]["vocab"]
     tok["model"]["vocab"][word] = i
     return json.dumps(tok).encode()
@@ -80,21 +80,21 @@ def _linear_case(key, value):
 
 def _swapped_onnx(name, rel, src_name, src_rel):
     def make(tmp_path):
-        data = (artifact.shipped()[src_name] / src_rel).read_bytes()
+        data = shipped_file(src_name, src_rel).read_bytes()
         return _replace(_clone(tmp_path, name), rel, data), rel
     return make
 
 
 def _truncated_npz(cut):
     def make(tmp_path):
-        data = (artifact.shipped()["mf"] / "mf.npz").read_bytes()
+        data = shipped_file("mf", "mf.npz").read_bytes()
         return _replace(_clone(tmp_path, "mf"), "mf.npz", data[:cut]), "mf.npz"
     return make
 
 
 def _static(fn):
     def make(tmp_path):
-        table = np.load(artifact.shipped()["sw-static"] / "static.npy")
+        table = np.load(shipped_file("sw-static", "static.npy"))
         return _replace(_clone(tmp_path, "sw-static"), "static.npy", _npy(fn(table))), "static.npy"
     return make
 
@@ -150,7 +150,7 @@ def test_tokenizer_ids_beyond_the_embedding_table(tmp_path, capsys):
     from routekit.cli import main
 
     # one more token than the embedding table has rows: load() itself refuses (it runs the last id)
-    tok = json.loads((artifact.shipped()["linear"] / "tokenizer.json").read_text())
+    tok = json.loads(shipped_file("linear", "tokenizer.json").read_text())
     tok["model"]["vocab"]["zzqxword"] = len(tok["model"]["vocab"])
     small = _replace(_clone(tmp_path, "bert"), "tokenizer.json", json.dumps(tok).encode())
     _refused_by_both(small, "classifier.onnx")

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from _copies import linked_copy
+from _copies import linked_copy, shipped_file
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -173,7 +173,7 @@ def _damaged(tmp_path, which, how, where, n):
     BadArtifactError, and verify refuses whatever load() refuses."""
     name, rel = which
     folder = _clone(tmp_path, name)
-    data = bytearray((artifact.shipped()[name] / rel).read_bytes())
+    data = bytearray(shipped_file(name, rel).read_bytes())
     i = int(where * (len(data) - 1))
     if how == "truncate":
         data = data[:i]

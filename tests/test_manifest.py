@@ -183,7 +183,7 @@ def test_writer_seals_and_a_copy_of_a_sealed_manifest_is_resealed(tmp_path):
     out = tmp_path / "copy"
     with artifact.ArtifactWriter(out) as w:  # calibrate --write copies every key, the old digest included
         for rel in m.files:
-            os.link(src / rel, w.dir / rel)
+            os.link(m.path(rel), w.dir / rel)
         w.manifest.update({k: v for k, v in m.data.items() if k != "files"})
         w.manifest["calibration"] = {"quantiles": [0.0, 0.5, 1.0]}
     got = artifact.read_manifest(out, verify=False)

@@ -101,11 +101,10 @@ def test_concurrent_8x500(default_router):
 
 
 def test_truncated_onnx_refused_even_without_hash_check(tmp_path):
-    import shutil
 
     src = routekit.artifact.shipped()["default"]
     dst = tmp_path / "t"
-    shutil.copytree(src, dst)
+    routekit.artifact.copy_artifact(src, dst)
     onnx = next(dst.glob("*.onnx"))
     onnx.write_bytes(onnx.read_bytes()[: 4096])
     with pytest.raises(BadArtifactError):

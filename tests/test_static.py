@@ -12,7 +12,7 @@ from routekit.encoders import StaticEncoder
 
 @pytest.fixture(scope="module")
 def tokenizer_path():
-    return artifact.shipped()["default"] / "tokenizer.json"
+    return artifact.read_manifest(artifact.shipped()["default"], verify=False).path("tokenizer.json")
 
 
 def test_static_encoder_is_mean_of_token_rows(tokenizer_path):

@@ -152,14 +152,13 @@ def test_weighted_quantile():
 
 def test_recalibrate_rewrites_only_the_calibration(tmp_path):
     """routekit-export recalibrate: thresholds on the traffic mix, weights byte-identical, resealed."""
-    import shutil
 
     from routekit_export.recalibrate import recalibrate
 
     from routekit import artifact
 
     art = tmp_path / "lin"
-    shutil.copytree(artifact.resolve("linear"), art)
+    artifact.copy_artifact(artifact.resolve("linear"), art)
     data = tmp_path / "data"
     (data / "calibration").mkdir(parents=True)
     (data / "calibration" / "prompts.jsonl").write_text(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -37,7 +36,7 @@ def test_shipped_index_read_in_fast_mode(name="sw-static"):
 
 def _copy(tmp_path, name="sw-static"):
     dst = tmp_path / name
-    shutil.copytree(artifact.resolve(name), dst)
+    artifact.copy_artifact(artifact.resolve(name), dst)
     return dst
 
 

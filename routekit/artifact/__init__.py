@@ -34,11 +34,13 @@ from routekit.artifact.manifest import (
     FORMAT,
     FORMAT_VERSION,
     MANIFEST,
+    SHARED,
     Manifest,
     manifest_digest,
     read_manifest,
     sha256_file,
 )
+from routekit.artifact.share import ShareReport, copy_artifact, share
 from routekit.artifact.write import ArtifactWriter, seal
 from routekit.errors import BadArtifactError
 from routekit.io import check_output_dir
@@ -47,7 +49,7 @@ KINDS = tuple(registry.BUILTIN)  #: built-in router kinds; installed plugins add
 
 __all__ = ["ArtifactWriter", "DIGEST", "FORMAT", "FORMAT_VERSION", "KINDS", "MANIFEST", "Manifest", "TRIAL_PROMPT",
            "artifacts_root", "cache_dir", "check_output_dir", "default_name", "manifest_digest", "read_manifest",
-           "resolve", "seal", "sha256_file", "shipped", "verify"]
+           "resolve", "seal", "sha256_file", "shipped", "verify", "SHARED", "ShareReport", "copy_artifact", "share"]
 
 
 TRIAL_PROMPT = "Prove that there are infinitely many prime numbers."

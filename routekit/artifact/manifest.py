@@ -20,6 +20,12 @@ FORMAT = "routekit-artifact"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 DIGEST = "manifest_sha256"  #: the manifest's own hash, see manifest_digest()
+#: A folder beside artifact folders that holds files several of them list, once each, named by their
+#: sha256 (``<sha256><suffix>``): a listed file missing from an artifact folder is looked up there and
+#: hash-checked like any other.  ``routekit artifacts share`` fills it; the shipped artifacts use it so
+#: the encoder they share is installed once.  :func:`copy_artifact` makes a self-contained copy.
+SHARED = "_shared"
+_HEX = frozenset("0123456789abcdef")
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -46,6 +52,28 @@ def _safe_member(folder: Path, rel: str) -> Path:
             raise BadArtifactError(f"{folder}: {rel!r} is a symlink; artifacts must hold real files")
     if not path.resolve().is_relative_to(folder.resolve()):
         raise BadArtifactError(f"{folder}: manifest path {rel!r} points outside the artifact folder")
+    return path
+
+
+def shared_path(folder: Path, rel: str, sha256: Any) -> Path | None:
+    """Where the shared store beside ``folder`` keeps the file ``rel`` with this sha256 (None: no such
+    name).  The name comes from the hash alone, never from the manifest's path."""
+    if not (isinstance(sha256, str) and len(sha256) == 64 and set(sha256) <= _HEX):
+        return None
+    suffix = Path(rel).suffix
+    if not suffix.replace(".", "").isalnum():
+        suffix = ""
+    return folder.parent / SHARED / f"{sha256}{suffix}"
+
+
+def _locate_member(folder: Path, rel: str, meta: Any) -> Path:
+    """The file ``rel`` of ``folder``: in the folder, else in the shared store beside it."""
+    path = _safe_member(folder, rel)
+    if path.is_file():
+        return path
+    alt = shared_path(folder, rel, meta.get("sha256") if isinstance(meta, dict) else None)
+    if alt is not None and alt.is_file() and not alt.is_symlink() and not alt.parent.is_symlink():
+        return alt
     return path
 
 
@@ -90,7 +118,7 @@ class Manifest:
         """Absolute path of a file the manifest lists (refuses anything it does not list)."""
         if rel not in self.files:
             raise BadArtifactError(f"{self.folder}: {rel!r} is used but not listed in the manifest's files")
-        return _safe_member(self.folder, rel)
+        return _locate_member(self.folder, rel, self.files[rel])
 
     def array(self, rel: str) -> np.ndarray | dict[str, np.ndarray]:
         """Load a ``.npy``/``.npz`` file listed in the manifest, without pickle.
@@ -182,9 +210,10 @@ def read_manifest(folder: str | os.PathLike, *, verify: bool = True) -> Manifest
     files = data["files"]
     manifest = Manifest(data, folder)
     for rel, meta in files.items():
-        path = _safe_member(folder, rel)
+        path = _locate_member(folder, rel, meta)
         if not path.is_file():
-            raise BadArtifactError(f"{folder}: file {rel!r} listed in the manifest is missing")
+            raise BadArtifactError(f"{folder}: file {rel!r} listed in the manifest is missing (neither in the "
+                                   f"folder nor in {SHARED}/ beside it)")
         if verify:
             size = path.stat().st_size
             if "bytes" in meta and size != meta["bytes"]:

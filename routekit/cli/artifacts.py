@@ -1,4 +1,4 @@
-"""``routekit artifacts list|verify|seal``."""
+"""``routekit artifacts list|verify|seal|share``."""
 
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ def _args(a) -> None:
     common.threads_arg(v)
     sl = asub.add_parser("seal", help="record the manifest's own hash after you edited and checked it")
     sl.add_argument("path", help="an artifact folder")
+    sh = asub.add_parser("share", help="store once the files several artifacts of a folder hold (same sha256) in "
+                                       "its _shared/ folder; each artifact still loads and is hash-checked")
+    sh.add_argument("root", help="a folder of artifact folders (e.g. the shipped artifacts folder)")
 
 
 def _list() -> int:
@@ -44,6 +47,11 @@ def run(args) -> int:
 
     if args.action == "list":
         return _list()
+    if args.action == "share":
+        rep = artifact.share(args.root)
+        print(f"{rep.artifacts} artifacts: {rep.removed_copies} copies removed, {rep.shared_files} files in "
+              f"{artifact.SHARED}/, {rep.bytes_saved / 1e6:.1f} MB saved")
+        return 0
     if args.path == "random" or args.path.startswith("random:"):
         raise BadInputError(f"{args.path!r} is the built-in random router (a seeded baseline): it has no "
                             f"artifact to {args.action}")

@@ -1,0 +1,72 @@
+"""Files several artifacts hold, stored once (routekit artifacts share) and still hash-checked."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _copies import linked_copy
+
+import routekit
+from routekit import artifact
+from routekit.cli import main
+
+PROMPTS = ["hi there", "Prove that there are infinitely many primes.", "Implement a lock-free queue in C++."]
+
+
+@pytest.fixture
+def root(tmp_path):
+    """Two shipped artifacts (self-contained hard-linked copies) side by side."""
+    r = tmp_path / "arts"
+    r.mkdir()
+    for name in ("linear", "mf"):
+        linked_copy(artifact.resolve(name), r / name)
+    return r
+
+
+def test_share_stores_a_common_file_once_and_every_artifact_still_loads(root, capsys):
+    before = {n: routekit.load(str(root / n)).win_rates(PROMPTS) for n in ("linear", "mf")}
+    assert (root / "linear" / "encoder.onnx").is_file()
+    assert main(["artifacts", "share", str(root)]) == 0
+    assert "copies removed" in capsys.readouterr().out
+    for n in ("linear", "mf"):
+        assert not (root / n / "encoder.onnx").exists() and not (root / n / "tokenizer.json").exists()
+        np.testing.assert_array_equal(routekit.load(str(root / n)).win_rates(PROMPTS), before[n])
+        artifact.verify(root / n, load=True)
+    store = sorted(p.name for p in (root / artifact.SHARED).iterdir())
+    sha = artifact.read_manifest(root / "linear", verify=False).files["encoder.onnx"]["sha256"]
+    assert f"{sha}.onnx" in store and len(store) == 2  # the encoder and the tokenizer
+    again = artifact.share(root)  # idempotent
+    assert again.removed_copies == 0 and again.shared_files == 2
+
+
+def test_a_tampered_shared_file_is_refused_by_name(root):
+    artifact.share(root)
+    enc = next((root / artifact.SHARED).glob("*.onnx"))
+    data = bytearray(enc.read_bytes())
+    enc.unlink()  # it was a hard link into the shipped artifact: never write through it
+    data[len(data) // 2] ^= 0xFF
+    enc.write_bytes(bytes(data))
+    with pytest.raises(routekit.BadArtifactError, match="encoder.onnx"):
+        routekit.load(str(root / "linear"))
+
+
+def test_a_copy_is_self_contained_and_a_lone_folder_says_what_is_missing(root, tmp_path):
+    artifact.share(root)
+    own = artifact.copy_artifact(root / "linear", tmp_path / "mine")
+    assert (own / "encoder.onnx").is_file()
+    np.testing.assert_array_equal(routekit.load(str(own)).win_rates(PROMPTS),
+                                  routekit.load(str(root / "linear")).win_rates(PROMPTS))
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    (lone / "manifest.json").write_bytes((root / "linear" / "manifest.json").read_bytes())
+    (lone / "linear.npz").write_bytes((root / "linear" / "linear.npz").read_bytes())
+    with pytest.raises(routekit.BadArtifactError, match=r"'encoder.onnx' listed in the manifest is missing.*_shared"):
+        routekit.load(str(lone))
+
+
+def test_the_shared_name_comes_from_the_hash_not_the_manifest_path(tmp_path):
+    from routekit.artifact.manifest import shared_path
+
+    assert shared_path(tmp_path / "a", "../../etc/passwd", "ab" * 32).parent == tmp_path / artifact.SHARED
+    assert shared_path(tmp_path / "a", "x.onnx", "not-a-hash") is None
+    assert shared_path(tmp_path / "a", "x.o/nnx", "ab" * 32).name == "ab" * 32

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -63,6 +63,19 @@ def seal(folder: str | os.PathLike) -> str:
     return data[DIGEST]
 
 
+def _new_folder(parent: Path, prefix: str) -> Path:
+    """A new empty folder ``parent/prefix<random>`` with the mode ``mkdir`` gives (the umask's),
+    not ``tempfile.mkdtemp``'s 0700: the folder is renamed into place as the artifact."""
+    for _ in range(100):
+        path = parent / f"{prefix}{secrets.token_hex(4)}"
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"cannot make a temporary folder in {parent}")
+
+
 class ArtifactWriter:
     """Build an artifact in a temporary folder and move it into place only when complete.
 
@@ -85,7 +98,7 @@ class ArtifactWriter:
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self._sig.__enter__()
         try:
-            self.dir = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.partial-", dir=self.out.parent))
+            self.dir = _new_folder(self.out.parent, f".{self.out.name}.partial-")
         except BaseException:
             self._sig.__exit__(None, None, None)
             raise

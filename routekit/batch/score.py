@@ -7,7 +7,10 @@ Each output row is the input row with ``route``, ``model``, ``win_rate``, ``thre
   (:mod:`routekit.io`); on an error, Ctrl-C or SIGTERM an existing file there stays untouched;
 * a folder output (a path ending in ``/``) gets numbered part files, each renamed into place when
   complete, a ``_score.json`` describing the job, and a ``_SUCCESS`` marker last; ``resume=True``
-  skips the parts an interrupted run of the same job finished.
+  skips the parts an interrupted run of the same job finished.  A run holds a lock on the folder
+  (a second run into it stops with an error) and first removes the temporary files a killed run
+  left there, so a run killed (even with SIGKILL) and resumed any number of times ends with the
+  same bytes as one uninterrupted run.
 
 A bad record (invalid JSON or UTF-8, no prompt) stops the run, naming its line/row, unless
 ``skip_bad=True``: then it goes to a ``.rejected`` file (JSONL: where, error, raw) and is counted.
@@ -20,6 +23,7 @@ import hashlib
 import itertools
 import json
 import os
+import re
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -225,8 +229,13 @@ class ScoreJob:
         return self.output / f"part-{i:05d}{fm.extension(self.out_fmt)}"
 
     def _run_folder(self, router, summary: Summary, show: bool) -> None:
-        job = self._job(router)
         self.output.mkdir(parents=True, exist_ok=True)
+        with _exclusive(self.output):
+            _sweep(self.output)
+            self._fill_folder(router, summary, show)
+
+    def _fill_folder(self, router, summary: Summary, show: bool) -> None:
+        job = self._job(router)
         state = self._load_state(job)
         if (self.output / SUCCESS).is_file():
             self._add_done(summary, state, len(state["parts"]))
@@ -255,7 +264,9 @@ class ScoreJob:
             raise
         summary.parts = i
         with atomic_write(self.output / SUCCESS) as f:
-            f.write(json.dumps({k: v for k, v in asdict(summary).items() if k != "seconds"}) + "\n")
+            # what the folder holds, not how this run got there: a resumed run writes the same bytes
+            f.write(json.dumps({k: v for k, v in asdict(summary).items()
+                                if k not in ("seconds", "resumed_parts")}) + "\n")
 
     def _records_by_part(self, skip: int) -> Iterator[Iterator[list[fm.Record]]]:
         """One iterator of chunks per part (consume each before the next); chunks stay inside a part."""
@@ -290,6 +301,39 @@ class ScoreJob:
     def _save(self, state: dict) -> None:
         with atomic_write(self.output / STATE) as f:
             f.write(json.dumps(state, indent=1) + "\n")
+
+
+#: a temporary file of a part, the state or the marker (routekit.io.atomic_path's names)
+_TEMP = re.compile(r"^\.(part-\d{5}\.[a-z]+|" + re.escape(STATE) + "|" + SUCCESS + r")\.tmp-[0-9a-f]{8}")
+
+
+def _sweep(folder: Path) -> None:
+    """Remove the temporary files a killed run (SIGKILL, power cut) left in an output folder."""
+    for p in folder.iterdir():
+        if _TEMP.match(p.name) and p.is_file():
+            with contextlib.suppress(OSError):
+                p.unlink()
+
+
+@contextlib.contextmanager
+def _exclusive(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (flock on the folder itself: no file is left behind,
+    and a killed holder releases it) so two runs never write one output folder."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no lock
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputError(f"another routekit score is writing to {folder}; wait for it to finish "
+                              "or give another folder") from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def add_arguments(s) -> None:

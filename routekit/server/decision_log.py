@@ -22,8 +22,11 @@ Pure Python; no server dependency, so ``routekit report`` works anywhere.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
+import os
 import sys
 import threading
 from pathlib import Path
@@ -32,53 +35,115 @@ from typing import IO, Any, Iterable
 from routekit.errors import BadInputError
 
 __all__ = ["DecisionLog", "summarise", "format_summary"]
+log = logging.getLogger("routekit.server")
 
 
 class DecisionLog:
-    """Append JSON lines to a file (or stderr for ``"-"``), thread-safe, flushed per line."""
+    """Append JSON lines to a file (or stderr for ``"-"``), thread-safe, one ``write`` per line.
+
+    A file is opened for appending (``O_APPEND``) and each line goes out whole in one system call,
+    under an advisory lock (``flock``) shared with any other process logging to the same file.  A
+    process killed in the middle of a line (SIGKILL, power cut) can still leave a torn last line:
+    opening the log cuts such a tail off (under the same lock), so the file never holds a partial
+    line followed by a new one, and every complete line before it is kept."""
 
     def __init__(self, target: str, *, log_prompts: bool = False, prompt_chars: int = 200):
         self.log_prompts, self.prompt_chars = log_prompts, prompt_chars
         self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._fh: IO[str] | None = None
+        self.repaired = 0  #: bytes of a torn last line removed on open
         if target == "-":
-            self._fh: IO[str] = sys.stderr
-            self._own = False
-        else:
-            path = Path(target)
-            if path.is_dir():
-                raise BadInputError(f"decision log {target!r} is a directory")
-            if not path.parent.is_dir():
-                raise BadInputError(f"decision log folder {str(path.parent)!r} does not exist")
-            try:
-                self._fh = open(path, "a", encoding="utf-8")
-            except OSError as exc:
-                raise BadInputError(f"cannot open decision log {target!r}: {exc}") from None
-            self._own = True
+            self._fh = sys.stderr
+            return
+        path = Path(target)
+        if path.is_dir():
+            raise BadInputError(f"decision log {target!r} is a directory")
+        if not path.parent.is_dir():
+            raise BadInputError(f"decision log folder {str(path.parent)!r} does not exist")
+        try:
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise BadInputError(f"cannot open decision log {target!r}: {exc}") from None
+        try:
+            with _flock(self._fd):
+                self.repaired = _cut_torn_tail(path, self._fd)
+        except OSError as exc:
+            os.close(self._fd)
+            raise BadInputError(f"cannot repair decision log {target!r}: {exc}") from None
+        if self.repaired:
+            log.warning("decision log %s: removed a torn last line (%d bytes) left by a process that "
+                        "stopped while writing it", path, self.repaired)
 
     def write(self, record: dict[str, Any], prompt: str | None = None) -> None:
         rec = dict(record)
         if self.log_prompts and prompt is not None:
             rec["prompt"] = prompt[:self.prompt_chars]
             rec["prompt_chars"] = len(prompt)
-        line = json.dumps(rec, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str)
+        line = json.dumps(rec, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str) + "\n"
         with self._lock:
             try:
-                self._fh.write(line + "\n")
-                self._fh.flush()
-            except (OSError, ValueError):  # a full disk or closed stderr must not fail the request
+                if self._fd is None:
+                    self._fh.write(line)
+                    self._fh.flush()
+                    return
+                data = line.encode("utf-8")
+                with _flock(self._fd):
+                    while data:  # one call unless the kernel writes less (a full disk)
+                        data = data[os.write(self._fd, data):]
+            except (OSError, ValueError, TypeError):  # a full disk or closed stderr must not fail the request
                 pass
 
     def close(self) -> None:
-        if self._own:
-            with self._lock:
-                self._fh.close()
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+
+@contextlib.contextmanager
+def _flock(fd: int):
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: the thread lock only
+        yield
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _cut_torn_tail(path: Path, fd: int) -> int:
+    """Truncate ``path`` after its last newline when it does not end with one; bytes removed."""
+    size = os.fstat(fd).st_size
+    if size == 0:
+        return 0
+    with open(path, "rb") as f:
+        pos = size
+        while pos > 0:
+            step = min(pos, 1 << 16)
+            f.seek(pos - step)
+            block = f.read(step)
+            if pos == size and block.endswith(b"\n"):
+                return 0
+            nl = block.rfind(b"\n")
+            if nl >= 0:
+                keep = pos - step + nl + 1
+                break
+            pos -= step
+        else:
+            keep = 0
+    os.truncate(path, keep)
+    return size - keep
 
 
 # -- report --------------------------------------------------------------------------------------
 def _read(path: str | Path) -> Iterable[dict[str, Any]]:
     p = Path(path)
     try:
-        fh = open(p, encoding="utf-8")
+        fh = open(p, encoding="utf-8", errors="replace")  # a torn tail may end inside a character
     except FileNotFoundError:
         raise BadInputError(f"decision log {str(p)!r} does not exist") from None
     except OSError as exc:
@@ -90,6 +155,8 @@ def _read(path: str | Path) -> Iterable[dict[str, Any]]:
             try:
                 rec = json.loads(line)
             except (ValueError, RecursionError) as exc:
+                if not line.endswith("\n") and not fh.read(1):  # a last line still being written, or torn
+                    return
                 raise BadInputError(f"{p}:{n}: not a JSON object: {exc}") from None
             if not isinstance(rec, dict):
                 raise BadInputError(f"{p}:{n}: not a JSON object")

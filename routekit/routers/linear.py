@@ -175,3 +175,48 @@ class LinearRouter(EncoderRouter):
         ids: list = []
         emb = self.encoder(prompts, token_ids=ids)
         return self.scores(emb, prompts, ids)
+
+    def explain(self, prompt: str, *, threshold: float | None = None, strong_fraction: float | None = None,
+                top: int = 12):
+        """The ``top`` largest contributions to the logit of the raw win rate (the embedding block, word
+        pieces of the tf-idf bag, surface features, the bias) and the threshold in force: a
+        :class:`routekit.control.explain.Explanation`."""
+        from routekit._validate import as_prompt
+        from routekit.control.explain import Contribution, build, top_contributions
+
+        text = clean_text(as_prompt(prompt))
+        ids: list = []
+        if isinstance(self.encoder, Encoder):
+            emb = self.encoder([prompt], token_ids=ids)
+        else:
+            emb = self.encoder([prompt])
+        row = ids[0] if ids and ids[0] is not None else token_ids(self.tokenizer, [text])[0]
+        a = self.scale
+        items = []
+        emb = np.asarray(emb, np.float64)
+        items.append(Contribution("embedding", "embedding", a * float((emb[0] * self.w_emb).sum())))
+        if getattr(self, "part_chars", None) is not None:
+            head, tail = self.part_embeddings(emb, [prompt])
+            items.append(Contribution("embedding of the first part", "embedding", a * float((head[0] * self.w_head).sum())))
+            items.append(Contribution("embedding of the last part", "embedding", a * float((tail[0] * self.w_tail).sum())))
+        cols, vals = tfidf_rows([row], self.col_of_id, self.bow_idf)[0]
+        if "_id_of_col" not in self.__dict__:
+            known = np.flatnonzero(self.col_of_id >= 0)
+            self.__dict__["_id_of_col"] = known[np.argsort(self.col_of_id[known])]
+        id_of_col = self.__dict__["_id_of_col"]
+        for c, v in zip(cols.tolist(), vals.tolist()):
+            items.append(Contribution(self.tokenizer.id_to_token(int(id_of_col[c])) or f"#{id_of_col[c]}", "term",
+                                      a * v * float(self.w_bow[c]), v))
+        raw = np.array(text_features(text), np.float64)
+        clipped = np.clip(raw, self.feat_lo, self.feat_hi) if self.feat_lo is not None else raw
+        z = (clipped - self.feat_mean) / self.feat_std
+        items += [Contribution(n, "feature", a * float(z[i] * self.w_feat[i]), float(raw[i]))
+                  for i, n in enumerate(FEATURE_NAMES)]
+        logit = sum(c.contribution for c in items) + a * self.bias + self.offset
+        items.append(Contribution("bias", "bias", a * self.bias + self.offset))
+        shown = top_contributions(items, top)
+        terms = [c for c in items if c.group == "term"]
+        return build(self, 1.0 / (1.0 + np.exp(-logit)), threshold=threshold, strong_fraction=strong_fraction,
+                     logit=logit, contributions=shown,
+                     detail={"terms": len(terms), "terms_total": sum(c.contribution for c in terms),
+                             "not_shown_total": sum(c.contribution for c in items) - sum(c.contribution for c in shown)})

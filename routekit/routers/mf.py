@@ -73,3 +73,28 @@ class MFRouter(EncoderRouter):
     def score_embeddings(self, embeddings: np.ndarray, prompts: list[str]) -> np.ndarray:
         return self.scores(embeddings)
 
+    def explain(self, prompt: str, *, threshold: float | None = None, strong_fraction: float | None = None,
+                top: int = 5):
+        """The model-pair projection behind the win rate (``logit = u·v_q + c``: the prompt's projection
+        on the strong-minus-weak direction ``u`` and the pair constant), the cosine of the prompt to
+        ``u``, both models' scores and the ``top`` models of the table on this prompt, plus the
+        threshold in force: a :class:`routekit.control.explain.Explanation`."""
+        from routekit._validate import as_prompt
+        from routekit.control.explain import Contribution, build
+
+        v = np.asarray(self.encoder([as_prompt(prompt)]), np.float64).reshape(-1)
+        proj = float(v @ self._u)
+        model_emb, proj_w, proj_b, head = self._weights
+        delta = (model_emb * head) @ (proj_w @ v) + (model_emb * head) @ proj_b  # δ(model, prompt), every model
+        idx = {m: i for i, m in enumerate(self.models)}
+        best = np.argsort(-delta)[:top]
+        norm = float(np.linalg.norm(self._u) * np.linalg.norm(v)) or 1.0
+        parts = (Contribution("prompt projection u·v", "pair", proj),
+                 Contribution("pair constant c", "pair", self._c))
+        return build(self, 1.0 / (1.0 + np.exp(-(proj + self._c))), threshold=threshold, strong_fraction=strong_fraction,
+                     logit=proj + self._c, contributions=parts,
+                     detail={"cosine(prompt, u)": proj / norm, "|u|": float(np.linalg.norm(self._u)),
+                             "score of strong": float(delta[idx[self.strong_model]]),
+                             "score of weak": float(delta[idx[self.weak_model]]),
+                             "top models": {self.models[i]: round(float(delta[i]), 4) for i in best}})
+

@@ -160,7 +160,56 @@ class SWRouter(EncoderRouter):
     def score_embeddings(self, embeddings: np.ndarray, prompts: list[str]) -> np.ndarray:
         return self.scores(embeddings)
 
+    def explain(self, prompt: str, *, threshold: float | None = None, strong_fraction: float | None = None,
+                top: int = 8):
+        """The ``top`` training prompts that weigh most in this prompt's Bradley–Terry fit (by index:
+        the artifact stores embeddings, not text), their similarity, share of the weight and the
+        battles between the pair's tiers on them; the tiers' fitted strengths; the threshold in
+        force: a :class:`routekit.control.explain.Explanation`."""
+        from routekit._validate import as_prompt
+        from routekit.control.explain import Neighbour, build
+
+        q = np.asarray(self.encoder([as_prompt(prompt)]), np.float32)
+        raw = float(self.scores(q)[0])
+        m = self.sw
+        sims = (m.E @ q[0]).astype(np.float64)
+        w = np.exp(m._log_weights(sims, sims.max(initial=0.0)))
+        w /= w.sum() or 1.0
+        if "_explain_counts" not in self.__dict__:  # per prompt: strong-tier wins, weak-tier wins, all battles
+            T, s_, w_ = m.T, self.strong_tier, self.weak_tier
+            self.__dict__["_explain_counts"] = (_prompt_counts(m, s_ * T + w_), _prompt_counts(m, w_ * T + s_),
+                                                _prompt_counts(m, None))
+        sw_wins, ww_wins, total = self.__dict__["_explain_counts"]
+        best = np.argsort(-w)[:top]
+        near = [Neighbour(int(i), float(sims[i]), float(w[i]), float(sw_wins[i]), float(ww_wins[i]),
+                          float(total[i])) for i in best]
+        theta = m.tier_ratings(q)[0]
+        return build(self, raw, threshold=threshold, strong_fraction=strong_fraction,
+                     logit=float(theta[self.strong_tier] - theta[self.weak_tier]), neighbours=near,
+                     detail={"strong tier": self.strong_tier, "weak tier": self.weak_tier,
+                             "tier strengths": {str(t): round(float(x), 4) for t, x in enumerate(theta)},
+                             f"weight of the top {len(best)}": float(w[best].sum()),
+                             "prompts with pair battles": int((sw_wins + ww_wins > 0).sum()),
+                             "weight on prompts with pair battles": float(w[(sw_wins + ww_wins) > 0].sum())})
+
     def score(self, prompts: list[str]) -> np.ndarray:
         if not prompts:
             return np.zeros(0)
         return self.scores(self.encoder(prompts))
+
+
+def _prompt_counts(m: SWModel, pair: int | None) -> np.ndarray:
+    """Per training prompt: wins of the ordered tier pair ``pair`` (i*T+j: i over j), or with None every
+    cross-tier battle (its outcomes sum to 1)."""
+    out = np.zeros(m.n_prompts)
+    if pair is not None:
+        j = int(np.searchsorted(m.pairs, pair))
+        if j >= m.pairs.size or m.pairs[j] != pair:
+            return out
+    if m.dense:
+        return m.C.sum(axis=1) if pair is None else np.asarray(m.C[:, j], np.float64).copy()
+    if pair is None:
+        return np.bincount(m.ent_prompt, weights=m.ent_count, minlength=m.n_prompts)
+    end = m.starts[j + 1] if j + 1 < m.pairs.size else m.ent_prompt.size
+    np.add.at(out, m.ent_prompt[m.starts[j]:end], m.ent_count[m.starts[j]:end])
+    return out

@@ -43,11 +43,12 @@ def load(name_or_path: str | os.PathLike = "default", *, providers: Sequence[str
         return cls(None, **kw)
     folder = artifact.resolve(name_or_path)
     manifest = artifact.read_manifest(folder, verify=verify)
-    if key == "default" and folder.name != key:  # the one shipped name that is not its folder's
-        manifest.data.setdefault("name", folder.name)
-    cls = registry.router_class(manifest.kind)
+    cls = registry.router_class(manifest.kind)  # imported (and its kind checked) by read_manifest already
     registry.check_options(manifest.kind, cls, options)
-    return cls(manifest, **kw)
+    router = cls(manifest, **kw)
+    if key == "default" and "name" not in manifest.data:  # the one shipped name that is not its folder's
+        router.name = folder.name  # the manifest is not changed after its hash was checked
+    return router
 
 
 def _router_key(name_or_path: Any) -> str:

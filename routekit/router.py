@@ -82,6 +82,17 @@ class Router(abc.ABC):
     budget: Any = None
     #: True for kinds with a model table that score any model per prompt (:meth:`model_logits`; MF, SW)
     has_model_scores = False
+    #: the kind's artifacts must have a ``router`` / an ``encoder`` manifest section
+    needs_router_section = False
+    needs_encoder = False
+
+    @classmethod
+    def check_section(cls, c, router: dict, data: dict, models: list[str] | None) -> None:
+        """Check the kind's own ``manifest["router"]`` section before anything is loaded: ``c`` is the
+        manifest's :class:`~routekit.artifact.strict_json.Checker` (``c.listed_file``, ``c.integer``,
+        ``c.number``, ``c.fail`` ... raise BadArtifactError naming the field), ``data`` the whole manifest,
+        ``models`` its model table.  The shared sections (files, pair, models, encoder, calibration) are
+        checked by :mod:`routekit.artifact.schema`.  The default accepts any object."""
 
     def __init__(self, manifest: Manifest | None = None, *, name: str | None = None,
                  strong: str | None = None, weak: str | None = None):

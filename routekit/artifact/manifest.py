@@ -197,7 +197,7 @@ def read_manifest(folder: str | os.PathLike, *, verify: bool = True) -> Manifest
             f"(supports {FORMAT_VERSION}); upgrade routekit or re-export the artifact"
         )
     registry.check_kind(data.get("kind"), where=str(mpath))
-    _schema.check(data, str(mpath), (data["kind"],))  # kind checked just above
+    _schema.check(data, str(mpath), registry.router_class(data["kind"]))
     digest = data.get(DIGEST)
     if digest is None:
         raise BadArtifactError(f"{mpath}: no {DIGEST} (the manifest's own hash); if you made or edited this "

@@ -33,19 +33,12 @@ __all__ = ["MAX_BYTES", "Checker", "check", "depth", "parse", "safe_relpath"]
 
 # --------------------------------------------------------------------------- sections
 
-#: kinds whose routers read ``manifest["router"]`` (must be an object)
-_NEEDS_ROUTER = {"mf", "sw", "linear", "causal"}
-#: kinds whose routers read ``manifest["encoder"]``
-_NEEDS_ENCODER = {"mf", "sw", "linear", "bert"}
-
-
-def check(data: dict, where: str, kinds) -> None:
-    """Check a parsed manifest (``format``/``format_version`` already checked by the caller)."""
+def check(data: dict, where: str, cls) -> None:
+    """Check a parsed manifest (``format``/``format_version`` and the kind already checked by the caller)
+    whose kind ``cls`` (a :class:`~routekit.router.Router` class) loads: the shared sections here, the
+    kind's ``router`` section by ``cls.check_section``."""
     files = data.get("files")
     c = Checker(where, files if isinstance(files, dict) else {})
-    kind = data.get("kind")
-    if not isinstance(kind, str) or kind not in kinds:
-        raise BadArtifactError(f"{where}: unknown router kind {kind!r} (known: {', '.join(kinds)})")
     _files(c, files)
     c.string(data.get("name"), "name", optional=True, max_len=MAX_NAME)
     c.string(data.get("description"), "description", optional=True, empty=True)
@@ -56,12 +49,15 @@ def check(data: dict, where: str, kinds) -> None:
     _pair(c, data, models)
     _aliases(c, data, models)
     enc = data.get("encoder")
-    if kind in _NEEDS_ENCODER or enc is not None:
-        _encoder(c, enc, required=kind in _NEEDS_ENCODER)
+    needs_encoder = bool(getattr(cls, "needs_encoder", False))
+    if needs_encoder or enc is not None:
+        _encoder(c, enc, required=needs_encoder)
     router = data.get("router")
-    if kind in _NEEDS_ROUTER or router is not None:
+    if getattr(cls, "needs_router_section", False) or router is not None:
         router = c.obj(router, "router")
-        _ROUTER_CHECKS.get(kind, lambda *a: None)(c, router, data, models)
+        check_section = getattr(cls, "check_section", None)
+        if check_section is not None:
+            check_section(c, router, data, models)
     if data.get("calibration") is not None:
         _calibration(c, data["calibration"])
 
@@ -140,93 +136,6 @@ def _encoder(c: Checker, enc, *, required: bool) -> None:
     dis = enc.get("ort_disabled_optimizers")
     if dis is not None and not isinstance(dis, str):
         c.str_list(dis, "encoder.ort_disabled_optimizers", max_items=100, max_len=200)
-
-
-def _router_mf(c: Checker, r: dict, data, models) -> None:
-    c.listed_file(r.get("weights", "mf.npz"), "router.weights")
-    c.integer(r.get("hidden"), "router.hidden", lo=1, hi=MAX_DIM, optional=True)
-
-
-def _router_sw(c: Checker, r: dict, data, models) -> None:
-    c.listed_file(r.get("data", "sw.npz"), "router.data")
-    tiers = c.integer(r.get("tiers"), "router.tiers", lo=1, hi=1000, optional=True)
-    mt = c.obj(r.get("model_tiers"), "router.model_tiers")
-    if not mt:
-        c.fail("router.model_tiers", "must give each model a tier")
-    if len(mt) > MAX_MODELS:
-        c.fail("router.model_tiers", f"has {len(mt):,} entries")
-    for m, t in mt.items():
-        c.integer(t, f"router.model_tiers[{m!r}]", lo=0, hi=(tiers - 1) if tiers else 999)
-    for m in models or []:
-        if m not in mt:
-            c.fail("router.model_tiers", f"has no tier for model {m!r}")
-    w = r.get("weighting")
-    if w is not None and w not in ("paper", "reference"):
-        c.fail("router.weighting", f"must be 'paper' or 'reference', got {short(w)}")
-    c.number(r.get("gamma"), "router.gamma", lo=0.0, hi=1e300, lo_open=True, optional=True)
-    c.number(r.get("ridge"), "router.ridge", lo=0.0, hi=1e6, optional=True)
-    c.integer(r.get("k"), "router.k", lo=1, hi=1 << 31, optional=True)
-    if r.get("mode") not in (None, "exact", "fast"):
-        c.fail("router.mode", f"must be 'exact' or 'fast', got {short(r.get('mode'))}")
-    index = c.obj(r.get("index"), "router.index", optional=True)
-    if index:
-        c.listed_file(index.get("file"), "router.index.file")
-        c.integer(index.get("efSearch"), "router.index.efSearch", lo=1, hi=1 << 20, optional=True)
-
-
-def _router_linear(c: Checker, r: dict, data, models) -> None:
-    c.listed_file(r.get("weights", "linear.npz"), "router.weights")
-    if r.get("features") is not None:
-        c.str_list(r["features"], "router.features", max_items=1000)
-    c.integer(r.get("max_chars"), "router.max_chars", lo=1, hi=1 << 30, optional=True)
-
-
-def _router_bert(c: Checker, r: dict, data, models) -> None:
-    labels = r.get("labels")
-    if labels is not None:
-        c.str_list(labels, "router.labels", max_items=3, unique=True)
-        if len(labels) != 3 or "strong_wins" not in labels:
-            c.fail("router.labels", f"must be 3 labels incl. 'strong_wins', got {labels!r}")
-
-
-def _router_causal(c: Checker, r: dict, data, models) -> None:
-    c.string(r.get("model_dir"), "router.model_dir", optional=True, max_len=1000)
-    if isinstance(r.get("model_dir"), str) and safe_relpath(r["model_dir"]):
-        c.fail("router.model_dir", safe_relpath(r["model_dir"]))
-    c.integer(r.get("max_length"), "router.max_length", lo=1, hi=MAX_TOKENS, optional=True)
-    c.integer(r.get("batch_size"), "router.batch_size", lo=1, hi=1 << 16, optional=True)
-    if r.get("score_tokens") is not None:
-        c.str_list(r["score_tokens"], "router.score_tokens", max_items=1000, max_len=100)
-    if r.get("strong_scores") is not None:
-        ss = r["strong_scores"]
-        if not isinstance(ss, list) or not ss:
-            c.fail("router.strong_scores", "must be a non-empty list of integers")
-        for i, k in enumerate(ss):
-            c.integer(k, f"router.strong_scores[{i}]", lo=1, hi=1000)
-    _prompt(c, r.get("prompt"), "router.prompt")
-    onnx = c.obj(r.get("onnx"), "router.onnx", optional=True)
-    if onnx is not None:  # the classifier exported for onnxruntime (routekit-export causal-onnx)
-        c.listed_file(onnx.get("model"), "router.onnx.model")
-        c.listed_file(onnx.get("tokenizer"), "router.onnx.tokenizer")
-        c.integer(onnx.get("pad_id"), "router.onnx.pad_id", lo=0, hi=1 << 31, optional=True)
-        if not isinstance(onnx.get("clean_up_tokenization_spaces", False), bool):
-            c.fail("router.onnx.clean_up_tokenization_spaces", "must be true or false")
-        _prompt(c, onnx.get("prompt"), "router.onnx.prompt")
-
-
-def _prompt(c: Checker, prompt, field: str) -> None:
-    for k, v in (c.obj(prompt, field, optional=True) or {}).items():
-        if isinstance(v, bool):
-            continue
-        c.string(v, f"{field}.{k}", empty=True, max_len=100_000)
-
-
-def _router_random(c: Checker, r: dict, data, models) -> None:
-    c.integer(r.get("seed"), "router.seed", lo=-(1 << 63), hi=(1 << 63) - 1, optional=True)
-
-
-_ROUTER_CHECKS = {"mf": _router_mf, "sw": _router_sw, "linear": _router_linear, "bert": _router_bert,
-                  "causal": _router_causal, "random": _router_random}
 
 
 def _calibration(c: Checker, cal) -> None:

@@ -1,1 +1,2 @@
-"""Router kinds: ``mf``, ``sw``, ``bert``, ``causal`` and ``random``; each module is imported on demand."""
+"""Router kinds, one module each (SW is a subpackage), imported on demand through
+:mod:`routekit.registry`; each holds its class and the check of its manifest section (``check_section``)."""

@@ -36,6 +36,15 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 class BertRouter(Router):
     kind = "bert"
+    needs_encoder = True
+
+    @classmethod
+    def check_section(cls, c, r: dict, data: dict, models) -> None:
+        labels = r.get("labels")
+        if labels is not None:
+            c.str_list(labels, "router.labels", max_items=3, unique=True)
+            if len(labels) != 3 or "strong_wins" not in labels:
+                c.fail("router.labels", f"must be 3 labels incl. 'strong_wins', got {labels!r}")
 
     def __init__(self, manifest, *, providers=None, threads=None, strong=None, weak=None):
         super().__init__(manifest, strong=strong, weak=weak)

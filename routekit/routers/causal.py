@@ -55,6 +55,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from routekit.artifact.strict_json import MAX_TOKENS, safe_relpath
 from routekit.encoders import clean_text
 from routekit.errors import BadArtifactError, BadInputError, require
 from routekit.router import Router
@@ -293,8 +294,41 @@ def pick_backend(backend: str | None, *, has_torch: bool, has_onnx: bool, device
     return "torch" if torch.cuda.is_available() else "onnx"
 
 
+def _check_prompt(c, prompt, field: str) -> None:
+    for k, v in (c.obj(prompt, field, optional=True) or {}).items():
+        if isinstance(v, bool):
+            continue
+        c.string(v, f"{field}.{k}", empty=True, max_len=100_000)
+
+
 class CausalRouter(Router):
     kind = "causal"
+    needs_router_section = True
+
+    @classmethod
+    def check_section(cls, c, r: dict, data: dict, models) -> None:
+        c.string(r.get("model_dir"), "router.model_dir", optional=True, max_len=1000)
+        if isinstance(r.get("model_dir"), str) and safe_relpath(r["model_dir"]):
+            c.fail("router.model_dir", safe_relpath(r["model_dir"]))
+        c.integer(r.get("max_length"), "router.max_length", lo=1, hi=MAX_TOKENS, optional=True)
+        c.integer(r.get("batch_size"), "router.batch_size", lo=1, hi=1 << 16, optional=True)
+        if r.get("score_tokens") is not None:
+            c.str_list(r["score_tokens"], "router.score_tokens", max_items=1000, max_len=100)
+        if r.get("strong_scores") is not None:
+            ss = r["strong_scores"]
+            if not isinstance(ss, list) or not ss:
+                c.fail("router.strong_scores", "must be a non-empty list of integers")
+            for i, k in enumerate(ss):
+                c.integer(k, f"router.strong_scores[{i}]", lo=1, hi=1000)
+        _check_prompt(c, r.get("prompt"), "router.prompt")
+        onnx = c.obj(r.get("onnx"), "router.onnx", optional=True)
+        if onnx is not None:  # the classifier exported for onnxruntime (routekit-export causal-onnx)
+            c.listed_file(onnx.get("model"), "router.onnx.model")
+            c.listed_file(onnx.get("tokenizer"), "router.onnx.tokenizer")
+            c.integer(onnx.get("pad_id"), "router.onnx.pad_id", lo=0, hi=1 << 31, optional=True)
+            if not isinstance(onnx.get("clean_up_tokenization_spaces", False), bool):
+                c.fail("router.onnx.clean_up_tokenization_spaces", "must be true or false")
+            _check_prompt(c, onnx.get("prompt"), "router.onnx.prompt")
 
     def __init__(self, manifest, *, providers=None, threads=None, strong=None, weak=None,
                  device: str | None = None, dtype: str | None = None, batch_size: int | None = None,

@@ -87,6 +87,12 @@ def tfidf_rows(ids: list[np.ndarray], col_of_id: np.ndarray, idf: np.ndarray) ->
 
 class LinearRouter(EncoderRouter):
     kind = "linear"
+    needs_router_section = True
+    needs_encoder = True
+
+    @classmethod
+    def check_section(cls, c, r: dict, data: dict, models) -> None:
+        c.listed_file(r.get("weights", "linear.npz"), "router.weights")
 
     def __init__(self, manifest, *, providers=None, threads=None, strong=None, weak=None):
         super().__init__(manifest, strong=strong, weak=weak)

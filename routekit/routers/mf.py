@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from routekit.artifact.strict_json import MAX_DIM
 from routekit.encoders import encoder_from_manifest
 from routekit.errors import BadArtifactError, BadInputError
 from routekit.router import EncoderRouter
@@ -18,6 +19,14 @@ from routekit.router import EncoderRouter
 
 class MFRouter(EncoderRouter):
     kind = "mf"
+
+    needs_router_section = True
+    needs_encoder = True
+
+    @classmethod
+    def check_section(cls, c, r: dict, data: dict, models) -> None:
+        c.listed_file(r.get("weights", "mf.npz"), "router.weights")
+        c.integer(r.get("hidden"), "router.hidden", lo=1, hi=MAX_DIM, optional=True)
     has_model_scores = True
 
     def __init__(self, manifest, *, providers=None, threads=None, strong=None, weak=None):

@@ -20,6 +20,10 @@ class RandomRouter(Router):
 
     kind = "random"
 
+    @classmethod
+    def check_section(cls, c, r: dict, data: dict, models) -> None:
+        c.integer(r.get("seed"), "router.seed", lo=-(1 << 63), hi=(1 << 63) - 1, optional=True)
+
     def __init__(self, manifest=None, *, seed: int | None = None, providers=None, threads=None, strong=None,
                  weak=None):
         if seed is None:

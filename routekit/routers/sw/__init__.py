@@ -47,6 +47,8 @@ import warnings
 
 import numpy as np
 
+from routekit._validate import short
+from routekit.artifact.strict_json import MAX_MODELS
 from routekit.encoders import encoder_from_manifest
 from routekit.errors import BadArtifactError, BadInputError
 from routekit.router import EncoderRouter
@@ -75,6 +77,36 @@ class SWRouter(EncoderRouter):
     has_model_scores = True
 
     kind = "sw"
+    needs_router_section = True
+    needs_encoder = True
+
+    @classmethod
+    def check_section(cls, c, r: dict, data: dict, models) -> None:
+        c.listed_file(r.get("data", "sw.npz"), "router.data")
+        tiers = c.integer(r.get("tiers"), "router.tiers", lo=1, hi=1000, optional=True)
+        mt = c.obj(r.get("model_tiers"), "router.model_tiers")
+        if not mt:
+            c.fail("router.model_tiers", "must give each model a tier")
+        if len(mt) > MAX_MODELS:
+            c.fail("router.model_tiers", f"has {len(mt):,} entries")
+        for m, t in mt.items():
+            c.integer(t, f"router.model_tiers[{m!r}]", lo=0, hi=(tiers - 1) if tiers else 999)
+        for m in models or []:
+            if m not in mt:
+                c.fail("router.model_tiers", f"has no tier for model {m!r}")
+        w = r.get("weighting")
+        if w is not None and w not in ("paper", "reference"):
+            c.fail("router.weighting", f"must be 'paper' or 'reference', got {short(w)}")
+        c.number(r.get("gamma"), "router.gamma", lo=0.0, hi=1e300, lo_open=True, optional=True)
+        c.number(r.get("ridge"), "router.ridge", lo=0.0, hi=1e6, optional=True)
+        c.integer(r.get("k"), "router.k", lo=1, hi=1 << 31, optional=True)
+        if r.get("mode") not in (None, "exact", "fast"):
+            c.fail("router.mode", f"must be 'exact' or 'fast', got {short(r.get('mode'))}")
+        index = c.obj(r.get("index"), "router.index", optional=True)
+        if index:
+            c.listed_file(index.get("file"), "router.index.file")
+            c.integer(index.get("efSearch"), "router.index.efSearch", lo=1, hi=1 << 20, optional=True)
+
 
     def __init__(self, manifest, *, providers=None, threads=None, strong=None, weak=None,
                  mode: str | None = None, k: int | None = None, weighting: str | None = None,

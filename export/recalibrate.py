@@ -1,5 +1,6 @@
 """``routekit-export recalibrate``: recompute an artifact's thresholds on the reference traffic mix.
 
+With ``--prob-map`` it fits and stores a calibrated win-rate map instead (:mod:`.calibration_map`).
 The weights stay untouched; the ``calibration`` section is rewritten and the manifest sealed again,
 through the same atomic artifact writer as every export (an interrupted run leaves the artifact as
 it was).
@@ -44,9 +45,16 @@ def add_cli(sub) -> None:
     p.add_argument("--calib-limit", type=int, default=None,
                    help="use only the first N Arena-Hard prompts (default: all)")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
+    from .calibration_map import add_arguments
+
+    add_arguments(p)  # --prob-map ...: a calibrated win-rate map instead of new thresholds
 
 
 def run_cli(args) -> int:
+    if args.prob_map is not None:
+        from .calibration_map import run
+
+        return run(args)
     from .build import traffic_mix
 
     mix = traffic_mix(args.data, limit=args.calib_limit)  # the same prompts for every artifact

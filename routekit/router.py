@@ -282,10 +282,11 @@ class Router(abc.ABC):
         source = threshold_source(threshold)
         return [self.decide(w, thr, forced, source=source) for w in rates]
 
-    def explain(self, prompt: str, *, threshold: float | None = None, strong_fraction: float | None = None):
-        """Why ``prompt`` is routed as it is: a :class:`routekit.control.explain.Explanation` (the parts
-        that moved the score, the threshold in force and its source).  Kinds that can say implement
-        it (linear, mf, sw); the others raise :class:`BadInputError`."""
+    def explain(self, prompt: str, *, threshold: float | None = None, strong_fraction: float | None = None,
+                top: int = 12):
+        """Why ``prompt`` is routed as it is: a :class:`routekit.control.explain.Explanation` (the ``top``
+        parts that moved the score, the threshold in force and its source).  Kinds that can say
+        implement it (linear, mf, sw); the others raise :class:`BadInputError`."""
         raise BadInputError(f"router {self.name!r} (kind {self.kind}) cannot explain its decisions; "
                             "explain works for the linear, mf and sw kinds")
 

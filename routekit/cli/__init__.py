@@ -1,7 +1,7 @@
 """The ``routekit`` command line.  Each subcommand is a :class:`~routekit.cli.common.Command` in one
 of the group modules; :data:`COMMANDS` lists them, and the parser and the dispatch are built from it:
 
-- ``_cli_route``: ``route``, ``score``, ``calibrate``
+- ``_cli_route``: ``route``, ``explain``, ``score``, ``calibrate``
 - ``_cli_artifacts``: ``artifacts list|verify|seal``
 - ``_cli_eval``: ``eval``, ``bench``
 - ``_cli_serve``: ``serve``, ``report``
@@ -19,7 +19,7 @@ from routekit.cli.common import Parser
 from routekit.errors import RoutekitError
 
 #: every ``routekit`` subcommand, in the order ``routekit --help`` lists them
-COMMANDS = (_cli_route.ROUTE, _cli_route.SCORE, _cli_artifacts.ARTIFACTS, _cli_eval.EVAL, _cli_eval.BENCH,
+COMMANDS = (_cli_route.ROUTE, _cli_route.EXPLAIN, _cli_route.SCORE, _cli_artifacts.ARTIFACTS, _cli_eval.EVAL, _cli_eval.BENCH,
             _cli_route.CALIBRATE, _cli_serve.SERVE, _cli_serve.REPORT)
 
 

@@ -54,6 +54,25 @@ def run_route(args) -> int:
     return 0
 
 
+
+def _explain_args(e) -> None:
+    e.add_argument("prompt", help="the prompt to explain")
+    common.router_arg(e)
+    common.threshold_args(e)
+    e.add_argument("--top", type=int, default=12, help="contributions or neighbours shown (default: %(default)s)")
+    e.add_argument("--json", action="store_true", help="print the explanation as one JSON object")
+
+
+def run_explain(args) -> int:
+    from routekit.errors import BadInputError
+
+    if args.top < 1:
+        raise BadInputError(f"--top must be >= 1, got {args.top}")
+    router = common.load_router(args.router, args.threads)
+    ex = router.explain(args.prompt, threshold=args.threshold, strong_fraction=args.strong_fraction, top=args.top)
+    print(json.dumps(ex.to_dict()) if args.json else ex.format())
+    return 0
+
 def _score_args(s) -> None:
     from routekit.batch.score import add_arguments
 
@@ -135,3 +154,5 @@ ROUTE = Command("route", "route one or more prompts ('-': one per line from stdi
 SCORE = Command("score", "route every prompt of a JSONL/CSV/Parquet/text file (streaming)", _score_args, run_score)
 CALIBRATE = Command("calibrate", "threshold that sends a fraction of your prompts to strong", _calibrate_args,
                     run_calibrate)
+EXPLAIN = Command("explain", "why a prompt is routed as it is: what moved its score, the threshold in force "
+                  "(linear, mf, sw routers)", _explain_args, run_explain)

@@ -47,6 +47,19 @@ def _serve_args(sv) -> None:
                          "(default: no log)")
     sv.add_argument("--log-prompts", action="store_true", default=None,
                     help="also log the scored text, cut to log_prompt_chars (default 200)")
+    sv.add_argument("--target-strong-share", type=float, default=None, metavar="SHARE",
+                    help="keep this share of each router's requests strong over a rolling window "
+                         "(budget control; default: off, the calibrated threshold)")
+    sv.add_argument("--budget-usd", type=float, default=None, metavar="USD",
+                    help="or spend at most USD per --budget-window requests (needs prices for both "
+                         "upstreams in --config; default: off)")
+    sv.add_argument("--budget-window", type=int, default=None, metavar="N",
+                    help="requests the share or budget is held over (default: 1000)")
+    sv.add_argument("--budget-state", default=None, metavar="DIR",
+                    help="keep the budget controllers' state in DIR across restarts (default: not kept)")
+    sv.add_argument("--shadow", default=None, metavar="NAME",
+                    help="also score every request with router NAME (a configured name, shipped name or folder) "
+                         "and log its decision; never changes what is served (default: none)")
     sv.add_argument("--log-level", default="info", help="uvicorn's log level (default: %(default)s)")
     from routekit.batch.ray import add_serve_arguments
 
@@ -89,6 +102,8 @@ def run_serve(args) -> int:
                          max_body_bytes=args.max_body_bytes, upstream_timeout=args.upstream_timeout,
                          turns=args.turns, upstream_max_retries=args.upstream_max_retries,
                          fallback=args.fallback, decision_log=args.decision_log, log_prompts=args.log_prompts,
+                         target_strong_share=args.target_strong_share, budget_usd=args.budget_usd,
+                         budget_window=args.budget_window, budget_state=args.budget_state, shadow=args.shadow,
                          **ups)
     if args.engine == "ray":
         from routekit.batch.ray import serve_cli

@@ -38,6 +38,7 @@ Scoring runs in a worker thread, so a slow client or a long prompt never blocks 
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -60,6 +61,7 @@ from routekit.select import select as select_model  # noqa: E402
 from routekit.server.config import ServerConfig, with_overrides  # noqa: E402
 from routekit.server.decision_log import DecisionLog  # noqa: E402
 from routekit.server.guard import loads_strict  # noqa: E402
+from routekit.server.live import LiveControl  # noqa: E402
 from routekit.server.metrics import CONTENT_TYPE_LATEST, Metrics  # noqa: E402
 from routekit.server.upstream import HTTPError, Upstreams  # noqa: E402
 from routekit.server.wire import (  # noqa: E402
@@ -121,18 +123,22 @@ def create_app(config: ServerConfig | None = None, *, upstream_clients: Mapping[
     ups = Upstreams(cfg, metrics, upstream_clients)
     dlog = DecisionLog(cfg.decision_log, log_prompts=cfg.log_prompts,
                        prompt_chars=cfg.log_prompt_chars) if cfg.decision_log else None
+    live = LiveControl(cfg, threads=cfg.threads)
     started = time.time()
 
     async def lifespan(app):
         if cfg.preload:
-            await run_in_threadpool(cache.get)
+            await run_in_threadpool(lambda: live.attach(cache.default, cache.get()))
+            if live.shadow_cache is not None:
+                await run_in_threadpool(live.shadow_router)
         yield
         await ups.close()
+        live.close()
         if dlog:
             dlog.close()
 
     app = FastAPI(title="routekit", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.state.config, app.state.routers, app.state.metrics = cfg, cache, metrics
+    app.state.config, app.state.routers, app.state.metrics, app.state.live = cfg, cache, metrics, live
 
     def check_auth(request: Request) -> None:
         if not cfg.api_key:
@@ -145,6 +151,8 @@ def create_app(config: ServerConfig | None = None, *, upstream_clients: Mapping[
     async def decide(spec, text: str, rec: dict):
         def work():
             router = cache.get(spec.router)
+            live.attach(spec.router, router)  # a budget controller, when configured for this router
+            rec["_router_key"] = spec.router
             t0 = time.perf_counter()
             if spec.auto:
                 out = auto_pick(router, text)
@@ -180,6 +188,8 @@ def create_app(config: ServerConfig | None = None, *, upstream_clients: Mapping[
 
     @app.get("/metrics")
     async def prom():
+        for name, ctl in live.controllers().items():
+            metrics.budget(name, ctl.stats())
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/models")
@@ -213,12 +223,31 @@ def create_app(config: ServerConfig | None = None, *, upstream_clients: Mapping[
 
     def finish(rec: dict) -> None:
         metrics.request(rec["endpoint"], rec["route"], rec.get("status", 200))
+        live.observe(rec)
+        shadow = rec.get("_shadow")
+        if shadow is not None and not shadow.done():  # the log line waits for the shadow's decision
+            shadow.add_done_callback(lambda _: write_log(rec))
+        else:
+            write_log(rec)
+
+    def write_log(rec: dict) -> None:
+        shadow = rec.pop("_shadow", None)
+        if shadow is not None:
+            if shadow.cancelled() or shadow.exception() is not None:
+                exc = None if shadow.cancelled() else shadow.exception()
+                rec["shadow"] = {"router": live.shadow_name, "error": f"{type(exc).__name__}: {exc}"[:300]}
+            else:
+                rec["shadow"] = live.shadow_record(shadow.result(), rec)
+                metrics.shadow(live.shadow_name, rec["shadow"]["route"], rec["shadow"]["agrees"])
         if dlog and rec.get("router") is not None:
             dlog.write({k: v for k, v in rec.items() if not k.startswith("_")}, rec.get("_prompt"))
 
-    def note_decision(rec: dict, d, text: str) -> None:
+    def note_decision(rec: dict, d, text: str, spec=None) -> None:
         rec.update(router=d.router, win_rate=round(d.win_rate, 6), threshold=round(d.threshold, 6),
-                   route=d.route, _prompt=text)
+                   threshold_source=d.threshold_source, route=d.route, _prompt=text)
+        metrics.decision(d.router, d.threshold_source)
+        if live.shadow_cache is not None and spec is not None:  # scored after the served decision, off its path
+            rec["_shadow"] = asyncio.ensure_future(run_in_threadpool(live.shadow_decide, text, spec.strong_fraction))
 
     def prompt_of(body) -> str:
         if ("prompt" in body) == ("messages" in body):
@@ -233,12 +262,18 @@ def create_app(config: ServerConfig | None = None, *, upstream_clients: Mapping[
         if name is not None and not isinstance(name, str):
             raise BadInputError("'router' must be a string")
         spec = RouteSpec(name or cache.default, body.get("threshold"), body.get("strong_fraction"))
+        explain = body.get("explain", False)
+        if not isinstance(explain, bool):
+            raise BadInputError("'explain' must be true or false")
         d = await decide(spec, text, rec)
-        note_decision(rec, d, text)
+        note_decision(rec, d, text, spec)
         up = cfg.all_upstreams().get(d.route)
         rec["model"] = up.model if up else d.model
-        return JSONResponse({**d.to_dict(), "model": rec["model"],
-                             **({"warning": rec["_warning"]} if "_warning" in rec else {})})
+        extra = {"warning": rec["_warning"]} if "_warning" in rec else {}
+        if explain:  # the served decision's threshold and source, not the next request's
+            ex = await run_in_threadpool(lambda: cache.get(spec.router).explain(text, threshold=d.threshold))
+            extra["explain"] = {**ex.to_dict(), "route": d.route, "threshold_source": d.threshold_source}
+        return JSONResponse({**d.to_dict(), "model": rec["model"], **extra})
 
     async def chat(body, rec):
         spec = parse_model(body.get("model"), cfg.aliases)
@@ -257,7 +292,7 @@ def create_app(config: ServerConfig | None = None, *, upstream_clients: Mapping[
             order = order[:2] if cfg.fallback else order[:1]
         else:
             d = await decide(spec, text, rec)
-            note_decision(rec, d, text)
+            note_decision(rec, d, text, spec)
             info = {k: v for k, v in d.to_dict().items() if k not in ("model", "strong_model", "weak_model")}
             if "_warning" in rec:
                 info["warning"] = rec["_warning"]

@@ -72,6 +72,19 @@ class ServerConfig(BaseModel):
     read_timeout: float = Field(30.0, gt=0, le=3600)  #: seconds a client has to send one whole request
     keep_alive_timeout: float = Field(5.0, gt=0, le=3600)
     max_connections: int = Field(1000, ge=1, le=1_000_000)  #: open connections; the oldest idle one is dropped
+    # -- live traffic (routekit.server.live): budget control and shadow routing ------------------------
+    #: keep this share of each router's requests strong over a rolling window (a number for every
+    #: router, or {router: share}); requests with their own threshold / strong_fraction are not controlled
+    target_strong_share: float | dict[str, float] | None = None
+    #: the cost form: USD per budget_window requests (a number for every router, or {router: usd});
+    #: needs prices for the strong and weak upstream models
+    budget_usd: float | dict[str, float] | None = None
+    budget_window: int = Field(1000, ge=10, le=10_000_000)  #: requests the share / budget is held over
+    #: tokens per request assumed for the cost form until real usage arrives
+    budget_request_tokens: dict[Literal["input", "output"], int] = Field(
+        default_factory=lambda: {"input": 1000, "output": 500})
+    budget_state: str | None = None  #: folder for the controllers' state (one JSON per router); None: not kept
+    shadow: str | None = None  #: a router (configured name, shipped name or folder) that scores every request too
 
     def __init__(self, **data: Any):
         try:
@@ -128,6 +141,37 @@ class ServerConfig(BaseModel):
                 raise ValueError(f"upstreams.{name}: use the [{name}] table for the strong/weak upstream")
         return self
 
+    @model_validator(mode="after")
+    def _budget(self) -> "ServerConfig":
+        for key in ("target_strong_share", "budget_usd"):
+            value = getattr(self, key)
+            per = value if isinstance(value, dict) else {"*": value} if value is not None else {}
+            for name, v in per.items():
+                if name != "*" and name not in self.routers:
+                    raise ValueError(f"{key}.{name}: not a configured router ({', '.join(self.routers)})")
+                if not math.isfinite(v) or v < 0 or (key == "target_strong_share" and v > 1):
+                    raise ValueError(f"{key}{'' if name == '*' else '.' + name} must be "
+                                     f"{'in [0, 1]' if key == 'target_strong_share' else 'a finite number >= 0'}, "
+                                     f"got {v!r}")
+        both = set(self.target_for_all()) & set(self.budget_for_all())
+        if both:
+            raise ValueError(f"router {sorted(both)[0]!r} has both target_strong_share and budget_usd; give one")
+        if self.budget_usd is not None:
+            for side in ("strong", "weak"):
+                up = getattr(self, side)
+                if up is None or up.model not in self.prices:
+                    raise ValueError(f"budget_usd needs prices for the {side} upstream's model "
+                                     f"({up.model if up else f'no {side} upstream configured'})")
+        return self
+
+    def target_for_all(self) -> dict[str, float]:
+        """target_strong_share per configured router (routers without one left out)."""
+        return _per_router(self.target_strong_share, self.routers)
+
+    def budget_for_all(self) -> dict[str, float]:
+        """budget_usd per configured router (routers without one left out)."""
+        return _per_router(self.budget_usd, self.routers)
+
     def all_upstreams(self) -> dict[str, Upstream]:
         """strong, weak and the extra ``upstreams``, by name (unconfigured sides left out)."""
         out = {k: v for k, v in (("strong", self.strong), ("weak", self.weak)) if v is not None}
@@ -167,6 +211,14 @@ class ServerConfig(BaseModel):
             return cls.from_dict(data)
         except BadInputError as exc:
             raise BadInputError(f"server config {str(p)!r}: {exc}") from None
+
+
+def _per_router(value, routers) -> dict[str, float]:
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return {k: float(v) for k, v in value.items()}
+    return {name: float(value) for name in routers}
 
 
 def _explain(exc: ValidationError) -> str:

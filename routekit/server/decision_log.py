@@ -13,6 +13,10 @@ tokens would have cost at the strong model's price; null without prices), for ``
 one ``{side, upstream, model, status, error, exception, message}`` per failed call (``side``:
 ``chosen`` or ``fallback``; ``error``: timeout, connection, http_<status>, not_json or other;
 ``message``: the upstream's own words, cut to 200 characters), so a failed fallback keeps both causes.
+``threshold_source`` says where the threshold came from (``calibration``, ``budget`` or ``raw``);
+with a shadow router (``--shadow``), ``shadow`` holds its decision (``router``, ``route``,
+``win_rate``, ``threshold``, ``threshold_source``, ``agrees``, ``cost_usd``: the served answer's
+tokens at the shadow's side's price), or ``{router, error}``.
 
 The prompt is never logged unless ``log_prompts`` is on (``--log-prompts``); then ``prompt`` holds
 the scored text cut to ``log_prompt_chars`` characters and ``prompt_chars`` its full length.
@@ -187,8 +191,15 @@ def summarise(path: str | Path) -> dict[str, Any]:
     cost = strong_cost = 0.0
     priced = 0
     lat: dict[str, list[float]] = {"route_ms": [], "upstream_ms": []}
+    sources: dict[str, int] = {}
+    sh = {"n": 0, "agree": 0, "strong": 0, "served_strong": 0, "errors": 0, "priced": 0, "cost": 0.0,
+          "served_cost": 0.0, "routers": {}}
     for rec in _read(path):
         n += 1
+        src = rec.get("threshold_source")
+        if isinstance(src, str):
+            sources[src] = sources.get(src, 0) + 1
+        _shadow(sh, rec)
         route = str(rec.get("route") or "none")
         routes[route] = routes.get(route, 0) + 1
         routers[str(rec.get("router"))] = routers.get(str(rec.get("router")), 0) + 1
@@ -211,7 +222,36 @@ def summarise(path: str | Path) -> dict[str, Any]:
     }
     for k, values in lat.items():
         out[k] = {f"p{int(q * 100)}": _pct(values, q) for q in (0.5, 0.9, 0.99)} | {"n": len(values)}
+    out["threshold_sources"] = sources
+    if sh["n"] or sh["errors"]:
+        k = sh["n"]
+        out["shadow"] = {
+            "routers": sh["routers"], "requests": k, "errors": sh["errors"],
+            "agreement": sh["agree"] / k if k else None, "strong_share": sh["strong"] / k if k else None,
+            "served_strong_share": sh["served_strong"] / k if k else None,
+            "priced_requests": sh["priced"], "cost_usd": sh["cost"], "served_cost_usd": sh["served_cost"]}
     return out
+
+
+def _shadow(acc: dict, rec: dict) -> None:
+    """Add one log line's ``shadow`` field to the running totals of :func:`summarise`."""
+    s = rec.get("shadow")
+    if not isinstance(s, dict):
+        return
+    if "error" in s or s.get("route") not in ("strong", "weak"):
+        acc["errors"] += 1
+        return
+    acc["n"] += 1
+    name = str(s.get("router"))
+    acc["routers"][name] = acc["routers"].get(name, 0) + 1
+    acc["agree"] += s["route"] == rec.get("route")
+    acc["strong"] += s["route"] == "strong"
+    acc["served_strong"] += rec.get("route") == "strong"
+    c, served = _num(s, "cost_usd"), _num(rec, "cost_usd")
+    if c is not None and served is not None:
+        acc["priced"] += 1
+        acc["cost"] += c
+        acc["served_cost"] += served
 
 
 def format_summary(s: dict[str, Any]) -> str:
@@ -230,6 +270,20 @@ def format_summary(s: dict[str, Any]) -> str:
                      "priced requests")
     else:
         lines.append("cost: no priced requests (set prices in the server config)")
+    if s.get("threshold_sources"):
+        lines.append("threshold from: " + ", ".join(f"{k} {v}" for k, v in sorted(s["threshold_sources"].items())))
+    sh = s.get("shadow")
+    if sh:
+        k = sh["requests"]
+        lines.append(f"shadow {', '.join(sh['routers']) or '(none)'}: {k} requests scored, {sh['errors']} errors")
+        if k:
+            lines.append(f"  agreement with the served route: {100 * sh['agreement']:.1f} %; strong share "
+                         f"{100 * sh['strong_share']:.1f} % (served {100 * sh['served_strong_share']:.1f} %)")
+        if sh["priced_requests"]:
+            lines.append(f"  counterfactual cost: ${sh['cost_usd']:.6f} vs ${sh['served_cost_usd']:.6f} served over "
+                         f"{sh['priced_requests']} priced requests (the served answers' tokens at the shadow's prices)")
+        else:
+            lines.append("  counterfactual cost: no priced requests")
     lines.append(f"routing latency ms: {ms(s['route_ms'])}")
     lines.append(f"upstream latency ms: {ms(s['upstream_ms'])}")
     return "\n".join(lines)

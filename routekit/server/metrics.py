@@ -8,6 +8,12 @@ Metric names (unchanged from the hand-written exporter they replace):
 ``routekit_fallbacks_total{from_upstream, to_upstream, reason}``
 ``routekit_tokens_total{model, kind}``                   kind: prompt, completion (the upstream's usage)
 ``routekit_cost_usd_total{model}``                       usage x configured prices
+``routekit_decisions_total{router, threshold_source}``    routed requests by where the threshold came from
+``routekit_budget_threshold{router}``                    a budget controller's current threshold (gauge)
+``routekit_budget_target_share{router}``                 its target strong share (gauge; the cost form's too)
+``routekit_budget_window_share{router}``                 strong share of its last ``budget_window`` decisions
+``routekit_budget_feedback{router}``                     its running surplus of strong calls owed (gauge)
+``routekit_shadow_decisions_total{router, route, agrees}`` the shadow router's decisions
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from prometheus_client import (  # noqa: E402
     CONTENT_TYPE_LATEST,  # noqa: E402
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -62,6 +69,15 @@ class Metrics:
                                ("model", "kind"), registry=r)
         self._cost = Counter("routekit_cost_usd", "Upstream cost from usage x configured prices.", ("model",),
                              registry=r)
+        self._decisions = Counter("routekit_decisions", "Routed requests by router and threshold source "
+                                  "(calibration, budget, raw).", ("router", "threshold_source"), registry=r)
+        self._budget = {k: Gauge(f"routekit_budget_{k}", doc, ("router",), registry=r) for k, doc in (
+            ("threshold", "A budget controller's current threshold."),
+            ("target_share", "A budget controller's target strong share."),
+            ("window_share", "Strong share of a budget controller's recent decisions (its window)."),
+            ("feedback", "A budget controller's running surplus of strong calls owed (< 0: taken too many)."))}
+        self._shadow = Counter("routekit_shadow_decisions", "The shadow router's decisions, and whether they "
+                               "agree with the served ones.", ("router", "route", "agrees"), registry=r)
 
     def request(self, endpoint: str, route: str, status: int) -> None:
         self._requests.labels(endpoint, route, str(status)).inc()
@@ -71,6 +87,21 @@ class Metrics:
 
     def fallback(self, from_upstream: str, to_upstream: str, reason: str) -> None:
         self._fallbacks.labels(from_upstream, to_upstream, reason).inc()
+
+    def decision(self, router: str, threshold_source: str) -> None:
+        self._decisions.labels(router, threshold_source).inc()
+
+    def shadow(self, router: str, route: str, agrees: bool) -> None:
+        self._shadow.labels(router, route, "yes" if agrees else "no").inc()
+
+    def budget(self, router: str, stats) -> None:
+        """Set the gauges of one controller from its :class:`~routekit.control.budget.BudgetStats`."""
+        g = self._budget
+        g["threshold"].labels(router).set(stats.threshold)
+        g["target_share"].labels(router).set(stats.target_strong_share)
+        g["feedback"].labels(router).set(stats.feedback)
+        if stats.window_strong_share is not None:
+            g["window_share"].labels(router).set(stats.window_strong_share)
 
     def router_latency(self, router: str, seconds: float) -> None:
         self._latency.labels(router).observe(seconds)

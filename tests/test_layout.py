@@ -205,3 +205,13 @@ def test_bench_scripts_have_help(script):
 
     res = subprocess.run([sys.executable, str(BENCH / script), "--help"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and "usage:" in res.stdout, res.stderr
+
+
+def test_every_runtime_package_is_in_the_wheel():
+    """pyproject lists packages by name: a new subpackage left off the list imports in a checkout and
+    fails in an installed wheel."""
+    import tomllib
+
+    listed = set(tomllib.loads((PKG.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(PKG.parent).parts) for p in PKG.rglob("__init__.py")}
+    assert found - listed == set()

@@ -4,16 +4,25 @@ Parquet with pyarrow (``pip install 'routekit[batch]'``, imported only when a Pa
 A reader yields one :class:`Record` per input record (a non-blank line, a CSV row, a Parquet row)
 with its 1-based position, so a bad one can be reported as ``file:line``.  Memory stays bounded:
 lines are read one at a time and Parquet in record batches.
+
+The input may also be an object-store URI (``s3://bucket/key``, ``gs://``, ...), read as a stream
+through ``pyarrow.fs`` (the batch extra): credentials, region and endpoint come from the usual
+environment (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_PROFILE``, ``AWS_REGION``,
+``AWS_ENDPOINT_URL`` for S3-compatible stores).  A missing key, a denied bucket or a read cut off
+half-way is one :class:`~routekit.errors.BadInputError` naming the URI.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import IO, Any, Iterator
 
 from routekit.errors import BadInputError, require
 
@@ -22,6 +31,140 @@ ADDED = ("route", "model", "win_rate", "threshold", "router")
 FORMATS = ("jsonl", "csv", "parquet", "text")
 _SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet",
              ".txt": "text"}
+
+
+# -- sources: a local file or an object-store URI ------------------------------------------------
+def is_remote(path: str | os.PathLike) -> bool:
+    """``s3://...``, ``gs://...`` and the like (``file://`` and plain paths are local)."""
+    text = os.fspath(path)
+    return isinstance(text, str) and "://" in text and not text.startswith("file://")
+
+
+@dataclass(frozen=True)
+class Source:
+    """An input checked to exist and be readable: what a resumed job compares."""
+
+    name: str  #: the path or URI as given (for messages)
+    ident: str  #: the resolved path, or the URI
+    size: int | None
+    mtime_ns: int | None
+    remote: bool = False
+    folder: bool = False
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _remote_error(uri: str, exc: BaseException) -> BadInputError:
+    text = _one_line(exc)
+    if any(w in text for w in ("ACCESS_DENIED", "AccessDenied", "Access Denied", "Forbidden", "403")):
+        return BadInputError(f"{uri}: access denied ({text}); check the credentials (AWS_ACCESS_KEY_ID, "
+                             "AWS_PROFILE) and the bucket's policy")
+    if isinstance(exc, FileNotFoundError) or "NoSuchKey" in text or "NoSuchBucket" in text:
+        return BadInputError(f"{uri}: not found ({text})")
+    return BadInputError(f"{uri}: cannot be read ({text})")
+
+
+def _filesystem(uri: str):
+    fs_mod = require("pyarrow.fs", "batch", f"reading {uri.split('://')[0]}:// input")
+    try:
+        return fs_mod.FileSystem.from_uri(uri)
+    except (ValueError, OSError) as exc:  # pyarrow.ArrowInvalid is a ValueError
+        raise _remote_error(uri, exc) from None
+
+
+def source(path: str | os.PathLike, *, folder_ok: bool = False) -> Source:
+    """Check that ``path`` (a file, or an object-store URI) exists and can be read; a missing file
+    or key, a folder (unless ``folder_ok``) or a denied bucket is a :class:`BadInputError`."""
+    if not is_remote(path):
+        p = Path(path)
+        if p.is_dir() and folder_ok:
+            return Source(str(p), str(p.resolve()), None, None, folder=True)
+        if not p.is_file():
+            raise BadInputError(f"{p}: " + ("is a folder, not a file" if p.is_dir() else "file not found"))
+        st = p.stat()
+        return Source(str(p), str(p.resolve()), st.st_size, st.st_mtime_ns)
+    uri = os.fspath(path)
+    fs, key = _filesystem(uri)
+    from pyarrow.fs import FileType
+
+    try:
+        info = fs.get_file_info(key)
+    except OSError as exc:
+        raise _remote_error(uri, exc) from None
+    if info.type == FileType.NotFound:
+        raise BadInputError(f"{uri}: not found (no such key, or no such bucket)")
+    if info.type == FileType.Directory:
+        if folder_ok:
+            return Source(uri, uri, None, None, remote=True, folder=True)
+        raise BadInputError(f"{uri}: is a folder (a key prefix), not an object; the local engine reads one "
+                            "object (--engine ray reads folders)")
+    return Source(uri, uri, info.size, info.mtime_ns, remote=True)
+
+
+class _RemoteStream:
+    """A buffered object-store stream whose read failures are BadInputErrors naming the URI."""
+
+    def __init__(self, f: IO[bytes], uri: str, size: int | None):
+        self._f, self._uri, self._size, self._got = f, uri, size, 0
+
+    def _fail(self, exc: OSError) -> BadInputError:
+        return BadInputError(f"{self._uri}: reading stopped after {self._got} of {self._size} bytes "
+                             f"({_one_line(exc)})")
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            data = self._f.read(n)
+        except OSError as exc:
+            raise self._fail(exc) from None
+        self._got += len(data)
+        return data
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            try:
+                line = self._f.readline()
+            except OSError as exc:
+                raise self._fail(exc) from None
+            if not line:
+                if self._size is not None and self._got < self._size:
+                    raise BadInputError(f"{self._uri}: the object ended after {self._got} of its "
+                                        f"{self._size} bytes (a partial read)")
+                return
+            self._got += len(line)
+            yield line
+
+
+@contextlib.contextmanager
+def open_bytes(path: str | os.PathLike) -> Iterator[Any]:
+    """A binary file to iterate by lines (or ``read``): a local file, or an object streamed."""
+    if not is_remote(path):
+        with open(path, "rb") as f:
+            yield f
+        return
+    uri = os.fspath(path)
+    fs, key = _filesystem(uri)
+    try:
+        size = fs.get_file_info(key).size
+        raw = fs.open_input_stream(key)
+    except OSError as exc:  # FileNotFoundError included
+        raise _remote_error(uri, exc) from None
+    with io.BufferedReader(raw, 1 << 20) as f:
+        yield _RemoteStream(f, uri, size)
+
+
+def open_random_access(path: str | os.PathLike):
+    """A seekable file for Parquet: the path itself when local, else the object opened."""
+    if not is_remote(path):
+        return path
+    uri = os.fspath(path)
+    fs, key = _filesystem(uri)
+    try:
+        return fs.open_input_file(key)
+    except OSError as exc:
+        raise _remote_error(uri, exc) from None
 
 
 def input_format(path: Path, given: str | None = None) -> str:
@@ -70,6 +213,8 @@ class _Lines:
         self.schema = None
 
     def count(self) -> int | None:
+        if is_remote(self.path):
+            return None  # no second download just for the bar's total
         n = 0
         with open(self.path, "rb") as f:
             for buf in iter(lambda: f.read(1 << 20), b""):
@@ -78,7 +223,7 @@ class _Lines:
 
     def records(self, skip: int = 0) -> Iterator[Record]:
         seen = 0
-        with open(self.path, "rb") as f:
+        with open_bytes(self.path) as f:
             for i, line in enumerate(f, 1):
                 if not line.strip():
                     continue
@@ -123,7 +268,7 @@ class _Csv:
     def __init__(self, path: Path, field: str):
         self.path, self.field, self.schema = path, field, None
         self._bad_lines: set[int] = set()
-        with open(path, "rb") as f:
+        with open_bytes(path) as f:
             header = next(csv.reader(self._lines(f, track=False)), None)
         if not header:
             raise BadInputError(f"{path}: empty CSV file (no header row)")
@@ -150,7 +295,7 @@ class _Csv:
         return None  # quoted newlines make a line count wrong; no total
 
     def records(self, skip: int = 0) -> Iterator[Record]:
-        with open(self.path, "rb") as f:
+        with open_bytes(self.path) as f:
             reader = csv.reader(self._lines(f))
             next(reader)
             start, n = 2, 0
@@ -187,9 +332,9 @@ class _Parquet:
         pa = require("pyarrow", "batch", "Parquet files")
         self.path, self.field, self.chunk_rows = path, field, chunk_rows
         try:
-            self._file = pq.ParquetFile(path)
+            self._file = pq.ParquetFile(open_random_access(path))
         except (pa.ArrowException, OSError) as exc:
-            raise BadInputError(f"{path}: not a readable Parquet file ({exc})") from None
+            raise BadInputError(f"{path}: not a readable Parquet file ({_one_line(exc)})") from None
         self.schema = self._file.schema_arrow
         self.columns = list(self.schema.names)
         if field not in self.columns:
@@ -207,6 +352,12 @@ class _Parquet:
         return self._file.metadata.num_rows
 
     def records(self, skip: int = 0) -> Iterator[Record]:
+        try:
+            yield from self._records(skip)
+        except OSError as exc:  # an object store connection lost half-way, a file truncated under us
+            raise BadInputError(f"{self.path}: reading stopped ({_one_line(exc)})") from None
+
+    def _records(self, skip: int) -> Iterator[Record]:
         n = 0
         for batch in self._file.iter_batches(batch_size=self.chunk_rows):
             if n + batch.num_rows <= skip:

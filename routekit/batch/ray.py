@@ -183,6 +183,24 @@ def error_from(exc: BaseException) -> RoutekitError | None:
     return None
 
 
+def _from_ray(exc: BaseException) -> bool:
+    return any(c.__module__.split(".")[0] == "ray" for c in type(exc).__mro__)
+
+
+def _root_text(exc: BaseException, limit: int = 300) -> str:
+    """The innermost error under Ray's wrappers, as ``Type: first line``."""
+    seen, x = set(), exc
+    while id(x) not in seen:
+        seen.add(id(x))
+        nxt = getattr(x, "cause", None) or x.__cause__ or x.__context__
+        if not isinstance(nxt, BaseException):
+            break
+        x = nxt
+    lines = [ln.strip() for ln in str(x).splitlines() if ln.strip()]
+    text = f"{type(x).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 def _init(address: str | None):
     ray = _ray()
     if not ray.is_initialized():
@@ -209,6 +227,8 @@ def score_cli(args) -> int:
     remote = "://" in args.input
     if not remote and not os.path.exists(args.input):
         raise BadInputError(f"{args.input}: not found")
+    if remote:  # a missing key or a denied bucket: one clear line now, not a Ray task failure later
+        fm.source(args.input, folder_ok=True)
     in_fmt = args.input_format or fm.input_format(Path(args.input.rstrip("/")), None)
     if os.path.isdir(args.input) and not args.input_format:
         raise BadInputError("a folder input needs --input-format (jsonl, csv, parquet or text)")
@@ -243,6 +263,9 @@ def score_cli(args) -> int:
         cause = error_from(exc) if isinstance(exc, Exception) else None
         if cause is not None:
             raise type(cause)(f"{cause} (nothing was published to {out})") from None
+        if isinstance(exc, Exception) and _from_ray(exc):  # e.g. a bad line that Ray's reader met
+            raise BadInputError(f"the Ray job on {args.input} failed: {_root_text(exc)} "
+                                f"(nothing was published to {out})") from None
         raise
     if local_out:
         os.replace(staging, out)

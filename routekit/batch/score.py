@@ -85,10 +85,8 @@ class ScoreJob:
         self.batch_size = _positive("batch_size", batch_size)
         self.chunk_rows = _positive("chunk_rows", chunk_rows or 16 * batch_size)
         self.part_rows = _positive("part_rows", part_rows)
-        self.input = Path(input)
-        if not self.input.is_file():
-            raise BadInputError(f"{self.input}: " + ("is a folder, not a file" if self.input.is_dir()
-                                                     else "file not found"))
+        self.source = fm.source(input)  # a file, or an object-store URI (s3://...): exists and readable
+        self.input = Path(input) if not self.source.remote else self.source.name
         for fmt in (input_format, output_format):
             if fmt is not None and fmt not in fm.FORMATS:
                 raise BadInputError(f"unknown format {fmt!r} (one of {', '.join(fm.FORMATS)})")
@@ -198,11 +196,11 @@ class ScoreJob:
 
     # -- folder output -----------------------------------------------------------------------------
     def _job(self, router) -> dict:
-        st = self.input.stat()
+        src = fm.source(self.input)  # again: a changed input must not be resumed into
         files = {k: v.get("sha256") for k, v in (router.manifest.files if router.manifest else {}).items()}
         ident = json.dumps({"name": router.name, "files": files, "strong": router.strong_model,
                             "weak": router.weak_model}, sort_keys=True)
-        return {"input": str(self.input.resolve()), "input_bytes": st.st_size, "input_mtime_ns": st.st_mtime_ns,
+        return {"input": src.ident, "input_bytes": src.size, "input_mtime_ns": src.mtime_ns,
                 "input_format": self.in_fmt, "output_format": self.out_fmt, "field": self.field,
                 "router": router.name, "router_sha256": hashlib.sha256(ident.encode()).hexdigest(),
                 "threshold": self.threshold, "strong_fraction": self.strong_fraction,
@@ -339,8 +337,9 @@ def _exclusive(folder: Path) -> Iterator[None]:
 def add_arguments(s) -> None:
     """The ``routekit score`` options (an argparse parser); the CLI adds --router and the threshold."""
     s.add_argument("--input", required=True,
-                   help="JSONL (objects with a 'prompt' field), CSV, Parquet, or text (one prompt per line); "
-                        "with --engine ray also a folder or s3:// path")
+                   help="JSONL (objects with a 'prompt' field), CSV, Parquet, or text (one prompt per line): a file "
+                        "or an s3:// (gs://, ...) object, streamed (needs pyarrow: routekit[batch]; credentials and "
+                        "endpoint from AWS_* variables); with --engine ray also a folder or prefix")
     s.add_argument("--output", default=None,
                    help="file to write (format from its suffix: .jsonl/.csv/.parquet), a folder ending in '/' "
                         "for part files + _SUCCESS (default: JSONL on stdout)")

@@ -27,7 +27,7 @@ def load(name_or_path: str | os.PathLike = "default", *, providers: Sequence[str
     key = _router_key(name_or_path)
     from routekit.encoders.session import resolve_threads
 
-    resolve_threads(threads)  # a bad thread count is refused before anything is read
+    threads = resolve_threads(threads)  # once, here: a bad count is refused before anything is read
     kw = dict(providers=providers, threads=threads, strong=strong, weak=weak, **options)
     if key == "random" or key.startswith("random:"):
         cls = registry.router_class("random")

@@ -26,9 +26,11 @@ import numpy as np
 
 from routekit.progress import progress
 
-from .fit_data import LabelSet
+from .fit_data import LabelSet, prompt_folds
 
-KINDS = ("linear", "sw", "mf", "bert")
+KINDS = ("irt", "linear", "sw", "mf", "bert")
+#: Not a kind one trains: the prior (the shipped default's score) as it is, always cross-validated.
+DEFAULT = "default"
 #: Labelled prompts from which MF is a candidate without being asked for (it overfits small sets).
 MF_MIN_PROMPTS = 500
 #: ... and from which BERT fine-tuning is (hours of CPU below that buy nothing measurable here).
@@ -47,8 +49,8 @@ def candidate_kinds(labels: LabelSet, asked: list[str] | None = None) -> tuple[l
         bad = [k for k in asked if k not in KINDS]
         if bad:
             raise ValueError(f"unknown --kinds {', '.join(bad)} (known: {', '.join(KINDS)})")
-        return list(dict.fromkeys(asked)), {}
-    kinds, why = ["linear", "sw"], {}
+        return list(dict.fromkeys([DEFAULT] + list(asked))), {}
+    kinds, why = [DEFAULT, "irt", "linear", "sw"], {}
     if n >= MF_MIN_PROMPTS:
         kinds.append("mf")
     else:
@@ -68,6 +70,11 @@ class FitInputs:
     labels: LabelSet
     emb: np.ndarray
     tokenizer: object
+    #: for "default" and "irt": the prior standardised over ``battle_prompts``, the centred embeddings
+    #: and the pair's labels as :class:`routekit_export.irt.Observations` (models 0 = strong, 1 = weak)
+    prior_d: np.ndarray | None = None
+    irt_X: np.ndarray | None = None
+    irt_obs: object = None
     bert_steps: int = 600
     mf_steps: int = 800
     torch_threads: int = 1
@@ -209,6 +216,19 @@ def fit_predict(kind: str, inp: FitInputs, train_rows: np.ndarray, test_rows: np
     keep[train_rows] = True
     keep[test_rows] = False
     test_prompts = [lab.prompts[i] for i in test_rows]
+    if kind in (DEFAULT, "irt") and inp.prior_d is None:
+        raise ValueError(f"kind {kind!r} needs the prior (FitInputs.prior_d)")
+    if kind == DEFAULT:
+        return inp.prior_d[np.asarray(test_rows)]
+    if kind == "irt":
+        from . import irt as T
+
+        mask = np.zeros(len(lab.battle_prompts), bool)
+        mask[train_rows] = True
+        params = T.fit(inp.prior_d, inp.irt_X, inp.irt_obs.subset(mask), [lab.strong, lab.weak], T.PAIR_CONFIG,
+                       alpha0=T.prior_alpha([lab.strong, lab.weak], lab.strong, lab.weak))
+        rows = np.asarray(test_rows)
+        return T.pair_win_rate(params.theta(inp.prior_d[rows], inp.irt_X[rows]), bool(params.absolute.all()))
     if kind == "linear":
         weights, _ = _linear_fit(inp, np.asarray(train_rows))
         return linear_gains(weights, inp.emb[test_rows], test_prompts, inp.tokenizer)
@@ -228,11 +248,6 @@ def fit_predict(kind: str, inp: FitInputs, train_rows: np.ndarray, test_rows: np
 
 
 # --------------------------------------------------------------------------- cross-validation
-
-
-def prompt_folds(n: int, folds: int, seed: int) -> np.ndarray:
-    """Fold of every pair prompt (each prompt in exactly one fold: grouped by prompt)."""
-    return np.random.default_rng(seed).permutation(n) % folds
 
 
 def score_table(scores: dict[str, np.ndarray], strong_q: np.ndarray, weak_q: np.ndarray, *,
@@ -272,25 +287,53 @@ def cross_validate(inp: FitInputs, kinds: list[str], *, folds: int = 5, work: Pa
         if te.size:
             oof[kind][te] = fit_predict(kind, inp, tr, te, extra, work=work)
     table = score_table(oof, lab.strong_q, lab.weak_q, seed=inp.seed)
+    if "irt" in oof:
+        for kind, gap in paired_gaps(oof, "irt", lab.strong_q, lab.weak_q, seed=inp.seed).items():
+            table["candidates"][kind]["minus_adapted_ci95"] = gap
     table.update(folds=folds, grouped_by="prompt", seed=inp.seed,
                  note="out-of-fold APGR on the labelled prompts; every kind scored on the same folds")
     return table
 
 
+def paired_gaps(oof: dict[str, np.ndarray], ref: str, strong_q, weak_q, *, n_boot: int = 1000,
+                seed: int = 0) -> dict[str, list | None]:
+    """95 % bootstrap interval (prompts resampled, the same resample for both) of APGR(kind) − APGR(ref)."""
+    from routekit.eval.metrics import apgr
+
+    s, w = np.asarray(strong_q, float), np.asarray(weak_q, float)
+    rng = np.random.default_rng(seed)
+    gaps: dict[str, list] = {k: [] for k in oof if k != ref}
+    for _ in range(n_boot):
+        i = rng.integers(0, len(s), len(s))
+        if np.isclose(s[i].mean(), w[i].mean()):
+            continue
+        base = apgr(oof[ref][i], s[i], w[i])
+        for k, v in gaps.items():
+            v.append(apgr(oof[k][i], s[i], w[i]) - base)
+    return {k: ([round(float(x), 4) for x in np.quantile(v, [0.025, 0.975])] if v else None) for k, v in gaps.items()}
+
+
 def choose(table: dict) -> str:
-    """The candidate with the best CV APGR (earlier = simpler kind on a tie)."""
+    """The adapted kind (``irt``) unless another candidate's CV APGR is above it with the paired
+    interval of the difference above 0 (then the best of those); without ``irt``, the best CV APGR
+    (earlier = simpler kind on a tie).  ``default`` chosen means: write the prior as it is."""
     cands = table["candidates"]
+    if "irt" in cands:
+        better = [k for k in cands if k != "irt" and (cands[k].get("minus_adapted_ci95") or [0.0])[0] > 0]
+        return max(better, key=lambda k: cands[k]["apgr"]) if better else "irt"
     return max(cands, key=lambda k: (cands[k]["apgr"], -list(cands).index(k)))
 
 
 def format_cv(table: dict, chosen: str | None = None, why: dict | None = None) -> str:
     lines = [f"CV ({table['folds']}-fold, grouped by prompt) on {table['n']} labelled prompts: "
              f"strong mean {table['strong_mean']:.3f}, weak mean {table['weak_mean']:.3f}",
-             f"{'candidate':<12} {'APGR':>7}  {'95% CI':<17}"]
+             f"{'candidate':<12} {'APGR':>7}  {'95% CI':<17} {'minus irt, 95% CI':<18}"]
     for k, r in table["candidates"].items():
         ci = f"[{r['apgr_ci95'][0]:.3f}, {r['apgr_ci95'][1]:.3f}]" if r["apgr_ci95"] else "(undefined)"
+        gap = r.get("minus_adapted_ci95")
+        gap = f"[{gap[0]:+.3f}, {gap[1]:+.3f}]" if gap else ""
         mark = "  <- chosen" if k == chosen else ""
-        lines.append(f"{k:<12} {r['apgr']:>7.3f}  {ci:<17}{mark}")
+        lines.append(f"{k:<12} {r['apgr']:>7.3f}  {ci:<17} {gap:<18}{mark}")
     r = table["random"]
     lines.append(f"{'random':<12} {r['apgr_mean']:>7.3f}  ± {r['apgr_std']:.3f} (10 seeds)")
     lines.append(f"{'oracle':<12} {table['oracle']['apgr']:>7.3f}")

@@ -109,7 +109,8 @@ def _router_files(kind: str, inp: F.FitInputs, dest: Path, work: Path) -> tuple[
 
 
 def write_artifact(kind: str, inp: F.FitInputs, out: Path, enc: EncoderSource, *, cv: dict, why: dict,
-                   calibration: tuple[list[str], str], name: str, overwrite: bool, work: Path) -> None:
+                   calibration: tuple[list[str], str], name: str, overwrite: bool, work: Path,
+                   prior=None) -> None:
     from routekit import artifact
 
     from .build import calibrate_in_place, pair_fields
@@ -119,7 +120,15 @@ def write_artifact(kind: str, inp: F.FitInputs, out: Path, enc: EncoderSource, *
                 "noncommercial_rows_included": None,
                 "note": "your label file; its licence is yours to record (routekit-export fit does not know it)"}
     metrics_cv = {**cv, "chosen": kind, "not_tried": why,
-                  "selected_by": "highest out-of-fold APGR (earlier kind on a tie: linear, sw, mf, bert)"}
+                  "selected_by": ("irt (the default adapted to your labels) unless another candidate's out-of-fold "
+                                  "APGR is higher with the paired 95 % interval of the difference above 0"
+                                  if "irt" in cv["candidates"] else
+                                  "highest out-of-fold APGR (earlier kind on a tie: linear, sw, mf, bert)")}
+    if kind in ("irt", F.DEFAULT):
+        from .irt_build import write_pair
+
+        return write_pair(kind, inp, prior, out, enc, training=training, metrics_cv=metrics_cv,
+                          calibration=calibration, name=name, overwrite=overwrite)
     if kind == "bert":
         return _write_bert(inp, out, calibration, name, overwrite, work, training, metrics_cv)
     models = list(lab.models) if kind in ("sw", "mf") else [lab.strong, lab.weak]
@@ -150,19 +159,31 @@ def _write_bert(inp, out, calibration, name, overwrite, work, training, metrics_
 
 def add_cli(sub) -> None:
     p = sub.add_parser("fit",
-                       help="fit a router for your own strong/weak pair from your own labels (CV picks the kind)")
+                       help="fit a router for your own models from your own labels, starting from the shipped "
+                            "default: a strong/weak pair (CV picks the kind), every model of the file (no "
+                            "--strong/--weak), or one more model (--add-model)")
     p.add_argument("--labels", type=Path, required=True,
                    help="JSONL of {prompt, <strong>: q, <weak>: q} / {prompt, scores: {...}} / "
                         "{prompt, model_a, model_b, winner}, or a CSV with prompt + model columns")
-    p.add_argument("--strong", required=True, help="the strong model's name in the label file")
-    p.add_argument("--weak", required=True, help="the weak model's name in the label file")
+    p.add_argument("--strong", default=None,
+                   help="the strong model's name in the label file (without --strong/--weak: every model of the "
+                        "file goes into one item-response artifact; with them too, they name its routing pair)")
+    p.add_argument("--weak", default=None, help="the weak model's name in the label file")
+    p.add_argument("--models", nargs="+", default=None,
+                   help="without --strong/--weak: fit only these models of the label file")
+    p.add_argument("--add-model", default=None, metavar="NAME",
+                   help="add this model (its labels in --labels) to the irt artifact --to; the others stay as they are")
+    p.add_argument("--to", default=None, metavar="ARTIFACT", help="the irt artifact --add-model extends")
+    p.add_argument("--prior", default="linear",
+                   help="linear artifact whose score is the prior of the adapted (irt) kind (default: the shipped one)")
     p.add_argument("--out", type=Path, required=True, help="artifact folder to write")
     p.add_argument("--calibration-prompts", type=Path, default=None,
                    help="your unlabelled traffic (.jsonl with 'prompt' or one per line) for the thresholds "
                         "(default: the labelled prompts)")
     p.add_argument("--kinds", nargs="+", choices=F.KINDS, default=None,
-                   help="candidates to cross-validate (default: by data size: linear, sw; mf from "
-                        f"{F.MF_MIN_PROMPTS} prompts; bert from {F.BERT_MIN_PROMPTS})")
+                   help="candidates to cross-validate beside the default as it is (default: by data size: irt, "
+                        f"linear, sw; mf from {F.MF_MIN_PROMPTS} prompts; bert from {F.BERT_MIN_PROMPTS}); irt is "
+                        "kept unless another is better with the paired CV interval above 0")
     p.add_argument("--skip-bad", action="store_true",
                    help="drop malformed rows (count printed, rows written to --rejected) instead of stopping")
     p.add_argument("--rejected", type=Path, default=None, help="where --skip-bad writes them (default: OUT.rejected.jsonl)")
@@ -186,6 +207,16 @@ def run(args) -> dict:
         check_output(rej, inputs=[args.labels], what="--rejected file")
     if args.folds < 2:
         raise ValueError(f"--folds must be at least 2, got {args.folds}")
+    from . import irt_build
+
+    if args.add_model is not None:
+        if args.to is None:
+            raise LabelError("--add-model needs --to ARTIFACT (the irt artifact to extend)")
+        return irt_build.run_add_model(args, out, rej, EncoderSource)
+    if (args.strong is None) != (args.weak is None):
+        raise LabelError("give both --strong and --weak (a pair), or neither (every model of the label file)")
+    if args.strong is None or args.models:
+        return irt_build.run_models(args, out, rej, EncoderSource)
     labels = read_labels(args.labels, args.strong, args.weak, skip_bad=args.skip_bad)
     if labels.rejected:
         write_rejected(labels.rejected, rej)
@@ -211,6 +242,7 @@ def run(args) -> dict:
     enc = EncoderSource(args.encoder, threads=args.threads)
     inp = F.FitInputs(labels, enc.embed(labels.battle_prompts), enc.tokenizer(), bert_steps=args.bert_steps,
                       seed=args.seed)
+    prior = irt_build.pair_inputs(inp, args, enc, kinds, why)
     work = out.with_name(f".{out.name}.fit-work")
     try:
         cv = F.cross_validate(inp, kinds, folds=args.folds, work=work)
@@ -222,7 +254,7 @@ def run(args) -> dict:
         F.log(f"training {chosen} on all {n} labelled prompts and writing {out}")
         write_artifact(chosen, inp, out, enc, cv=cv, why=why,
                          calibration=calib or (labels.prompts, f"{labels.path.name} (the labelled prompts, {n})"),
-                         name=args.name or out.name, overwrite=args.force, work=work)
+                         name=args.name or out.name, overwrite=args.force, work=work, prior=prior)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {"artifact": str(out), "chosen": chosen, "cv": cv}
@@ -236,5 +268,5 @@ def run_cli(args) -> int:
     except (LabelError, FileExistsError, ValueError, RoutekitError, OSError) as exc:
         print(f"routekit-export: error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps({"artifact": res["artifact"], "chosen": res["chosen"]}))
+    print(json.dumps({k: res[k] for k in ("artifact", "chosen", "added", "seconds") if k in res}))
     return 0

@@ -110,7 +110,7 @@ def _quality_record(row: dict, where: str, strong: str, weak: str) -> dict[str, 
     long = [m for m in items if not m or len(str(m)) > MAX_NAME]
     if long:
         raise LabelError(f"{where}: model names must be 1-{MAX_NAME} characters, got {str(long[0])[:40]!r}...")
-    missing = [m for m in (strong, weak) if m not in items]
+    missing = [m for m in (strong, weak) if m is not None and m not in items]
     if "scores" in row and items:  # the multi-model layout: null / absent scores are normal
         missing = []
     if missing:
@@ -167,9 +167,15 @@ def _rows(path: Path, text: str):
 def read_labels(path: str | Path, strong: str, weak: str, *, skip_bad: bool = False) -> LabelSet:
     """Parse and validate ``path``; a bad row raises :class:`LabelError` (file:line) unless ``skip_bad``,
     which drops it into ``LabelSet.rejected`` (line, error, text)."""
-    path = Path(path)
     if strong == weak:
         raise LabelError(f"--strong and --weak are the same model {strong!r}")
+    path, digest, quality, battles, rejected, counts = _parse(path, strong, weak, skip_bad)
+    return _assemble(path, digest, strong, weak, quality, battles, rejected, counts)
+
+
+def _parse(path: str | Path, strong: str | None, weak: str | None, skip_bad: bool):
+    """(path, sha256, quality rows, battle rows, rejected rows, counts) of a label file."""
+    path = Path(path)
     if not path.is_file():
         raise LabelError(f"{path}: no such label file")
     raw = path.read_bytes()
@@ -201,12 +207,13 @@ def read_labels(path: str | Path, strong: str, weak: str, *, skip_bad: bool = Fa
     if not quality and not battles:
         raise LabelError(f"{path}: no usable rows ({n_rows} read, {len(rejected)} rejected)")
     counts = {"rows": n_rows, "quality_rows": len(quality), "battle_rows": len(battles), "rejected_rows": len(rejected)}
-    return _assemble(path, hashlib.sha256(raw).hexdigest(), strong, weak, quality, battles, rejected, counts)
+    return path, hashlib.sha256(raw).hexdigest(), quality, battles, rejected, counts
 
 
-def _assemble(path, digest, strong, weak, quality, battles, rejected, counts) -> LabelSet:
-    # rows whose qualities all lie in [0, 1] are kept as they are; the others (e.g. 1-10 judge scores)
-    # are rescaled by the minimum and maximum over those rows
+def _unit_scale(quality, counts: dict):
+    """The map of a quality record to [0, 1]: rows whose qualities all lie in [0, 1] are kept as they
+    are; the others (e.g. 1-10 judge scores) are rescaled by the minimum and maximum over those rows
+    (recorded in ``counts["quality_scale"]``)."""
     wide = [v for _, q in quality if min(q.values()) < 0.0 or max(q.values()) > 1.0 for v in q.values()]
     lo, hi = (min(wide), max(wide)) if wide else (0.0, 1.0)
     hi = hi if hi > lo else lo + 1.0
@@ -217,6 +224,11 @@ def _assemble(path, digest, strong, weak, quality, battles, rejected, counts) ->
             return q
         return {m: (v - lo) / (hi - lo) for m, v in q.items()}
 
+    return unit
+
+
+def _assemble(path, digest, strong, weak, quality, battles, rejected, counts) -> LabelSet:
+    unit = _unit_scale(quality, counts)
     models = [strong, weak]
     mid = {strong: 0, weak: 1}
 
@@ -267,6 +279,80 @@ def _assemble(path, digest, strong, weak, quality, battles, rejected, counts) ->
            "b": np.array([b for _, _, b, _ in out_battles], np.int64),
            "outcome": np.array([o for *_, o in out_battles], np.float32)}
     return LabelSet(path, digest, strong, weak, prompts, s, w, d, models, bp, arr, counts, rejected)
+
+
+@dataclass
+class ModelLabels:
+    """Every model's labels in a file, for the per-model (item-response) fit: no pair needed."""
+
+    path: Path
+    sha256: str
+    prompts: list[str]                   # every labelled prompt, in file order
+    models: list[str]                    # every model named (or the ``models`` asked for, in that order)
+    quality: dict[str, np.ndarray]       # prompt, model (indices), y in [0, 1]: one entry per label
+    battles: dict[str, np.ndarray]       # prompt, a, b (indices), outcome of a (1 / ½ / 0): explicit battles
+    counts: dict = field(default_factory=dict)
+    rejected: list[dict] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        """What the manifest records about the label file."""
+        per = np.bincount(self.quality["model"], minlength=len(self.models))
+        return {"file": self.path.name, "sha256": self.sha256, **self.counts, "prompts": len(self.prompts),
+                "models": self.models, "quality_labels": int(self.quality["y"].size),
+                "battles": int(self.battles["outcome"].size),
+                "quality_labels_per_model": {m: int(c) for m, c in zip(self.models, per)}}
+
+
+def read_model_labels(path: str | Path, *, models: list[str] | None = None, skip_bad: bool = False,
+                      require_all: bool = True) -> ModelLabels:
+    """Every quality label and battle of ``path`` (the layouts of :func:`read_labels`; no model has to be
+    on every row), restricted to ``models`` when given (a battle counts only if both are kept; with
+    ``require_all`` each of them must have a label)."""
+    path, digest, quality, battles, rejected, counts = _parse(path, None, None, skip_bad)
+    unit = _unit_scale(quality, counts)
+    names: dict[str, int] = {m: i for i, m in enumerate(models)} if models else {}
+    if models and len(names) != len(models):
+        raise LabelError("--models names a model twice")
+
+    def mid(m: str) -> int:
+        if m not in names:
+            if models:
+                return -1
+            names[m] = len(names)
+        return names[m]
+
+    pidx: dict[str, int] = {}
+    q_rows, b_rows = [], []
+    for prompt, q in quality:
+        for m, v in unit(q).items():
+            j = mid(m)
+            if j >= 0:
+                q_rows.append((pidx.setdefault(prompt, len(pidx)), j, float(v)))
+    for prompt, a, b, o in battles:
+        ia, ib = mid(a), mid(b)
+        if ia >= 0 and ib >= 0:
+            b_rows.append((pidx.setdefault(prompt, len(pidx)), ia, ib, o))
+    if not q_rows and not b_rows:
+        raise LabelError(f"{path}: no label of {'the models asked for (' + ', '.join(models) + ')' if models else 'any model'}")
+    if models and require_all:
+        seen = {j for _, j, _ in q_rows} | {j for _, a, b, _ in b_rows for j in (a, b)}
+        unseen = [m for m, j in names.items() if j not in seen]
+        if unseen:
+            raise LabelError(f"{path}: no label of {', '.join(map(repr, unseen))} (check --models)")
+    def col(rows, k, t):
+        return np.array([r[k] for r in rows], t).reshape(-1)
+
+    return ModelLabels(path, digest, list(pidx), list(names),
+                       {"prompt": col(q_rows, 0, np.int64), "model": col(q_rows, 1, np.int64),
+                        "y": col(q_rows, 2, np.float64)},
+                       {"prompt": col(b_rows, 0, np.int64), "a": col(b_rows, 1, np.int64),
+                        "b": col(b_rows, 2, np.int64), "outcome": col(b_rows, 3, np.float64)},
+                       counts, rejected)
+
+
+def prompt_folds(n: int, folds: int, seed: int) -> np.ndarray:
+    """Fold of every labelled prompt (each prompt in exactly one fold: cross-validation grouped by prompt)."""
+    return np.random.default_rng(seed).permutation(n) % folds
 
 
 def write_rejected(rejected: list[dict], path: Path) -> None:

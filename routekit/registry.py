@@ -32,6 +32,7 @@ BUILTIN = {
     "linear": "routekit.routers.linear:LinearRouter",
     "random": "routekit.routers.random:RandomRouter",
     "length": "routekit.routers.length:LengthRouter",
+    "irt": "routekit.routers.irt:IRTRouter",
 }
 
 #: Keywords every router class accepts (``load()`` passes them to all kinds).

@@ -8,7 +8,9 @@ SW: the prompt's Bradley–Terry tier ratings (models of one tier tie).
 
 ``rank(router, prompt, candidates, reference=None)``
     predicted quality of each candidate = P(candidate beats ``reference``) (default: the
-    router's weak model), a number in [0, 1].
+    router's weak model), a number in [0, 1].  Routers that predict each model's own quality
+    (``model_quality(prompts, models)``, the item-response kind ``irt``) give that instead when no
+    ``reference`` is named: the probability the model answers the prompt well.
 ``select(router, prompt, candidates, prices=None, willingness_to_pay=None)``
     the candidate maximising ``quality − price / willingness_to_pay``.  ``prices`` are one number
     per candidate (e.g. USD per million tokens); ``willingness_to_pay`` is what one full unit of
@@ -32,7 +34,7 @@ __all__ = ["Selection", "rank", "rank_many", "select", "utilities"]
 @dataclass(frozen=True)
 class Selection:
     model: str  #: the chosen candidate
-    quality: dict[str, float]  #: predicted quality per candidate (P(beats reference))
+    quality: dict[str, float]  #: predicted quality per candidate (P(beats reference); irt: its own quality)
     utility: dict[str, float]  #: quality − price / willingness_to_pay per candidate
     reference: str
     router: str
@@ -65,8 +67,13 @@ def rank_many(router, prompts: Sequence[str], candidates: Sequence[str] | None =
               reference: str | None = None) -> np.ndarray:
     """Predicted quality ``(n prompts, m candidates)``; see :func:`rank`."""
     names = _table(router, candidates)
-    ref = router.canonical(reference) if reference is not None else router.weak_model
     canon = [router.canonical(c) for c in names]
+    own = getattr(router, "model_quality", None)
+    if reference is None and own is not None:
+        quality = own(prompts, canon)  # None: a model of the table has no absolute quality (battles only)
+        if quality is not None:
+            return np.asarray(quality, dtype=np.float64)
+    ref = router.canonical(reference) if reference is not None else router.weak_model
     logits = np.asarray(router.model_logits(prompts, canon + [ref]), dtype=np.float64)
     return 1.0 / (1.0 + np.exp(logits[:, -1:] - logits[:, :-1]))
 

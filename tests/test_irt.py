@@ -187,6 +187,9 @@ def test_fit_every_model_then_add_one(tmp_path, capsys):
     assert wr[0] > wr[1]  # and the strong model is needed there, not for a greeting
     pick = r.select(probe[1], prices={"big": 10.0, "small": 0.1}, willingness_to_pay=1.0)
     assert pick.model == "small"
+    # rank / select use each model's own predicted quality (not P(beats the weak model))
+    assert r.rank(probe[0], ["big", "small"]) == pytest.approx(dict(zip(["big", "small"], q[0])))
+    assert pick.quality == pytest.approx(dict(zip(["big", "small"], q[1])))
     before = r.model_logits(probe, ["big", "small"])
     # a third model from a few dozen labels: the others' scores do not move
     f2 = _write(tmp_path / "mid.jsonl", [{"prompt": x["prompt"], "mid": x["scores"]["mid"]}

@@ -5,8 +5,10 @@ routing name (``router-<name>-<threshold>``, ``router-<name>-p<strong%>``, ``rou
 :mod:`routekit.server.wire`) are scored by the routekit router in a worker thread (never on the
 event loop), ``data["model"]`` is set to the chosen ``strong_model``/``weak_model`` (names from
 the proxy's ``model_list``, so spend is booked under the model that answered), and the decision
-is recorded in ``data["metadata"]["routekit"]`` (route, model, win_rate, threshold, router).
-Other requests pass through untouched.  Proxy ``config.yaml``::
+is recorded in ``data["metadata"]["routekit"]`` (route, model, win_rate, threshold, router) and
+returned to the client as ``x-routekit-*`` response headers (route, model, router, win-rate,
+threshold, requested-model; LiteLLM versions with ``async_post_call_response_headers_hook``).
+Other requests pass through untouched.  Proxy ``config.yaml`` (docs/integrations.md has a tested one)::
 
     model_list:
       - model_name: gpt-4o
@@ -47,7 +49,7 @@ require("litellm", "litellm", "the LiteLLM plug-in")
 
 from litellm.integrations.custom_logger import CustomLogger  # noqa: E402
 
-__all__ = ["RoutekitHook", "make_async_picker", "decide"]
+__all__ = ["RoutekitHook", "make_async_picker", "decide", "decision_headers"]
 
 _CHAT_CALLS = {"completion", "acompletion", "text_completion", "atext_completion", "responses", "aresponses"}
 
@@ -116,3 +118,29 @@ class RoutekitHook(CustomLogger):
         metadata = data.get("metadata")
         data["metadata"] = {**(metadata if isinstance(metadata, dict) else {}), "routekit": decision}
         return data
+
+    async def async_post_call_response_headers_hook(self, data: dict, user_api_key_dict: Any, response: Any,
+                                                    request_headers: Any = None, **kwargs: Any) -> dict | None:
+        """The proxy's reply headers for a routed request: ``x-routekit-route``, ``-model`` (the
+        ``model_list`` name chosen), ``-router``, ``-win-rate``, ``-threshold`` and
+        ``-requested-model`` (the routing name the client sent); None for other requests."""
+        decision = None
+        for key in ("metadata", "litellm_metadata"):
+            meta = data.get(key) if isinstance(data, dict) else None
+            if isinstance(meta, dict) and isinstance(meta.get("routekit"), dict):
+                decision = meta["routekit"]
+                break
+        if decision is None:
+            return None
+        return decision_headers(decision)
+
+
+def decision_headers(decision: Mapping[str, Any]) -> dict[str, str]:
+    """``x-routekit-*`` headers for a decision dict (as :func:`decide` returns, plus ``requested_model``)."""
+    out = {"x-routekit-route": str(decision["route"]), "x-routekit-model": str(decision["model"]),
+           "x-routekit-router": str(decision["router"]), "x-routekit-win-rate": f"{decision['win_rate']:.6f}"}
+    if decision.get("threshold") is not None:
+        out["x-routekit-threshold"] = f"{decision['threshold']:.6f}"
+    if decision.get("requested_model") is not None:
+        out["x-routekit-requested-model"] = str(decision["requested_model"])
+    return out

@@ -260,3 +260,36 @@ def test_fit_a_pair_cross_validates_default_adapted_and_from_scratch(tmp_path, c
     assert (cv["chosen"] == "irt") == (not better)
     r = routekit.load(out)
     assert r.models[:2] == ["big", "small"] and r.kind == m["kind"]
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_n_models_select_beats_mixing_on_routerbench(data_root):
+    """11 RouterBench models, 800 training prompts, 400 held out, no prior (d = 0: the shipped default
+    saw these prompts): select on the fitted qualities beats random mixing of single models."""
+    _need_export()
+    import importlib
+
+    from _bench import BENCH  # noqa: F401  (puts bench/ on sys.path)
+    from routekit_export.fit_build import EncoderSource
+
+    nmodel = importlib.import_module("nmodel")
+
+    prompts, _, models, Y = nmodel.read_set("routerbench", data_root)
+    rows = np.random.default_rng(0).permutation(len(prompts))[:1200]
+    prompts, Y = [prompts[i] for i in rows], Y[rows]
+    emb = EncoderSource().embed(prompts)
+    X = np.asarray(emb, np.float64) - emb[:800].mean(0)
+    d = np.zeros(len(prompts))
+    train = np.arange(800)
+    ok = np.isfinite(Y[train])
+    obs = T.Observations(np.repeat(train, len(models))[ok.ravel()], np.tile(np.arange(len(models)), 800)[ok.ravel()],
+                         Y[train][ok])
+    cfg, _ = T.choose_config(d, X, obs, models, folds=3)
+    Q = np.zeros_like(Y)
+    test = np.arange(800, 1200)
+    Q[test] = T.sigmoid(T.fit(d, X, obs, models, cfg).theta(d[test], X[test]))
+    price = np.array([nmodel.RB_PRICES[m] for m in models])
+    rep = nmodel.summarise({"irt": Q}, np.nan_to_num(Y), price, test)
+    assert rep["aiq"]["irt"] > rep["aiq"]["single_model_mix"]
+    assert rep["accuracy_at_best_single_cost"]["irt"] >= rep["best_single"]["accuracy"] - 0.01

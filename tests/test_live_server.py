@@ -172,3 +172,28 @@ def test_budget_config_is_checked():
                      (dict(target_strong_share=0.3, budget_usd=1.0), "both")):
         with pytest.raises(routekit.BadInputError, match=re.escape(msg)):
             _config(**bad)
+
+
+def test_cost_form_sets_the_share_from_prices_and_follows_real_usage(upstream):
+    import httpx
+
+    # 1000 input + 500 output tokens: strong $0.025, weak $0.002 per request; $9.0 per 1,000 requests
+    # is (0.009 - 0.002) / (0.025 - 0.002) = 30.4 % strong
+    cfg = _config(upstream_url=upstream[0], budget_usd=9.0, budget_window=1000, preload=True)
+    with _serve(cfg) as url:
+        m = _samples(httpx.get(url + "/metrics").text)
+        assert m[("routekit_budget_target_share", ("router", "r"))] == pytest.approx(0.007 / 0.023)
+        sides = []
+        for i in range(20):  # the fake upstream reports 10 + 4 tokens: far cheaper calls than assumed
+            r = httpx.post(url + "/v1/chat/completions", timeout=30,
+                           json={"model": "router-r", "messages": [{"role": "user", "content": f"q {i}"}]})
+            assert r.json()["routekit"]["threshold_source"] == "budget"
+            sides.append(r.json()["routekit"]["upstream"])
+        m = _samples(httpx.get(url + "/metrics").text)
+    cost = {"strong": 0.025, "weak": 0.002}  # the estimates follow each answer's real cost (moving average)
+    real = {"strong": (10 * 10.0 + 4 * 30.0) / 1e6, "weak": (10 * 1.0 + 4 * 2.0) / 1e6}
+    for side in sides:
+        cost[side] += 0.02 * (real[side] - cost[side])
+    want = (0.009 - cost["weak"]) / (cost["strong"] - cost["weak"])
+    assert m[("routekit_budget_target_share", ("router", "r"))] == pytest.approx(min(1.0, want))
+    assert want > 0.007 / 0.023  # the same dollars buy more strong calls

@@ -33,9 +33,12 @@ re-exports the names above).
 
 from __future__ import annotations
 
+import argparse
+
 import json
 from pathlib import Path
 
+from routekit.cli.common import Command
 from . import data as D
 from .causal_convert import (
     convert_routellm_causal,
@@ -78,15 +81,13 @@ __all__ = ["convert_routellm_causal", "find_prompt_file", "format_to_template", 
            "USER_TEMPLATE", "Examples", "default_prompt_spec", "load_examples", "score_from_golden",
            "score_from_margin", "score_from_outcome", "LORA_TARGETS", "CausalConfig", "build_causal", "load_base",
            "make_tiny_llama", "make_tiny_tokenizer", "throughput", "tiny_corpus", "train_classifier",
-           "write_causal_artifact", "add_cli", "run_cli"]
+           "write_causal_artifact", "add_arguments", "run_cli", "COMMAND"]
 
 
-def add_cli(sub) -> None:
+def add_arguments(c: argparse.ArgumentParser) -> None:
     from .data import default_data_dir
     from .train_config import add_config_options
 
-    c = sub.add_parser("train-causal", help="fine-tune a causal LM (e.g. Llama-3-8B) as the 5-score classifier "
-                                            "router and write a causal artifact (docs/causal.md)")
     c.add_argument("--data", type=Path, default=default_data_dir(), help="data folder (default: %(default)s)")
     c.add_argument("--out", type=Path, required=True, help="artifact folder to write")
     src = c.add_mutually_exclusive_group(required=True)
@@ -142,3 +143,6 @@ def run_cli(args) -> int:
         return 2
     print(json.dumps({"artifact": str(args.out), **metrics["final"], "labels": metrics["labels"]}, indent=2))
     return 0
+
+
+COMMAND = Command('train-causal', 'fine-tune a causal LM (e.g. Llama-3-8B) as the 5-score classifier router and write a causal artifact (docs/causal.md)', add_arguments, run_cli)

@@ -14,6 +14,8 @@ ids on probe prompts, and measures max |ΔP| between torch and onnxruntime on th
 
 from __future__ import annotations
 
+import argparse
+
 import json
 import shutil
 import warnings
@@ -22,9 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
+from routekit.cli.common import Command
 from routekit.routers.causal import PromptEncoder, PromptSpec
 
-__all__ = ["PARITY_TOL", "PROBES", "ScoreHead", "add_cli", "export_causal_onnx", "export_graph", "run_cli",
+__all__ = ["PARITY_TOL", "PROBES", "COMMAND", "ScoreHead", "add_arguments", "export_causal_onnx", "export_graph", "run_cli",
            "template_spec", "torch_distribution"]
 
 #: Probe prompts for the template and parity checks: empty, short, non-Latin, braces and a score
@@ -185,9 +188,7 @@ def export_causal_onnx(src: Path, out: Path, *, keep_torch: bool = False, overwr
     return report
 
 
-def add_cli(sub) -> None:
-    c = sub.add_parser("causal-onnx", help="export a causal artifact's classifier to ONNX (runs on onnxruntime, "
-                                           "no torch; docs/causal.md)")
+def add_arguments(c: argparse.ArgumentParser) -> None:
     c.add_argument("--artifact", type=Path, required=True, help="causal artifact to export (needs torch here)")
     c.add_argument("--out", type=Path, required=True, help="artifact folder to write")
     c.add_argument("--keep-torch", action="store_true",
@@ -212,3 +213,6 @@ def run_cli(args) -> int:
         return 2
     print(json.dumps({"artifact": str(args.out), **report}, indent=2))
     return 0
+
+
+COMMAND = Command('causal-onnx', "export a causal artifact's classifier to ONNX (runs on onnxruntime, no torch; docs/causal.md)", add_arguments, run_cli)

@@ -7,45 +7,44 @@ import json
 import sys
 from pathlib import Path
 
+from routekit.cli.common import Command, parser_for
+
 CONVERT_KINDS = ("bert", "mf", "causal")  # convert-routellm --kind K calls convert.convert_K
 
 
-def _commands() -> dict:
-    """Every ``routekit-export`` command, in ``--help`` order: name -> (``add(sub)`` adds its parser
-    to the subparsers, ``run(args)`` runs it and returns the exit status).  The one registration
-    place: the parser and the dispatch are both built from it."""
+def _commands() -> tuple[Command, ...]:
+    """Every ``routekit-export`` command, in ``--help`` order, as :class:`routekit.cli.common.Command`
+    records (the convention of the ``routekit`` command): the parser and the dispatch are both built
+    from this one table."""
     from . import causal, causal_onnx, fit_build, label, linear, recalibrate
 
-    return {
-        "encoder": (_add_encoder, _run_encoder),
-        "static-encoder": (_add_static_encoder, _run_static_encoder),
-        "train-mf": (_add_train_mf, _run_train_mf),
-        "train-sw": (_add_train_sw, _run_train_sw),
-        "train-bert": (_add_train_bert, _run_train_bert),
-        "convert-routellm": (_add_convert_routellm, _convert_routellm),
-        "train-causal": (causal.add_cli, causal.run_cli),
-        "causal-onnx": (causal_onnx.add_cli, causal_onnx.run_cli),
-        "train-linear": (linear.add_cli, linear.run_cli),
-        "recalibrate": (recalibrate.add_cli, recalibrate.run_cli),
-        "fit": (fit_build.add_cli, fit_build.run_cli),
-        "label": (label.add_cli, label.run_cli),
-    }
-
-
-def _parser(commands: dict | None = None) -> argparse.ArgumentParser:
-    from routekit.cli.common import (
-        Parser,  # routekit's help formatter: every option says its default
+    return (
+        Command('encoder', 'export the MiniLM-L6 encoder to ONNX (pooling + L2 norm in the graph)',
+                _add_encoder, _run_encoder),
+        Command('static-encoder', 'distil a static token-embedding table (ultra-fast tier)',
+                _add_static_encoder, _run_static_encoder),
+        Command('train-mf', 'train a matrix-factorisation router and write its artifact',
+                _add_train_mf, _run_train_mf),
+        Command('train-sw', 'build a similarity-weighted (SW) ranking router artifact',
+                _add_train_sw, _run_train_sw),
+        Command('train-bert', 'fine-tune the MiniLM-L6 BERT classifier router (3 labels) and export it',
+                _add_train_bert, _run_train_bert),
+        Command('convert-routellm', 'convert a RouteLLM checkpoint folder (BERT, MF or causal) into a routekit artifact',
+                _add_convert_routellm, _convert_routellm),
+        causal.COMMAND,
+        causal_onnx.COMMAND,
+        linear.COMMAND,
+        recalibrate.COMMAND,
+        fit_build.COMMAND,
+        label.COMMAND,
     )
 
-    p = Parser(prog="routekit-export", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
-    for add, _ in (commands or _commands()).values():
-        add(sub)
-    return p
+
+def _parser(commands: tuple[Command, ...] | None = None) -> argparse.ArgumentParser:
+    return parser_for("routekit-export", __doc__, commands or _commands())
 
 
-def _add_encoder(sub) -> None:
-    e = sub.add_parser("encoder", help="export the MiniLM-L6 encoder to ONNX (pooling + L2 norm in the graph)")
+def _add_encoder(e: argparse.ArgumentParser) -> None:
     e.add_argument("--out", type=Path, required=True, help="encoder folder to write")
     e.add_argument("--fp32", action="store_true", help="keep fp32 weights (default: int8 dynamic, per-channel)")
     e.add_argument("--max-length", type=int, default=256, help="token limit")
@@ -60,8 +59,7 @@ def _run_encoder(args) -> int:
     return 0
 
 
-def _add_static_encoder(sub) -> None:
-    st = sub.add_parser("static-encoder", help="distil a static token-embedding table (ultra-fast tier)")
+def _add_static_encoder(st: argparse.ArgumentParser) -> None:
     st.add_argument("--encoder", type=Path, required=True, help="neural encoder folder to distil from")
     st.add_argument("--out", type=Path, required=True, help="static encoder folder to write")
     st.add_argument("--dim", type=int, default=None,
@@ -103,11 +101,10 @@ def _train_options(sp) -> None:
     sp.add_argument("--force", action="store_true", help="replace --out if it exists")
 
 
-def _add_train_mf(sub) -> None:
+def _add_train_mf(m: argparse.ArgumentParser) -> None:
     from .mf import MFConfig
     from .train_config import add_config_options
 
-    m = sub.add_parser("train-mf", help="train a matrix-factorisation router and write its artifact")
     _train_options(m)
     add_config_options(m, MFConfig(), {
         "epochs": "passes over the battles", "hidden": "width of the prompt projection", "lr": "AdamW learning rate",
@@ -129,10 +126,9 @@ def _run_train_mf(args) -> int:
     return 0
 
 
-def _add_train_sw(sub) -> None:
+def _add_train_sw(w: argparse.ArgumentParser) -> None:
     from .sw import HNSW_ABOVE, INDEX_KINDS
 
-    w = sub.add_parser("train-sw", help="build a similarity-weighted (SW) ranking router artifact")
     _train_options(w)
     w.add_argument("--tiers", type=int, default=10, help="model tiers (paper: 10)")
     w.add_argument("--gamma", default="cv",
@@ -163,13 +159,12 @@ def _run_train_sw(args) -> int:
     return 0
 
 
-def _add_train_bert(sub) -> None:
+def _add_train_bert(b: argparse.ArgumentParser) -> None:
     from .bert import BertTrainConfig
     from .data import default_data_dir
     from .train_config import add_config_options
 
     d = BertTrainConfig()
-    b = sub.add_parser("train-bert", help="fine-tune the MiniLM-L6 BERT classifier router (3 labels) and export it")
     b.add_argument("--data", type=Path, default=default_data_dir(), help="data folder")
     b.add_argument("--out", type=Path, required=True, help="artifact folder to write")
     b.add_argument("--work", type=Path, default=None,
@@ -245,9 +240,7 @@ def _run_train_bert(args) -> int:
     return 0
 
 
-def _add_convert_routellm(sub) -> None:
-    c = sub.add_parser("convert-routellm",
-                       help="convert a RouteLLM checkpoint folder (BERT, MF or causal) into a routekit artifact")
+def _add_convert_routellm(c: argparse.ArgumentParser) -> None:
     c.add_argument("--kind", choices=CONVERT_KINDS, required=True, help="what the checkpoint is")
     c.add_argument("--checkpoint", type=Path, required=True, help="the downloaded checkpoint folder")
     c.add_argument("--out", type=Path, required=True, help="artifact folder to write")
@@ -338,8 +331,9 @@ def main(argv: list[str] | None = None) -> int:
 
     commands = _commands()
     args = _parser(commands).parse_args(argv)
+    run = {cmd.name: cmd.run for cmd in commands}[args.command]
     try:
-        return commands[args.command][1](args)
+        return run(args)
     except (RoutekitError, FileExistsError) as exc:
         from routekit.progress import close_all
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import json
 import math
 import shutil
@@ -10,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from routekit.cli.common import Command
 from . import fit as F
 from .fit_data import LabelError, read_labels, write_rejected
 
@@ -157,23 +160,19 @@ def _write_bert(inp, out, calibration, name, overwrite, work, training, metrics_
 # --------------------------------------------------------------------------- CLI
 
 
-def add_cli(sub) -> None:
-    p = sub.add_parser("fit",
-                       help="fit a router for your own models from your own labels, starting from the shipped "
-                            "default: a strong/weak pair (CV picks the kind), every model of the file (no "
-                            "--strong/--weak), or one more model (--add-model)")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--labels", type=Path, required=True,
                    help="JSONL of {prompt, <strong>: q, <weak>: q} / {prompt, scores: {...}} / "
                         "{prompt, model_a, model_b, winner}, or a CSV with prompt + model columns")
     p.add_argument("--strong", default=None,
                    help="the strong model's name in the label file (without --strong/--weak: every model of the "
-                        "file goes into one item-response artifact; with them too, they name its routing pair)")
-    p.add_argument("--weak", default=None, help="the weak model's name in the label file")
+                        "file goes into one item-response artifact; with them too, they name its routing pair; default: none)")
+    p.add_argument("--weak", default=None, help="the weak model's name in the label file (default: none, as --strong)")
     p.add_argument("--models", nargs="+", default=None,
-                   help="without --strong/--weak: fit only these models of the label file")
+                   help="without --strong/--weak: fit only these models of the label file (default: every model)")
     p.add_argument("--add-model", default=None, metavar="NAME",
-                   help="add this model (its labels in --labels) to the irt artifact --to; the others stay as they are")
-    p.add_argument("--to", default=None, metavar="ARTIFACT", help="the irt artifact --add-model extends")
+                   help="add this model (its labels in --labels) to the irt artifact --to; the others stay as they are; default: none)")
+    p.add_argument("--to", default=None, metavar="ARTIFACT", help="the irt artifact --add-model extends (default: none; needed with --add-model)")
     p.add_argument("--prior", default="linear",
                    help="linear artifact whose score is the prior of the adapted (irt) kind (default: the shipped one)")
     p.add_argument("--out", type=Path, required=True, help="artifact folder to write")
@@ -270,3 +269,6 @@ def run_cli(args) -> int:
         return 2
     print(json.dumps({k: res[k] for k in ("artifact", "chosen", "added", "seconds") if k in res}))
     return 0
+
+
+COMMAND = Command('fit', 'fit a router for your own models from your own labels, starting from the shipped default: a strong/weak pair (CV picks the kind), every model of the file (no --strong/--weak), or one more model (--add-model)', add_arguments, run_cli)

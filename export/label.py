@@ -21,6 +21,8 @@ thread pool (``--concurrency``) with the SDK's retries (``--max-retries``, with 
 
 from __future__ import annotations
 
+import argparse
+
 import hashlib
 import json
 import os
@@ -31,6 +33,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
+from routekit.cli.common import Command
 
 JUDGES = Path(__file__).resolve().parent / "judges"
 PAIRWISE_VERDICT = re.compile(r"\[\[\s*([ABC])\s*\]\]")
@@ -248,10 +251,7 @@ def run(args) -> dict:
             "rows": len(rows)}
 
 
-def add_cli(sub) -> None:
-    p = sub.add_parser("label",
-                       help="answers from both models + an LLM judge's verdicts -> a label file for `fit` "
-                            "(OpenAI-compatible endpoints; pip install 'routekit[openai]')")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompts", type=Path, required=True, help=".jsonl with 'prompt' (+ optional 'reference') "
                                                                 "or a text file, one prompt per line")
     p.add_argument("--strong-model", required=True, help="the strong model's name at its endpoint")
@@ -303,3 +303,6 @@ def run_cli(args) -> int:
     if res["cost_usd"]:
         print(f"total cost: {sum(res['cost_usd'].values()):.4f} USD (new calls only)", file=sys.stderr)
     return 1 if res["failed"] else 0
+
+
+COMMAND = Command('label', "answers from both models + an LLM judge's verdicts -> a label file for `fit` (OpenAI-compatible endpoints; pip install 'routekit[openai]')", add_arguments, run_cli)

@@ -20,6 +20,8 @@ P(strong wins) = σ(a·g + c) fitted on soft targets (1 + gain) / 2.
 
 from __future__ import annotations
 
+import argparse
+
 import datetime as _dt
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,6 +37,7 @@ from routekit.routers.linear import (
 )
 
 from . import data as D
+from routekit.cli.common import Command
 
 MMLU = "mmlu"
 
@@ -409,12 +412,10 @@ def build_linear(out: Path, *, encoder_dir: Path, data_dir: Path, cfg: LinearCon
 # ------------------------------------------------------------------------------------------ CLI
 
 
-def add_cli(sub) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
     """Register ``routekit-export train-linear``."""
     import argparse
 
-    p = sub.add_parser("train-linear",
-                       help="train the linear-head router (pair labels + stacked difficulty) and write its artifact")
     p.add_argument("--data", type=Path, default=D.default_data_dir(), help="data folder")
     p.add_argument("--encoder", type=Path, required=True, help="folder written by `routekit-export encoder`")
     p.add_argument("--out", type=Path, required=True, help="artifact folder to write")
@@ -484,3 +485,6 @@ def run_cli(args) -> int:
     print(json.dumps({"artifact": str(args.out), "cv_apgr": metrics["cv_apgr"], "dev": metrics.get("dev")},
                      indent=2))
     return 0
+
+
+COMMAND = Command('train-linear', 'train the linear-head router (pair labels + stacked difficulty) and write its artifact', add_arguments, run_cli)

@@ -8,8 +8,11 @@ it was).
 
 from __future__ import annotations
 
+import argparse
+
 import sys
 from pathlib import Path
+from routekit.cli.common import Command
 
 
 def recalibrate(folder: Path, data_dir: Path, *, default_strong_fraction: float | None = None,
@@ -33,11 +36,9 @@ def recalibrate(folder: Path, data_dir: Path, *, default_strong_fraction: float 
     return table
 
 
-def add_cli(sub) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
     from .data import default_data_dir
 
-    p = sub.add_parser("recalibrate",
-                       help="recompute an artifact's thresholds on the reference traffic mix (weights unchanged)")
     p.add_argument("artifact", type=Path, nargs="+", help="artifact folder(s)")
     p.add_argument("--data", type=Path, default=default_data_dir(), help="data folder")
     p.add_argument("--default-strong-fraction", type=float, default=None,
@@ -64,3 +65,6 @@ def run_cli(args) -> int:
         print(f"{folder}: {table['prompts']}; default strong fraction {table['default_strong_fraction']}, "
               f"thresholds {table['thresholds']}", file=sys.stderr)
     return 0
+
+
+COMMAND = Command('recalibrate', "recompute an artifact's thresholds on the reference traffic mix (weights unchanged)", add_arguments, run_cli)

@@ -15,7 +15,7 @@ from routekit.cli import artifacts as _cli_artifacts
 from routekit.cli import eval as _cli_eval
 from routekit.cli import route as _cli_route
 from routekit.cli import serve as _cli_serve
-from routekit.cli.common import Parser
+from routekit.cli.common import Parser, parser_for
 from routekit.errors import RoutekitError
 
 #: every ``routekit`` subcommand, in the order ``routekit --help`` lists them
@@ -24,12 +24,7 @@ COMMANDS = (_cli_route.ROUTE, _cli_route.EXPLAIN, _cli_route.SCORE, _cli_artifac
 
 
 def _parser() -> Parser:
-    p = Parser(prog="routekit", description="Route prompts to a strong or a weak LLM.")
-    p.add_argument("--version", action="version", version=f"routekit {_version()}")
-    sub = p.add_subparsers(dest="command", required=True)
-    for cmd in COMMANDS:
-        cmd.add_arguments(sub.add_parser(cmd.name, help=cmd.help, description=cmd.help))
-    return p
+    return parser_for("routekit", "Route prompts to a strong or a weak LLM.", COMMANDS, version=_version())
 
 
 def _version() -> str:

@@ -40,6 +40,17 @@ class Command:
     run: Callable[[argparse.Namespace], int]
 
 
+def parser_for(prog: str, description: str, commands, *, version: str | None = None) -> Parser:
+    """The parser of a command line made of :class:`Command` records (``routekit`` and ``routekit-export``)."""
+    p = Parser(prog=prog, description=description)
+    if version is not None:
+        p.add_argument("--version", action="version", version=f"{prog} {version}")
+    sub = p.add_subparsers(dest="command", required=True)
+    for cmd in commands:
+        cmd.add_arguments(sub.add_parser(cmd.name, help=cmd.help, description=cmd.help))
+    return p
+
+
 def router_help() -> str:
     from routekit import artifact, registry
 

@@ -34,11 +34,11 @@ re-exports the names above).
 from __future__ import annotations
 
 import argparse
-
 import json
 from pathlib import Path
 
 from routekit.cli.common import Command
+
 from . import data as D
 from .causal_convert import (
     convert_routellm_causal,

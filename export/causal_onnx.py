@@ -15,7 +15,6 @@ ids on probe prompts, and measures max |ΔP| between torch and onnxruntime on th
 from __future__ import annotations
 
 import argparse
-
 import json
 import shutil
 import warnings

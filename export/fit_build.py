@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-
 import json
 import math
 import shutil
@@ -13,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from routekit.cli.common import Command
+
 from . import fit as F
 from .fit_data import LabelError, read_labels, write_rejected
 

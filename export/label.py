@@ -22,7 +22,6 @@ thread pool (``--concurrency``) with the SDK's retries (``--max-retries``, with 
 from __future__ import annotations
 
 import argparse
-
 import hashlib
 import json
 import os
@@ -33,6 +32,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
+
 from routekit.cli.common import Command
 
 JUDGES = Path(__file__).resolve().parent / "judges"

@@ -9,9 +9,9 @@ it was).
 from __future__ import annotations
 
 import argparse
-
 import sys
 from pathlib import Path
+
 from routekit.cli.common import Command
 
 

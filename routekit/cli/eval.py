@@ -99,7 +99,12 @@ SUITE_BASELINES = ("random", "length")
 
 
 def _eval_suite(args) -> int:
-    from routekit.eval.suite import format_band_table, format_suite_table, load_suites, suite_report
+    from routekit.eval.suite import (
+        format_band_table,
+        format_suite_table,
+        load_suites,
+        suite_report,
+    )
     from routekit.router_set import RouterSet
 
     suites = load_suites(args.suite)  # every file is read and checked before any router loads

@@ -39,7 +39,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from routekit.artifact import cache_dir
-from routekit.errors import EmbeddingServiceError, NoAPIKeyError, RoutekitError, require
+from routekit.errors import EmbeddingServiceError, NoAPIKeyError, require
 
 DEFAULT_MODEL = "text-embedding-3-small"
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"

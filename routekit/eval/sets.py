@@ -26,7 +26,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from routekit.errors import BadInputError, EvalDataError
+from routekit.errors import EvalDataError
 
 DEFAULT_STRONG = "gpt-4-1106-preview"
 DEFAULT_WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"

@@ -35,7 +35,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from routekit.errors import BadInputError, RoutekitError, UnknownRouterError
+from routekit.errors import BadInputError, UnknownRouterError
 
 __all__ = ["DEFAULT_CONTEXT_CHARS", "RouteSpec", "UnknownRouterError", "parse_model", "prompt_from_messages"]
 

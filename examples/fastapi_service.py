@@ -14,7 +14,8 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from routekit.server.app import ServerConfig, Upstream, create_app
+from routekit.server.app import ServerConfig, create_app
+from routekit.server.wire import Upstream
 
 routing_app = create_app(ServerConfig(
     routers={"mf": "mf"},

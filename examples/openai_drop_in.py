@@ -17,7 +17,8 @@ Without reachable upstreams it still prints each routing decision (``--dry-run``
 import argparse
 import os
 
-from routekit.client import RoutingOpenAI, Upstream
+from routekit.client import RoutingOpenAI
+from routekit.server.wire import Upstream
 
 PROMPTS = ["hi, how are you?", "Prove that there are infinitely many primes.",
            "Write a Rust function that parses ISO-8601 durations, with tests."]

@@ -1,99 +1,25 @@
-"""In-process routing for OpenAI-style calls: :class:`RoutingOpenAI`, :class:`Upstream`,
-:class:`RouterCache` and :func:`make_model_picker`.
+"""In-process routing for OpenAI-style calls: :class:`RoutingOpenAI` and :func:`make_model_picker`.
 
-The ``model="router-..."`` grammar and the choice of scored turns live in
-:mod:`routekit.server.wire` (re-exported here for compatibility).  Importing this module imports
-neither ``openai`` nor any web framework; :class:`RoutingOpenAI` imports ``openai`` when it is
-created (``pip install 'routekit[openai]'``).
+The ``model="router-..."`` grammar, the choice of scored turns and :class:`~routekit.server.wire.Upstream`
+(an endpoint) live in :mod:`routekit.server.wire`; :class:`~routekit.loading.RouterCache` (named routers,
+loaded once) in :mod:`routekit.loading`.  Importing this module imports neither ``openai`` nor any web
+framework; :class:`RoutingOpenAI` imports ``openai`` when it is created (``pip install 'routekit[openai]'``).
 """
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-from routekit.errors import BadInputError
+from routekit.loading import RouterCache
 from routekit.server.wire import (
     DEFAULT_CONTEXT_CHARS,
     RouteSpec,
-    UnknownRouterError,
+    Upstream,
     parse_model,
     prompt_from_messages,
 )
 
-__all__ = ["DEFAULT_CONTEXT_CHARS", "RouteSpec", "RouterCache", "RoutingOpenAI", "UnknownRouterError", "Upstream",
-           "make_model_picker", "parse_model", "prompt_from_messages"]
-
-class RouterCache:
-    """Routers loaded once per configured name and shared (routers are thread-safe).
-
-    ``routers`` maps the names clients may use to what :func:`routekit.load` accepts (a shipped
-    name, ``random[:seed]`` or an artifact folder).  Names not in the map are refused, so a request
-    can never make the process load an arbitrary path.
-    """
-
-    def __init__(self, routers: Mapping[str, str] | Sequence[str], *, threads: int | None = None,
-                 loader: Callable[..., Any] | None = None):
-        if isinstance(routers, Mapping):
-            self.specs = {str(k): str(v) for k, v in routers.items()}
-        else:
-            self.specs = {str(r): str(r) for r in routers}
-        if not self.specs:
-            raise BadInputError("at least one router must be configured")
-        self.threads = threads
-        self._loader = loader
-        self._routers: dict[str, Any] = {}
-        self._lock = threading.Lock()
-
-    @property
-    def names(self) -> list[str]:
-        return list(self.specs)
-
-    @property
-    def default(self) -> str:
-        return next(iter(self.specs))
-
-    def loaded(self) -> list[str]:
-        return list(self._routers)
-
-    def get(self, name: str | None = None):
-        name = self.default if name is None else name
-        router = self._routers.get(name)
-        if router is not None:
-            return router
-        if name not in self.specs:
-            raise UnknownRouterError(
-                f"router {name!r} is not configured here (configured: {', '.join(self.specs)})")
-        with self._lock:  # one load per name even when many requests arrive at once
-            router = self._routers.get(name)
-            if router is None:
-                if self._loader is not None:
-                    loader = self._loader
-                else:
-                    from routekit.loading import load as loader
-                router = loader(self.specs[name], threads=self.threads)
-                self._routers[name] = router
-        return router
-
-
-@dataclass(frozen=True)
-class Upstream:
-    """An OpenAI-compatible endpoint serving one model."""
-
-    model: str
-    base_url: str | None = None  #: None: the openai client's default (api.openai.com or $OPENAI_BASE_URL)
-    api_key: str | None = None  #: None: read from ``api_key_env``
-    api_key_env: str = "OPENAI_API_KEY"
-    max_retries: int | None = None  #: the openai SDK's retries for this upstream (None: the server's default)
-    router_model: str | None = None  #: its name in the router's model table, for router-<name>-auto (None: model)
-
-    def key(self) -> str:
-        import os
-
-        # Local OpenAI-compatible servers (vLLM, llama.cpp, Ollama) accept any key.
-        return self.api_key or os.environ.get(self.api_key_env) or "unused"
-
+__all__ = ["RoutingOpenAI", "make_model_picker"]
 
 def make_model_picker(strong_model: str, weak_model: str, *, router: str = "default",
                       threshold: float | None = None, strong_fraction: float | None = None,
@@ -152,7 +78,8 @@ class RoutingOpenAI:
 
     ::
 
-        from routekit.client import RoutingOpenAI, Upstream
+        from routekit.client import RoutingOpenAI
+        from routekit.server.wire import Upstream
         client = RoutingOpenAI(strong=Upstream("gpt-4o"), weak=Upstream("llama3", "http://localhost:11434/v1"),
                                routers=["mf"])
         r = client.chat.completions.create(model="router-mf-p30", messages=[{"role": "user", "content": "hi"}])

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from routekit import artifact, registry
-from routekit.errors import BadInputError
+from routekit.errors import BadInputError, UnknownRouterError
 from routekit.router import Decision, Router
 
 
@@ -79,3 +79,55 @@ def route(prompt: str, *, threshold: float | None = None, strong_fraction: float
             if _DEFAULT is None:
                 _DEFAULT = load("default")
     return _DEFAULT.route(prompt, threshold=threshold, strong_fraction=strong_fraction)
+
+
+class RouterCache:
+    """Routers loaded once per configured name and shared (routers are thread-safe).
+
+    ``routers`` maps the names clients may use to what :func:`routekit.load` accepts (a shipped
+    name, ``random[:seed]`` or an artifact folder).  Names not in the map are refused, so a request
+    can never make the process load an arbitrary path.
+    """
+
+    def __init__(self, routers: Mapping[str, str] | Sequence[str], *, threads: int | None = None,
+                 loader: Callable[..., Any] | None = None):
+        if isinstance(routers, Mapping):
+            self.specs = {str(k): str(v) for k, v in routers.items()}
+        else:
+            self.specs = {str(r): str(r) for r in routers}
+        if not self.specs:
+            raise BadInputError("at least one router must be configured")
+        self.threads = threads
+        self._loader = loader
+        self._routers: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.specs)
+
+    @property
+    def default(self) -> str:
+        return next(iter(self.specs))
+
+    def loaded(self) -> list[str]:
+        return list(self._routers)
+
+    def get(self, name: str | None = None):
+        name = self.default if name is None else name
+        router = self._routers.get(name)
+        if router is not None:
+            return router
+        if name not in self.specs:
+            raise UnknownRouterError(
+                f"router {name!r} is not configured here (configured: {', '.join(self.specs)})")
+        with self._lock:  # one load per name even when many requests arrive at once
+            router = self._routers.get(name)
+            if router is None:
+                if self._loader is not None:
+                    loader = self._loader
+                else:
+                    loader = load
+                router = loader(self.specs[name], threads=self.threads)
+                self._routers[name] = router
+        return router

@@ -10,7 +10,7 @@ import json
 import pytest
 from _fake_chat import _free_socket, running
 
-from routekit.client import Upstream
+from routekit.server.wire import Upstream
 
 pytestmark = pytest.mark.usefixtures("server_deps")
 

@@ -11,7 +11,7 @@ from _bench import slowloris
 from _fake_chat import _free_socket, running
 
 import routekit
-from routekit.client import Upstream
+from routekit.server.wire import Upstream
 
 
 def _cfg(url, strong="strong", weak="weak", **kw):

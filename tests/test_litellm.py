@@ -14,7 +14,7 @@ pytest.importorskip("fastapi", reason="the fake upstream needs the server extra"
 from _fake_chat import _fake_upstream_app, running  # noqa: E402
 
 import routekit  # noqa: E402
-from routekit.client import RouterCache  # noqa: E402
+from routekit.loading import RouterCache  # noqa: E402
 from routekit.server.wire import UnknownRouterError  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*ReadOnly.*:UserWarning")

@@ -10,7 +10,7 @@ import threading
 import pytest
 
 import routekit
-from routekit.client import Upstream
+from routekit.server.wire import Upstream
 
 pytestmark = pytest.mark.usefixtures("server_deps")
 

@@ -18,16 +18,16 @@ import pytest
 from _fake_chat import _free_socket, running
 
 import routekit
-from routekit.client import (
-    RouterCache,
+from routekit.client import make_model_picker
+from routekit.errors import BadInputError
+from routekit.loading import RouterCache
+from routekit.server.wire import (
     RouteSpec,
     UnknownRouterError,
     Upstream,
-    make_model_picker,
     parse_model,
     prompt_from_messages,
 )
-from routekit.errors import BadInputError
 
 PROMPTS = ["hi, how are you?", "Prove that there are infinitely many primes.",
            "Write a Rust function that parses ISO-8601 durations, with tests.", "What is 2 + 2?",

@@ -35,8 +35,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 
-from routekit.client import RouterCache
 from routekit.errors import require
+from routekit.loading import RouterCache
 from routekit.server.wire import (
     DEFAULT_CONTEXT_CHARS,
     RouteSpec,

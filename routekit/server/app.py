@@ -56,7 +56,7 @@ from starlette.concurrency import run_in_threadpool  # noqa: E402
 from starlette.requests import ClientDisconnect  # noqa: E402
 
 from routekit._validate import as_prompt  # noqa: E402
-from routekit.client import RouterCache, Upstream  # noqa: E402
+from routekit.loading import RouterCache  # noqa: E402
 from routekit.select import select as select_model  # noqa: E402
 from routekit.server.config import ServerConfig, with_overrides  # noqa: E402
 from routekit.server.decision_log import DecisionLog  # noqa: E402
@@ -67,6 +67,7 @@ from routekit.server.upstream import HTTPError, Upstreams  # noqa: E402
 from routekit.server.wire import (  # noqa: E402
     RouteSpec,
     UnknownRouterError,
+    Upstream,  # noqa: E402
     parse_model,
     prompt_from_messages,
 )

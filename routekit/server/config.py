@@ -13,9 +13,8 @@ import os
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from routekit.client import Upstream
 from routekit.errors import BadInputError, require
-from routekit.server.wire import DEFAULT_CONTEXT_CHARS
+from routekit.server.wire import DEFAULT_CONTEXT_CHARS, Upstream
 
 require("pydantic", "server", "the routing server")
 

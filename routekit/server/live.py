@@ -25,9 +25,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from routekit.client import RouterCache
 from routekit.control.budget import BudgetController
 from routekit.errors import BadInputError
+from routekit.loading import RouterCache
 from routekit.server.metrics import usage_cost
 
 __all__ = ["LiveControl"]

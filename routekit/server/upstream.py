@@ -8,8 +8,8 @@ import json
 import time
 from typing import Any, Callable, Mapping
 
-from routekit.client import Upstream
 from routekit.errors import RoutekitError, UnknownModelError, require
+from routekit.server.wire import Upstream
 
 require("openai", "server", "the routing server")
 

@@ -37,7 +37,7 @@ from typing import Any, Mapping
 
 from routekit.errors import BadInputError, UnknownRouterError
 
-__all__ = ["DEFAULT_CONTEXT_CHARS", "RouteSpec", "UnknownRouterError", "parse_model", "prompt_from_messages"]
+__all__ = ["DEFAULT_CONTEXT_CHARS", "RouteSpec", "UnknownRouterError", "parse_model", "prompt_from_messages", "Upstream"]
 
 #: Characters of conversation scored by default (the encoder reads ~256 tokens, ~4 chars each).
 DEFAULT_CONTEXT_CHARS = 2000
@@ -148,3 +148,21 @@ def prompt_from_messages(messages: Any, *, turns: str = "user",
             break
         out = out + "\n\n" + text
     return out[:max(context_chars, len(users[-1]))]
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """An OpenAI-compatible endpoint serving one model."""
+
+    model: str
+    base_url: str | None = None  #: None: the openai client's default (api.openai.com or $OPENAI_BASE_URL)
+    api_key: str | None = None  #: None: read from ``api_key_env``
+    api_key_env: str = "OPENAI_API_KEY"
+    max_retries: int | None = None  #: the openai SDK's retries for this upstream (None: the server's default)
+    router_model: str | None = None  #: its name in the router's model table, for router-<name>-auto (None: model)
+
+    def key(self) -> str:
+        import os
+
+        # Local OpenAI-compatible servers (vLLM, llama.cpp, Ollama) accept any key.
+        return self.api_key or os.environ.get(self.api_key_env) or "unused"

@@ -85,8 +85,17 @@ class ScoreHead:
         return _Head().eval()
 
 
-def export_graph(model, score_ids: Sequence[int], path: Path, *, opset: int = 17) -> Path:
-    """Write the score graph for ``model`` (fp32) to ``path``."""
+#: Graphs with more weight bytes than this keep them in one external file ``<name>.data`` beside the
+#: graph (protobuf caps a file at 2 GB; a Llama-3-8B graph holds ~32 GB of float32 weights).
+EXTERNAL_DATA_ABOVE = 1_800_000_000
+
+
+def export_graph(model, score_ids: Sequence[int], path: Path, *, opset: int = 17,
+                 external_data_above: int = EXTERNAL_DATA_ABOVE) -> Path:
+    """Write the score graph for ``model`` (fp32) to ``path`` (weights in ``path.data`` when large)."""
+    import tempfile
+
+    import onnx
     import torch
 
     head = ScoreHead.build(model.float().eval(), score_ids)
@@ -100,11 +109,20 @@ def export_graph(model, score_ids: Sequence[int], path: Path, *, opset: int = 17
         # its tracer warnings name Python branches on shapes, not on data
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        torch.onnx.export(head, (ids, mask, pos), str(path),
-                          input_names=["input_ids", "attention_mask", "position_ids"], output_names=["scores"],
-                          opset_version=opset, dynamo=False,
-                          dynamic_axes={"input_ids": dyn, "attention_mask": dyn, "position_ids": dyn,
-                                        "scores": {0: "batch"}})
+        with tempfile.TemporaryDirectory(prefix="causal-onnx-") as tmp:
+            raw = Path(tmp) / "model.onnx"  # a large model comes out as one file per tensor: regroup below
+            torch.onnx.export(head, (ids, mask, pos), str(raw),
+                              input_names=["input_ids", "attention_mask", "position_ids"], output_names=["scores"],
+                              opset_version=opset, dynamo=False,
+                              dynamic_axes={"input_ids": dyn, "attention_mask": dyn, "position_ids": dyn,
+                                            "scores": {0: "batch"}})
+            size = sum(f.stat().st_size for f in Path(tmp).iterdir())
+            graph = onnx.load(str(raw))
+            if size > external_data_above:
+                onnx.save_model(graph, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                                location=path.name + ".data", size_threshold=1024)
+            else:
+                onnx.save_model(graph, str(path))
     return path
 
 
@@ -118,7 +136,8 @@ def torch_distribution(model, rows: list[list[int]], score_ids, pad_id: int) -> 
 
 
 def export_causal_onnx(src: Path, out: Path, *, keep_torch: bool = False, overwrite: bool = False,
-                       probes: Sequence[str] = PROBES, opset: int = 17, tol: float = PARITY_TOL) -> dict:
+                       probes: Sequence[str] = PROBES, opset: int = 17, tol: float = PARITY_TOL,
+                       external_data_above: int = EXTERNAL_DATA_ABOVE) -> dict:
     """Write ``out``: the causal artifact ``src`` with its classifier as an ONNX graph.
 
     ``keep_torch`` also copies the Hugging Face folder (one artifact, both backends).  Raises
@@ -151,7 +170,7 @@ def export_causal_onnx(src: Path, out: Path, *, keep_torch: bool = False, overwr
             raise ValueError(f"the plain template does not give the chat template's token ids for {bad}")
         if [rt_tok.token_id(t) for t in src_router.score_tokens] != ids:
             raise ValueError("tokenizer.json gives other score-token ids than the Hugging Face tokenizer")
-        export_graph(model, ids, onnx_dir / "model.onnx", opset=opset)
+        export_graph(model, ids, onnx_dir / "model.onnx", opset=opset, external_data_above=external_data_above)
         router = dict(keep["router"])
         router["onnx"] = {"model": "onnx/model.onnx", "tokenizer": "onnx/tokenizer.json", "prompt": tspec.to_dict(),
                           "pad_id": src_router._pad_id, "clean_up_tokenization_spaces": clean}

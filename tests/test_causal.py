@@ -481,6 +481,21 @@ def test_onnx_export_refuses_a_template_it_cannot_reproduce(random_chat_artifact
     assert not (tmp_path / "bad").exists()
 
 
+def test_large_graphs_keep_their_weights_in_one_listed_file(random_chat_artifact, tmp_path):
+    """Above the size threshold (2 GB protobuf cap) the weights go to onnx/model.onnx.data, hash-listed."""
+    from routekit_export.causal_onnx import export_causal_onnx
+
+    report = export_causal_onnx(random_chat_artifact, tmp_path / "ext", external_data_above=0)
+    router = routekit.load(tmp_path / "ext")
+    files = router.manifest.files
+    assert {"onnx/model.onnx", "onnx/model.onnx.data"} <= set(files)
+    assert files["onnx/model.onnx.data"]["bytes"] > files["onnx/model.onnx"]["bytes"]
+    assert [f for f in files if f.startswith("onnx/")] == sorted(["onnx/model.onnx", "onnx/model.onnx.data",
+                                                                  "onnx/tokenizer.json"])
+    ref = routekit.load(random_chat_artifact, device="cpu").score_distribution(PROBE)
+    assert np.abs(router.score_distribution(PROBE) - ref).max() <= 1e-3 and report["max_abs_dp_batch"] <= 1e-3
+
+
 def test_causal_onnx_cli(random_chat_artifact, tmp_path):
     from routekit_export.cli import main
 

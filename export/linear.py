@@ -28,24 +28,26 @@ from pathlib import Path
 
 import numpy as np
 
+from routekit.cli.common import Command
 from routekit.routers.linear import (
     FEATURE_NAMES,
     clean_text,
     load_bow_tokenizer,
+    part_texts,
     text_features,
     token_ids,
 )
 
 from . import data as D
-from routekit.cli.common import Command
 
 MMLU = "mmlu"
 
 
 #: Row weights per training source, chosen by CV (MMLU gold-train APGR) and the everyday dev suite
-#: (docs/quality.md, "Round 2" and "Round 2b"); unlisted golden / Arena-Bench rows weigh other_weight.
-DEFAULT_SOURCE_WEIGHTS = {"mmlu": 0.7, "everyday": 2.0, "crux": 0.3, "math-l5": 0.05, "gsm8k-train": 0.3,
-                          "arena-human": 0.2}
+#: (docs/quality.md, "Round 2", "Round 2b" and "Round 3": length 1.0 and everyday 4.0, with the hard length
+#: rows' gain mixture.LENGTH_HARD_GAIN); unlisted golden / Arena-Bench rows weigh other_weight.
+DEFAULT_SOURCE_WEIGHTS = {"mmlu": 0.7, "everyday": 4.0, "crux": 0.3, "math-l5": 0.05, "gsm8k-train": 0.3,
+                          "arena-human": 0.2, "length": 1.0}
 #: Cross-validation groups prompts by their first characters: 113 of the 1,501 MMLU gold-train
 #: questions share a passage or a long stem with another, and random folds let the head memorise it
 #: (the shipped head's CV MMLU APGR was 0.683 with random folds, 0.634-0.638 grouped).
@@ -68,7 +70,7 @@ class LinearConfig:
     #: per-source row weights overriding ``other_weight`` (e.g. {"everyday": 1.0, "crux": 0.3})
     source_weights: dict = field(default_factory=lambda: dict(DEFAULT_SOURCE_WEIGHTS))
     #: extra training sources from :mod:`.mixture` (everyday prompts, code reasoning, maths, Arena votes)
-    extra: tuple = ("everyday", "crux", "math-l5", "arena-human", "gsm8k-train")
+    extra: tuple = ("everyday", "crux", "math-l5", "arena-human", "gsm8k-train", "length")
     gsm8k_limit: int = 1000  # GSM8K train questions drawn for the ``gsm8k-train`` source
     #: "mix": thresholds calibrated on the reference traffic mix (build.TRAFFIC_MIX); "arena": Arena-Hard only
     calibration: str = "mix"
@@ -76,6 +78,14 @@ class LinearConfig:
     #: components that need the strong model (build.strong_share(): arena-hard 0.5 + gsm8k-train 0.1),
     #: on Arena-Hard alone 0.5
     default_strong_fraction: float | None = None
+    #: scale of two more embedding blocks, of a long prompt's first and last ``part_chars`` characters
+    #: (:func:`~routekit.routers.linear.prompt_parts`; prompts of at most 2 × part_chars characters use
+    #: their whole embedding there); 0 = off.  The encoder sees a long prompt's pasted content and
+    #: truncates it; the instruction sits at one of its ends.
+    part_scale: float = 0.0
+    part_chars: int = 200
+    #: surface features left out (weight 0 in the gain and the difficulty model), e.g. the raw lengths
+    feat_drop: tuple = ()
 
 
 @dataclass
@@ -224,9 +234,23 @@ class _Fit:
         return K_base_cols @ self.alpha + dd[idx] * (dd[self.rows] @ self.alpha) + self.mu
 
 
-def design(emb: np.ndarray, table: PromptTable, tokenizer, min_df: int) -> dict:
+def part_embeddings(encoder, prompts: list[str], emb: np.ndarray, part_chars: int, **kw) -> tuple:
+    """(head, tail) embeddings of each prompt as the runtime computes them (:func:`part_texts`):
+    the whole prompt's embedding for short prompts, the ends' for long ones."""
+    H, T = np.array(emb, np.float32), np.array(emb, np.float32)
+    long_, heads, tails = part_texts(prompts, part_chars)
+    if long_:
+        from .embed import embed_texts
+
+        pe = embed_texts(encoder, heads + tails, **kw)
+        H[long_], T[long_] = pe[:len(long_)], pe[len(long_):]
+    return H, T
+
+
+def design(emb: np.ndarray, table: PromptTable, tokenizer, min_df: int, parts: tuple | None = None) -> dict:
     """The inputs of the head that do not depend on weights or block scales (features and their
-    Gram matrices; the tf-idf Gram is the expensive part), reusable across configurations."""
+    Gram matrices; the tf-idf Gram is the expensive part), reusable across configurations.
+    ``parts``: the (head, tail) embeddings of :func:`part_embeddings`, for ``part_scale`` > 0."""
     X = np.asarray(emb, np.float64)
     F = surface_features(table.prompts)
     f_mean, f_std = F.mean(0), F.std(0) + 1e-9
@@ -234,27 +258,43 @@ def design(emb: np.ndarray, table: PromptTable, tokenizer, min_df: int) -> dict:
     ids = token_ids(tokenizer, [clean_text(p) for p in table.prompts])
     vocab, idf = build_vocab(ids, min_df)
     B = tfidf_matrix(ids, vocab, idf)
-    return {"X": X, "F": F, "f_mean": f_mean, "f_std": f_std, "Fz": Fz, "vocab": vocab, "idf": idf, "B": B,
-            "XX": X @ X.T, "FF": Fz @ Fz.T, "BB": (B @ B.T).astype(np.float64), "min_df": min_df}
+    out = {"X": X, "F": F, "f_mean": f_mean, "f_std": f_std, "Fz": Fz, "vocab": vocab, "idf": idf, "B": B,
+           "XX": X @ X.T, "BB": (B @ B.T).astype(np.float64), "min_df": min_df}
+    if parts is not None:
+        H, T = (np.asarray(x, np.float64) for x in parts)
+        out.update(H=H, T=T, PP=H @ H.T + T @ T.T)
+    return out
 
 
 def train_linear(emb: np.ndarray, table: PromptTable, tokenizer, cfg: LinearConfig,
-                 *, log=print, prepared: dict | None = None) -> tuple[dict[str, np.ndarray], dict]:
+                 *, log=print, prepared: dict | None = None, parts: tuple | None = None
+                 ) -> tuple[dict[str, np.ndarray], dict]:
     """Fit the linear head; returns (arrays for ``linear.npz``, metrics incl. cross-validated APGR).
 
-    ``prepared``: :func:`design` of the same rows (and ``cfg.min_df``), to skip recomputing it."""
+    ``prepared``: :func:`design` of the same rows (and ``cfg.min_df``), to skip recomputing it;
+    ``parts``: the rows' (head, tail) embeddings (:func:`part_embeddings`), needed when
+    ``cfg.part_scale`` > 0."""
     from routekit.eval import EvalDataError, apgr
 
     n = len(table)
     d = prepared if prepared is not None and prepared["min_df"] == cfg.min_df else design(
-        emb, table, tokenizer, cfg.min_df)
-    X, F, f_mean, f_std, Fz, vocab, idf, B = (d[k] for k in ("X", "F", "f_mean", "f_std", "Fz", "vocab", "idf", "B"))
+        emb, table, tokenizer, cfg.min_df, parts)
+    if cfg.part_scale > 0 and "PP" not in d:
+        raise ValueError("part_scale > 0 needs the rows' part embeddings (parts=)")
+    unknown = set(cfg.feat_drop) - set(FEATURE_NAMES)
+    if unknown:
+        raise ValueError(f"unknown surface features {sorted(unknown)}; known: {', '.join(FEATURE_NAMES)}")
+    keep_feat = np.array([f not in cfg.feat_drop for f in FEATURE_NAMES], np.float64)
+    X, F, f_mean, f_std, vocab, idf, B = (d[k] for k in ("X", "F", "f_mean", "f_std", "vocab", "idf", "B"))
+    Fz = d["Fz"] * keep_feat
     log(f"linear head: {n} prompts, {len(vocab)} word pieces, {F.shape[1]} surface features")
     gain, diff = table.gain, table.difficulty
     weight = np.array([cfg.source_weights.get(s, 1.0 if s == MMLU else cfg.other_weight)
                        for s in table.source.tolist()], np.float64)
     c = cfg
-    K_base = (c.emb_scale ** 2) * d["XX"] + (c.feat_scale ** 2) * d["FF"] + (c.bow_scale ** 2) * d["BB"]
+    K_base = (c.emb_scale ** 2) * d["XX"] + (c.feat_scale ** 2) * (Fz @ Fz.T) + (c.bow_scale ** 2) * d["BB"]
+    if c.part_scale > 0:
+        K_base += (c.part_scale ** 2) * d["PP"]
 
     fold = cv_folds(table.prompts, cfg.folds, cfg.seed)
     oof = np.full(n, np.nan)
@@ -282,7 +322,7 @@ def train_linear(emb: np.ndarray, table: PromptTable, tokenizer, cfg: LinearConf
     w_d = c.diff_scale ** 2 * float(fit.d[r] @ al)
     dim = X.shape[1]
     w_emb = w_emb + w_d * fit.delta[:dim] / fit.d_std
-    w_feat = w_feat + w_d * c.diff_feat_scale * fit.delta[dim:-1] / fit.d_std
+    w_feat = (w_feat + w_d * c.diff_feat_scale * fit.delta[dim:-1] / fit.d_std) * keep_feat
     bias = fit.mu + w_d * (fit.delta[-1] - fit.d_mean) / fit.d_std
     keep = w_bow != 0
     weights = {
@@ -291,9 +331,15 @@ def train_linear(emb: np.ndarray, table: PromptTable, tokenizer, cfg: LinearConf
         "bow_ids": vocab[keep], "bow_idf": idf[keep].astype(np.float64), "w_bow": w_bow[keep].astype(np.float64),
         "affine": np.array([bias, a, c0], np.float64),
     }
+    g_parts = 0.0
+    if c.part_scale > 0:
+        weights["w_head"] = (c.part_scale ** 2 * (d["H"][r].T @ al)).astype(np.float32)
+        weights["w_tail"] = (c.part_scale ** 2 * (d["T"][r].T @ al)).astype(np.float32)
+        weights["parts"] = np.array([c.part_chars], np.int64)
+        g_parts = d["H"] @ weights["w_head"].astype(np.float64) + d["T"] @ weights["w_tail"].astype(np.float64)
     # in-sample check that the folded weights reproduce the kernel model
     g_kernel = fit.predict(K_base[:, r], np.arange(n))
-    g_folded = X @ w_emb + (B @ w_bow.astype(np.float32)).astype(np.float64) + Fz @ w_feat + bias
+    g_folded = X @ w_emb + (B @ w_bow.astype(np.float32)).astype(np.float64) + Fz @ w_feat + g_parts + bias
     metrics = {
         "config": asdict(cfg),
         "cv_apgr": cv,
@@ -339,11 +385,11 @@ def dev_metrics(router, data_dir: Path, *, n_boot: int = 1000) -> dict:
 # ------------------------------------------------------------------------------------------ artifact
 
 
-def _suite_metrics(router) -> dict:
-    """The everyday dev suite's report (never trained on; recorded for the record, not for fitting)."""
+def _suite_metrics(router, name: str = "everyday") -> dict:
+    """A dev suite's report (never trained on; recorded for the record, not for fitting)."""
     from routekit.eval.suite import load_suite, suite_report
 
-    rep = suite_report(router, load_suite("everyday"))
+    rep = suite_report(router, load_suite(name))
     return {k: rep[k] for k in ("n", "auc", "default", "p30") if k in rep}
 
 
@@ -368,7 +414,9 @@ def build_linear(out: Path, *, encoder_dir: Path, data_dir: Path, cfg: LinearCon
     enc, spec = load_encoder(encoder_dir, threads=threads)
     emb = embed_texts(enc, table.prompts, encoder_key=spec["sha256"])
     tokenizer = load_bow_tokenizer(Path(encoder_dir) / spec["tokenizer"])
-    weights, metrics = train_linear(emb, table, tokenizer, cfg)
+    parts = (part_embeddings(enc, table.prompts, emb, cfg.part_chars, encoder_key=spec["sha256"])
+             if cfg.part_scale > 0 else None)
+    weights, metrics = train_linear(emb, table, tokenizer, cfg, parts=parts)
     if cfg.calibration == "mix":
         prompts, cal_w, source, mix = traffic_mix(data_dir, limit=calib_limit)
     else:
@@ -383,7 +431,8 @@ def build_linear(out: Path, *, encoder_dir: Path, data_dir: Path, cfg: LinearCon
                             + (f", plus {', '.join(cfg.extra)}" if cfg.extra else "")),
             **pair_fields([D.STRONG, D.WEAK]),
             "encoder": enc_section,
-            "router": {"weights": "linear.npz", "features": list(FEATURE_NAMES), "max_chars": 4000},
+            "router": {"weights": "linear.npz", "features": list(FEATURE_NAMES), "max_chars": 4000,
+                       **({"part_chars": cfg.part_chars} if cfg.part_scale > 0 else {})},
             "training": {
                 "prompts": len(table), "sources": table.sources,
                 "noncommercial_rows_included": False,
@@ -399,6 +448,7 @@ def build_linear(out: Path, *, encoder_dir: Path, data_dir: Path, cfg: LinearCon
         w.write_manifest()
         router = routekit.load(w.dir)  # calibrated; the metrics added below do not change its scores
         w.manifest["metrics"]["everyday_suite"] = _suite_metrics(router)
+        w.manifest["metrics"]["length_suite"] = _suite_metrics(router, "length")
         if measure_dev:
             dev = dev_metrics(router, data_dir)
             w.manifest["metrics"]["dev"] = {
@@ -431,13 +481,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--other-weight", type=float, default=d.other_weight,
                    help="weight of golden / Arena-Bench pair labels whose source has no --source-weight "
                         "entry (default: %(default)s; the --source-weight defaults give mmlu its own)")
+    p.add_argument("--part-scale", type=float, default=d.part_scale,
+                   help="scale of the embeddings of a long prompt's first and last --part-chars characters "
+                        "(default: %(default)s; 0 = off)")
+    p.add_argument("--part-chars", type=int, default=d.part_chars,
+                   help="characters of each end of a prompt longer than twice this (default: %(default)s)")
+    p.add_argument("--feat-drop", default=",".join(d.feat_drop),
+                   help="comma-separated surface features left out (default: %(default)r; known: "
+                        + ", ".join(FEATURE_NAMES) + ")")
     p.add_argument("--ridge", type=float, default=d.ridge, help="L2 penalty of the head")
     p.add_argument("--min-df", type=int, default=d.min_df, help="word pieces in fewer prompts are dropped")
     p.add_argument("--folds", type=int, default=d.folds, help="cross-validation folds")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the folds")
     p.add_argument("--extra", default=",".join(d.extra),
                    help="comma-separated extra training sources from export/mixture.py "
-                        "(everyday, crux, math-l5, gsm8k-train; empty = none)")
+                        "(everyday, crux, math-l5, arena-human, gsm8k-train, length; empty = none)")
     p.add_argument("--source-weight", action="append", default=None, metavar="SOURCE=W",
                    help="row weight of one training source (repeatable; default: "
                         + (", ".join(f"{k}={v}" for k, v in d.source_weights.items()) or "none") + ")")
@@ -473,7 +531,9 @@ def run_cli(args) -> int:
                        min_df=args.min_df, folds=args.folds, seed=args.seed, source_weights=weights,
                        extra=tuple(x.strip() for x in args.extra.split(",") if x.strip()),
                        gsm8k_limit=args.gsm8k_limit, calibration=args.calibration,
-                       default_strong_fraction=args.default_strong_fraction)
+                       default_strong_fraction=args.default_strong_fraction, part_scale=args.part_scale,
+                       part_chars=args.part_chars,
+                       feat_drop=tuple(x.strip() for x in args.feat_drop.split(",") if x.strip()))
     try:
         metrics = build_linear(args.out, encoder_dir=args.encoder, data_dir=args.data, cfg=cfg,
                                calib_limit=args.calib_limit, overwrite=args.force,

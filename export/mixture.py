@@ -26,6 +26,15 @@ on them alone extrapolates ("short = hard") and ranks greetings above proofs. Th
               pair (GPT-4 technical report 92.0 %, Mixtral paper 74.4 %).  A constant label cannot rank
               questions *within* GSM8K; it tells the head where multi-step word problems sit relative
               to everything else.
+``length``    ``export/data/length_train.jsonl``: 340 prompts written for routekit (README there), 170
+              long easy requests (a pasted text or code with a routine instruction: summarise,
+              translate, proofread, extract ...) and 170 short hard ones (proofs, contest maths,
+              algorithms, concurrency, expert questions), labelled by the length suite's rule
+              (``routekit/suites/README.md``).  Label: ``trivial`` a tie (gain 0, difficulty 0), as
+              ``everyday``: a weak-class model does the whole task; ``hard`` a gain of
+              :data:`LENGTH_HARD_GAIN` (the strong model right, the weak one wrong), difficulty unknown.
+              They exist to break the length shortcut: without them every long training prompt is an
+              exam passage or a long spec and every short one a question.
 """
 
 from __future__ import annotations
@@ -43,13 +52,18 @@ EVERYDAY_TRAIN = Path(__file__).resolve().parent / "data" / "everyday_train.json
 #: on, and worded apart from both the training prompts and the dev suite (MiniLM cosine <= 0.85 to
 #: every prompt of each).  The head is fitted to score its own training prompts as ties, so
 #: calibrating on those would put the default threshold too low for everyday prompts it has not seen.
+LENGTH_TRAIN = Path(__file__).resolve().parent / "data" / "length_train.jsonl"
+#: Gain label of a ``hard`` length_train row: "the strong model gains", scaled down from a full +1 (chosen
+#: by cross-validation with the row weight, docs/quality.md "Round 3": at +1 the 170 short expert
+#: questions teach "expert topic = +1" and the MMLU proxy fell from 0.63 to 0.54; at 0.3 it costs 0.03).
+LENGTH_HARD_GAIN = 0.3
 EVERYDAY_CALIB = Path(__file__).resolve().parent / "data" / "everyday_calib.jsonl"
 #: One fixed order of the GSM8K train questions: training draws its head, the calibration mix its tail.
 GSM8K_SEED = 0
 GSM8K_PRIOR_GAIN = 0.92 - 0.744
 ZEROEVAL_STRONG = "gpt-4-turbo-2024-04-09"
 ZEROEVAL_WEAK = {"crux": D.WEAK, "math-l5": "gpt-3.5-turbo-0125"}
-SOURCES = ("everyday", "crux", "math-l5", "arena-human", "gsm8k-train")
+SOURCES = ("everyday", "crux", "math-l5", "arena-human", "gsm8k-train", "length")
 ARENA_MIN_GAP = 0.5  # natural-log BT units: the stronger model wins ~62 % of votes against the weaker
 _QUESTION = re.compile(r"## Question:\s*(.*?)\s*## Instruction", re.S)
 
@@ -75,6 +89,14 @@ def _everyday(path: Path = EVERYDAY_TRAIN):
     for _, r in D.read_jsonl(path, ("prompt",)):
         yield Row(r["prompt"], "everyday", 0.0, 0.0, 0.0, "routekit export/data/everyday_train.jsonl (written "
                   "for routekit; label: tie)", "Apache-2.0")
+
+
+def _length(path: Path = LENGTH_TRAIN):
+    for _, r in D.read_jsonl(path, ("prompt", "side")):
+        hard = r["side"] == "hard"
+        yield Row(r["prompt"], "length", LENGTH_HARD_GAIN if hard else 0.0, 0.0, np.nan if hard else 0.0,
+                  "routekit export/data/length_train.jsonl (written for routekit; label: trivial a tie, "
+                  "hard a strong gain)", "Apache-2.0")
 
 
 def _zeroeval(data_dir: Path, wanted: set[str]):
@@ -135,7 +157,7 @@ def _gsm8k(data_dir: Path, limit: int):
 
 
 #: data file of each source, relative to the data folder (None: shipped with the toolchain)
-FILES = {"everyday": None, "crux": "train/extra/zeroeval_scores.jsonl",
+FILES = {"everyday": None, "length": None, "crux": "train/extra/zeroeval_scores.jsonl",
          "math-l5": "train/extra/zeroeval_scores.jsonl", "arena-human": "train/extra/arena_human_1k.jsonl",
          "gsm8k-train": "unlabelled/gsm8k_train_questions.jsonl"}
 
@@ -157,6 +179,8 @@ def extra_rows(data_dir: Path, sources=SOURCES, *, gsm8k_limit: int = 1000, log=
     out: list[Row] = []
     if "everyday" in present:
         out.extend(_everyday())
+    if "length" in present:
+        out.extend(_length())
     if {"crux", "math-l5"} & present:
         out.extend(_zeroeval(data_dir, {"crux", "math-l5"} & present))
     if "arena-human" in present:

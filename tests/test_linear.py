@@ -188,6 +188,82 @@ def test_linear_artifact_end_to_end(tmp_path, encoder_dir):
         routekit.load(out, strong="mixtral-8x7b-instruct-v0.1", weak="gpt-4-1106-preview")
 
 
+def test_length_rows_labels(tmp_path):
+    from routekit_export.mixture import LENGTH_HARD_GAIN, LENGTH_TRAIN, extra_rows
+
+    rows = extra_rows(tmp_path, ("length",))  # shipped with the toolchain: no data folder needed
+    sides = [json.loads(line)["side"] for line in LENGTH_TRAIN.read_text().splitlines() if line.strip()]
+    assert len(rows) == len(sides) and {r.source for r in rows} == {"length"}
+    for r, side in zip(rows, sides):
+        assert (r.strong - r.weak) == (LENGTH_HARD_GAIN if side == "hard" else 0.0)
+        assert (np.isnan(r.difficulty) if side == "hard" else r.difficulty == 0.0)
+
+
+def test_prompt_parts_cut_at_spaces_and_only_long_prompts_get_parts():
+    from routekit.routers.linear import part_texts, prompt_parts
+
+    text = "Please summarise the text below. " + "word " * 200 + "Thanks, and fix the typos too."
+    head, tail = prompt_parts(text, 60)
+    assert text.startswith(head) and text.endswith(tail)
+    assert 30 <= len(head) <= 60 and 30 <= len(tail) <= 60
+    assert not head.endswith(" ") and text[len(head)] == " "  # cut at a space, not inside a word
+    assert text[-len(tail) - 1] == " "
+    long_, heads, tails = part_texts(["short one", "x" * 121, "y" * 120], 60)
+    assert long_ == [1] and heads == ["x" * 60] and tails == ["x" * 60]  # no space: a plain cut
+
+
+def test_train_linear_part_blocks_fold_exactly_and_dropped_features_weigh_zero():
+    from routekit_export.linear import LinearConfig, train_linear
+
+    table, emb, tok = _synthetic_table()
+    rng = np.random.default_rng(3)
+    head = emb + 0.3 * rng.normal(size=emb.shape)
+    tail = emb + 0.3 * rng.normal(size=emb.shape)
+    cfg = LinearConfig(emb_scale=0.5, bow_scale=1.0, min_df=2, folds=4, part_scale=0.4, part_chars=50,
+                       feat_drop=("log_chars", "log_words"))
+    with pytest.raises(ValueError, match="part embeddings"):
+        train_linear(emb, table, tok, cfg, log=lambda *_: None)
+    weights, metrics = train_linear(emb, table, tok, cfg, log=lambda *_: None, parts=(head, tail))
+    assert metrics["fold_check_max_abs"] < 1e-4  # the part blocks are folded into w_head / w_tail exactly
+    assert weights["parts"].tolist() == [50] and weights["w_head"].shape == weights["w_emb"].shape
+    assert np.abs(weights["w_head"]).max() > 0 and np.abs(weights["w_tail"]).max() > 0
+    dropped = [FEATURE_NAMES.index(f) for f in cfg.feat_drop]
+    assert (weights["w_feat"][dropped] == 0).all() and (np.abs(np.delete(weights["w_feat"], dropped)) > 1e-3).any()
+
+
+def test_linear_artifact_with_parts_end_to_end(tmp_path, encoder_dir):
+    """--part-scale: long prompts get one more encoder pass over their two ends, and the runtime score is
+    the trained linear map over (embedding, head, tail, tf-idf, features)."""
+    from routekit_export.cli import main
+
+    import routekit
+    from routekit.routers.linear import prompt_parts
+
+    _write_tiny_data(tmp_path / "data")
+    out = tmp_path / "lin"
+    rc = main(["train-linear", "--data", str(tmp_path / "data"), "--encoder", str(encoder_dir), "--out", str(out),
+               "--min-df", "1", "--folds", "3", "--emb-scale", "0.3", "--bow-scale", "0.5", "--part-scale", "0.3",
+               "--part-chars", "25", "--extra", ""])
+    assert rc == 0
+    router = routekit.load(out)
+    assert router.part_chars == 25 and router.manifest["router"]["part_chars"] == 25
+    w = np.load(out / "linear.npz")
+    long_p, short_p = "Compute the integral of x^3 from 0 to 99.\nA. 5\nB. 6\nAnswer:", "Integral of x^2?"
+    calls = []
+    real = router.encoder
+    router.encoder = lambda texts, **kw: calls.append(list(texts)) or real(texts, **kw)
+    g_long, g_short = router.gains(real([long_p, short_p]), [long_p, short_p])
+    assert calls == [list(prompt_parts(long_p, 25))]  # one extra pass, for the long prompt's two ends only
+    e, (h, t) = real([long_p]), real(list(prompt_parts(long_p, 25)))
+    base = router.gains(e, [long_p])[0] - float(h @ w["w_head"] + t @ w["w_tail"])
+    router.w_head, router.w_tail = np.zeros_like(router.w_head), np.zeros_like(router.w_tail)
+    assert router.gains(e, [long_p])[0] == pytest.approx(base, abs=1e-6)
+    assert g_long == pytest.approx(router.gains(e, [long_p])[0] + float(h @ w["w_head"] + t @ w["w_tail"]), abs=1e-6)
+    es = real([short_p])  # a short prompt is its own head and tail
+    assert g_short == pytest.approx(router.gains(es, [short_p])[0] + float(es[0] @ (w["w_head"] + w["w_tail"])),
+                                    abs=1e-6)
+
+
 @pytest.mark.slow
 def test_linear_real_data_beats_chance_on_mmlu_proxy(encoder_dir, data_root):
     """Full training on ../shared/data: cross-validated APGR on held-out MMLU gold-train questions."""

@@ -7,7 +7,10 @@
   (a sparse bag of words; the vocabulary and idf weights are stored in the artifact);
 * ``z(q)``: a few standardised surface features (:func:`text_features`: length, digits, math
   symbols, lines, numbers, words) that mean-pooled embeddings blur away, clipped to the range seen
-  in training (``feat_lo``/``feat_hi``) so that very short or long prompts do not extrapolate.
+  in training (``feat_lo``/``feat_hi``) so that very short or long prompts do not extrapolate;
+* optionally (``parts`` in ``linear.npz``; the shipped default has none: they bought nothing measurable,
+  docs/quality.md "Round 3") ``w_headᵀ v_head + w_tailᵀ v_tail``: embeddings of a long prompt's first and
+  last ``part_chars`` characters (:func:`prompt_parts`), one more encoder pass over those short texts.
 
 ``g`` estimates the expected quality gain of the strong over the weak model on the prompt (strong
 right and weak wrong = +1, the reverse = −1, ties 0); ``σ(a·g + c)`` maps it to a probability, fitted
@@ -37,6 +40,26 @@ FEATURE_NAMES = ("log_chars", "digit_frac", "log_digits", "math_frac", "log_math
 
 def clean_text(text: str) -> str:
     return _clean_text(text, MAX_CHARS)
+
+
+def prompt_parts(text: str, chars: int) -> tuple[str, str]:
+    """The first and the last ~``chars`` characters of a prompt, cut at a space: where a long
+    prompt's instruction sits ("Summarise this email: ..." / "... fix the typos above")."""
+    head, tail = text[:chars], text[-chars:]
+    if len(text) > chars:
+        if " " in head[chars // 2:]:
+            head = head[:head.rfind(" ")]
+        if " " in tail[:chars // 2]:
+            tail = tail[tail.find(" ") + 1:]
+    return _clean_text(head.strip(), chars), _clean_text(tail.strip(), chars)
+
+
+def part_texts(prompts: list[str], chars: int) -> tuple[list[int], list[str], list[str]]:
+    """Indices of the prompts longer than 2 × ``chars`` characters and their heads and tails
+    (:func:`prompt_parts`); shorter prompts are their own head and tail (no extra encoder pass)."""
+    long_ = [i for i, p in enumerate(prompts) if len(p) > 2 * chars]
+    parts = [prompt_parts(prompts[i], chars) for i in long_]
+    return long_, [h for h, _ in parts], [t for _, t in parts]
 
 
 def text_features(text: str) -> list[float]:
@@ -116,6 +139,10 @@ class LinearRouter(EncoderRouter):
             files = getattr(w, "files", w)
             self.feat_lo = np.asarray(w["feat_lo"], np.float64) if "feat_lo" in files else None
             self.feat_hi = np.asarray(w["feat_hi"], np.float64) if "feat_hi" in files else None
+            # optional: embeddings of a long prompt's two ends (prompt_parts), with their own weights
+            self.part_chars = int(np.asarray(w["parts"]).reshape(-1)[0]) if "parts" in files else None
+            self.w_head = np.asarray(w["w_head"], np.float64) if self.part_chars is not None else None
+            self.w_tail = np.asarray(w["w_tail"], np.float64) if self.part_chars is not None else None
         except (KeyError, TypeError, ValueError) as exc:
             raise BadArtifactError(f"{manifest.folder}: linear weights malformed ({exc})") from exc
         n_feat = (len(FEATURE_NAMES),)
@@ -132,6 +159,10 @@ class LinearRouter(EncoderRouter):
         self.col_of_id = np.full(int(bow_ids.max(initial=-1)) + 1, -1, np.int64)
         self.col_of_id[bow_ids] = np.arange(len(bow_ids))
         self.encoder = encoder_from_manifest(manifest, providers=providers, threads=threads)
+        if self.part_chars is not None and (self.part_chars < 1 or self.w_head.shape != self.w_emb.shape
+                                            or self.w_tail.shape != self.w_emb.shape):
+            raise BadArtifactError(f"{manifest.folder}: linear part weights malformed (parts {self.part_chars}, "
+                                   f"w_head {self.w_head.shape}, w_tail {self.w_tail.shape}, w_emb {self.w_emb.shape})")
         if self.w_emb.shape[0] != int(manifest["encoder"].get("dim", self.w_emb.shape[0])):
             raise BadArtifactError(f"{manifest.folder}: w_emb has {self.w_emb.shape[0]} dims, encoder "
                                    f"{manifest['encoder'].get('dim')}")
@@ -163,8 +194,22 @@ class LinearRouter(EncoderRouter):
         bow = np.array([vals @ self.w_bow[cols] for cols, vals in tfidf_rows(ids, self.col_of_id, self.bow_idf)])
         # row-wise products, not BLAS matrix-vector (whose kernels change the last bit with the batch
         # size): a prompt's score never depends on its batch-mates
-        emb = (np.asarray(embeddings, np.float64) * self.w_emb).sum(axis=1)
-        return emb + bow + (feats * self.w_feat).sum(axis=1) + self.bias
+        emb = np.asarray(embeddings, np.float64)
+        g = (emb * self.w_emb).sum(axis=1) + bow + (feats * self.w_feat).sum(axis=1) + self.bias
+        if self.part_chars is not None:
+            head, tail = self.part_embeddings(emb, prompts)
+            g = g + (head * self.w_head).sum(axis=1) + (tail * self.w_tail).sum(axis=1)
+        return g
+
+    def part_embeddings(self, embeddings: np.ndarray, prompts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings of each prompt's first and last ``part_chars`` characters: one more encoder pass
+        over those short texts for the prompts longer than twice that, the whole prompt's for the rest."""
+        head, tail = np.array(embeddings, np.float64), np.array(embeddings, np.float64)
+        long_, heads, tails = part_texts(prompts, self.part_chars)
+        if long_:
+            pe = np.asarray(self.encoder(heads + tails), np.float64)
+            head[long_], tail[long_] = pe[:len(long_)], pe[len(long_):]
+        return head, tail
 
     def scores(self, embeddings: np.ndarray, prompts: list[str], ids: list | None = None) -> np.ndarray:
         g = self.gains(embeddings, prompts, ids)

@@ -7,6 +7,7 @@
 Importing routekit loads nothing: models are read on the first ``load()`` or ``route()``.
 """
 
+from routekit.control.budget import BudgetController
 from routekit.errors import (
     BadArtifactError,
     BadInputError,
@@ -22,7 +23,6 @@ from routekit.errors import (
     UnknownModelError,
     UnknownRouterError,
 )
-from routekit.control.budget import BudgetController
 from routekit.loading import load, route
 from routekit.router import Decision, Router
 from routekit.router_set import RouterSet

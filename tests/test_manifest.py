@@ -202,3 +202,12 @@ def test_seal_refuses_what_the_schema_refuses(art):
     with pytest.raises(BadArtifactError, match="quantiles"):
         artifact.seal(art)
     assert (art / "manifest.json").read_bytes() == before
+
+
+def test_sealing_an_unchanged_manifest_keeps_it_byte_identical(art):
+    """Sealing twice (or a manifest nobody edited) rewrote it with a second manifest_sha256 key, which the
+    strict parser refuses, so `routekit artifacts seal` failed on a valid artifact."""
+    before = (art / "manifest.json").read_bytes()
+    digest = artifact.seal(art)
+    assert (art / "manifest.json").read_bytes() == before
+    assert artifact.seal(art) == digest and artifact.verify(art).get(artifact.DIGEST) == digest

@@ -31,10 +31,13 @@ def _with_digest(text: str, data: dict) -> str:
     import re
 
     line = f'"{DIGEST}": "{data[DIGEST]}"'
-    for new in (re.sub(rf'"{DIGEST}"\s*:\s*"[^"]*"', lambda m: line, text),
-                re.sub(r"\s*}\s*$", lambda m: f',\n  {line}\n}}\n', text, count=1)):
+    pattern = rf'"{DIGEST}"\s*:\s*"[^"]*"'
+    # the text has the field: replace it (an unchanged manifest stays byte-identical); else append it
+    candidates = ((re.sub(pattern, lambda m: line, text),) if len(re.findall(pattern, text)) == 1 else
+                  (re.sub(r"\s*}\s*$", lambda m: f',\n  {line}\n}}\n', text, count=1),))
+    for new in candidates:
         try:
-            if new != text and json.loads(new) == data:
+            if json.loads(new) == data:
                 return new
         except ValueError:
             pass

@@ -18,7 +18,7 @@ from . import data as D
 from .embed import embed_texts
 from .encoder import write_encoder
 from .errors import ExportError
-from .mixture import EVERYDAY_CALIB, gsm8k_questions  # noqa: F401  (EVERYDAY_CALIB: re-exported)
+from .mixture import EVERYDAY_CALIB, LONG_EASY_CALIB, gsm8k_questions  # noqa: F401  (EVERYDAY_CALIB: re-exported)
 
 ENCODER_SPEC = "encoder.json"
 
@@ -107,8 +107,10 @@ def calibrate_in_place(writer: artifact.ArtifactWriter, prompts: list[str], sour
 #: The reference traffic mix the shipped thresholds are calibrated on: component -> share of traffic.
 #: An assumption, not a measurement: real chat traffic holds many everyday requests (greetings,
 #: quick facts, rewrites) and a minority of hard ones; Arena-Hard prompts stand in for real chat
-#: (they are harder than typical chat), GSM8K train questions for maths word problems.
-TRAFFIC_MIX = {"arena-hard": 0.5, "everyday": 0.4, "gsm8k-train": 0.1}
+#: (they are harder than typical chat), GSM8K train questions for maths word problems.  The weak-side
+#: 40 % is short everyday requests (25 %) and long easy ones (15 %: a pasted email, review, log or code
+#: with a routine instruction), so that a threshold is not set as if every long prompt were a hard one.
+TRAFFIC_MIX = {"arena-hard": 0.5, "everyday": 0.25, "long-easy": 0.15, "gsm8k-train": 0.1}
 #: The components that need the strong model; their share is the default strong fraction of routers
 #: calibrated on the mix (a perfect router would send exactly them to strong).
 NEEDS_STRONG = ("arena-hard", "gsm8k-train")
@@ -132,9 +134,12 @@ def traffic_mix(data_dir: Path, *, gsm8k_n: int = 250, limit: int | None = None
     arena, _ = calibration_prompts(data_dir, limit)
     gsm = gsm8k_questions(data_dir)
     gsm = [r["prompt"] for r in gsm[max(len(gsm) - gsm8k_n, 0):]]
-    parts = {"arena-hard": arena, "everyday": D.read_prompts(EVERYDAY_CALIB), "gsm8k-train": gsm}
+    long_easy = D.read_prompts(LONG_EASY_CALIB) if LONG_EASY_CALIB.is_file() else []
+    parts = {"arena-hard": arena, "everyday": D.read_prompts(EVERYDAY_CALIB), "long-easy": long_easy,
+             "gsm8k-train": gsm}
     sources = {"arena-hard": ARENA_HARD_SOURCE,
                "everyday": "routekit export/data/everyday_calib.jsonl (written for routekit; never trained on)",
+               "long-easy": "routekit export/data/long_easy_calib.jsonl (written for routekit; never trained on)",
                "gsm8k-train": "shared/data/unlabelled/gsm8k_train_questions.jsonl (GSM8K train, MIT; "
                               "disjoint from the training draw)"}
     shares = {n: s for n, s in TRAFFIC_MIX.items() if parts[n]}  # a missing component: the rest renormalised

@@ -58,6 +58,9 @@ LENGTH_TRAIN = Path(__file__).resolve().parent / "data" / "length_train.jsonl"
 #: questions teach "expert topic = +1" and the MMLU proxy fell from 0.63 to 0.54; at 0.3 it costs 0.03).
 LENGTH_HARD_GAIN = 0.3
 EVERYDAY_CALIB = Path(__file__).resolve().parent / "data" / "everyday_calib.jsonl"
+#: Long easy requests (a pasted document or code + a routine instruction), written for the calibration
+#: mix only: never trained on, MiniLM cosine <= 0.85 to every training and dev-suite prompt.
+LONG_EASY_CALIB = Path(__file__).resolve().parent / "data" / "long_easy_calib.jsonl"
 #: One fixed order of the GSM8K train questions: training draws its head, the calibration mix its tail.
 GSM8K_SEED = 0
 GSM8K_PRIOR_GAIN = 0.92 - 0.744

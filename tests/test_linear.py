@@ -156,7 +156,7 @@ def test_linear_artifact_end_to_end(tmp_path, encoder_dir):
     router = routekit.load(out)
     assert router.kind == "linear" and router.manifest["training"]["noncommercial_rows_included"] is False
     # thresholds on the reference traffic mix: the data folder's 20 calibration prompts + the shipped
-    # held-out everyday prompts (the tiny folder has no GSM8K questions: that component is left out,
+    # held-out everyday and long easy prompts (the tiny folder has no GSM8K questions: that component is left out,
     # shares renormalised); the default fraction is the mix's needs-strong share
     from routekit_export.build import EVERYDAY_CALIB
     from routekit_export.data import read_prompts
@@ -165,7 +165,8 @@ def test_linear_artifact_end_to_end(tmp_path, encoder_dir):
     n_calib = len(read_prompts(EVERYDAY_CALIB))
     assert mix["arena-hard"]["n"] == 20 and mix["everyday"]["n"] == n_calib and "gsm8k-train" not in mix
     assert router.calibration["default_strong_fraction"] == pytest.approx(0.5 / 0.9, abs=1e-4)  # its arena share
-    assert sum(m["share"] for m in mix.values()) == pytest.approx(1.0)
+    assert mix["long-easy"]["n"] >= 100 and not mix["long-easy"]["needs_strong"]
+    assert sum(m["share"] for m in mix.values()) == pytest.approx(1.0, abs=2e-4)  # each share rounded to 4 places
     assert router.manifest["metrics"]["everyday_suite"]["n"] >= 200
     hard = ["Compute the integral of x^3 from 0 to 99.\nA. 5\nB. 6\nAnswer:"]
     easy = ["Which word names a colour, item 999?\nA. blue\nB. table\nAnswer:"]
@@ -279,7 +280,9 @@ def test_linear_real_data_beats_chance_on_mmlu_proxy(encoder_dir, data_root):
     emb = embed_texts(enc, table.prompts, encoder_key=spec["sha256"], show_progress=False)
     tok = load_bow_tokenizer(encoder_dir / spec["tokenizer"])
     _, metrics = train_linear(emb, table, tok, LinearConfig(), log=lambda *_: None)
-    assert metrics["cv_apgr"]["mmlu"] > 0.62  # random ≈ 0.47–0.5; measured 0.67
+    # random ≈ 0.47–0.5; measured 0.598 with folds grouped by the first 100 characters (0.67 with the
+    # random folds this test was written for, which let the head memorise MMLU questions sharing a passage)
+    assert metrics["cv_apgr"]["mmlu"] > 0.57
     assert metrics["fold_check_max_abs"] < 1e-4
 
 

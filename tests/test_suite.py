@@ -44,6 +44,21 @@ def test_calibration_everyday_prompts_are_held_out():
     assert not calib & _lowered(load_suite("everyday").prompts)
 
 
+def test_calibration_long_easy_prompts_are_held_out():
+    """The mix's long-easy component is not trained on (length_train.jsonl) nor part of a dev suite,
+    and it is what its name says: long prompts."""
+    from routekit_export.build import LONG_EASY_CALIB
+    from routekit_export.data import read_prompts
+    from routekit_export.mixture import LENGTH_TRAIN
+
+    prompts = read_prompts(LONG_EASY_CALIB)
+    calib = _lowered(prompts)
+    assert len(calib) >= 100 and min(len(p) for p in prompts) >= 400
+    assert not calib & _lowered(read_prompts(LENGTH_TRAIN))
+    assert not calib & _lowered(load_suite("length").prompts)
+    assert not calib & _lowered(load_suite("everyday").prompts)
+
+
 def test_strong_share_of_the_mix():
     from routekit_export.build import NEEDS_STRONG, TRAFFIC_MIX, strong_share
 

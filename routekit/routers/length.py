@@ -7,7 +7,8 @@ characters (Python ``len``, code points): strictly increasing in ``c``, so every
 rate must.
 
 Its thresholds come from the same reference traffic mix as the shipped routers' (50 % Arena-Hard,
-40 % held-out everyday prompts, 10 % GSM8K train questions, weighted; ``export.build.traffic_mix``):
+25 % held-out everyday prompts, 15 % held-out long easy requests, 10 % GSM8K train questions,
+weighted; ``export.build.traffic_mix``):
 :data:`CHAR_QUANTILES` are that mix's character-count quantiles, and the default threshold sends
 the mix's needs-strong share (60 %) to strong, as the default router's does.
 ``tests/test_length_router.py`` recomputes the table from the data.
@@ -22,13 +23,13 @@ from routekit.router import Router
 #: Characters at which the win rate is 0.5.
 SCALE = 500.0
 #: Weighted character-count quantiles (levels 0, 0.05, ..., 1) of the reference traffic mix
-#: (1,633 prompts), rounded to 0.1.
-CHAR_QUANTILES = (2.0, 19.5, 26.0, 31.0, 34.0, 36.5, 40.0, 44.1, 51.0, 64.0, 83.0, 111.0, 138.0, 173.0,
-                  207.0, 253.1, 320.0, 462.0, 880.4, 1904.8, 27586.0)
+#: (1,753 prompts), rounded to 0.1.
+CHAR_QUANTILES = (2.0, 24.0, 31.0, 35.0, 40.0, 48.0, 62.0, 83.0, 111.0, 138.0, 173.0, 207.0, 253.1, 320.0,
+                  449.0, 544.4, 592.0, 670.3, 914.7, 1903.6, 27586.0)
 #: Share of the reference mix that needs the strong model (its Arena-Hard and GSM8K parts).
 DEFAULT_STRONG_FRACTION = 0.6
-_SOURCE = ("character-count quantiles of the reference traffic mix: 50 % arena-hard, 40 % everyday, "
-           "10 % gsm8k-train (1633 prompts, weighted)")
+_SOURCE = ("character-count quantiles of the reference traffic mix: 50 % arena-hard, 25 % everyday, "
+           "15 % long-easy, 10 % gsm8k-train (1753 prompts, weighted)")
 
 
 def length_win_rate(chars) -> np.ndarray:

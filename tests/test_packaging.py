@@ -3,6 +3,7 @@ onnxruntime-gpu, and neither on both.  The fast test builds both distributions' 
 setuptools' PEP 517 hook; the slow one builds both wheels."""
 
 import email
+import os
 import subprocess
 import sys
 import zipfile
@@ -81,3 +82,33 @@ def test_package_data_covers_the_data_files_the_code_opens():
             if f.is_dir() or f.suffix in (".py", ".pyc") or "__pycache__" in rel:
                 continue
             assert any(fnmatch.fnmatch(rel, p) for p in pats), f"{pkg}: {rel} is not in package-data"
+
+
+def test_only_the_default_router_is_installed_and_the_others_say_where_they_are(tmp_path, monkeypatch):
+    """package-data installs linear + the shared store; the repository-only routers give a hint."""
+    import json
+    import shutil
+
+    import tomllib
+
+    import routekit
+    from routekit import artifact
+
+    pats = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    index = json.loads((ROOT / "artifacts" / "index.json").read_text())
+    assert pats["routekit._artifacts"] == ["index.json", "_shared/*", f"{index['default']}/*"]
+    assert set(index["repository_only"]) == {"bert", "mf", "sw", "sw-static"}
+    # what a wheel install sees: the default, the shared store and the index
+    inst = tmp_path / "_artifacts"
+    inst.mkdir()
+    shutil.copyfile(ROOT / "artifacts" / "index.json", inst / "index.json")
+    shutil.copytree(ROOT / "artifacts" / "_shared", inst / "_shared", copy_function=os.link)
+    shutil.copytree(ROOT / "artifacts" / "linear", inst / "linear", copy_function=os.link)
+    monkeypatch.setenv("ROUTEKIT_ARTIFACTS", str(inst))
+    monkeypatch.chdir(tmp_path)
+    assert set(artifact.shipped()) == {"linear", "default"}
+    assert routekit.load("default").route("hi").route in ("strong", "weak")
+    with pytest.raises(routekit.UnknownArtifactError, match="'mf' is not installed.*ROUTEKIT_ARTIFACTS"):
+        routekit.load("mf")
+    monkeypatch.setenv("ROUTEKIT_ARTIFACTS", str(ROOT / "artifacts"))  # the repository's folder: all of them
+    assert {"mf", "sw", "sw-static", "bert"} <= set(artifact.shipped())

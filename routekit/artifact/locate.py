@@ -45,8 +45,15 @@ def shipped() -> dict[str, Path]:
     return out
 
 
-def default_name() -> str | None:
-    """The shipped artifact ``default`` names (``index.json``), or None."""
+def repository_only() -> tuple[str, ...]:
+    """Artifact names kept in the repository but not installed with the package (``index.json``)."""
+    data = _index()
+    names = data.get("repository_only") if isinstance(data, dict) else None
+    return tuple(n for n in names if isinstance(n, str)) if isinstance(names, list) else ()
+
+
+def _index() -> dict | None:
+    """The shipped artifacts folder's ``index.json`` (None: absent or unreadable)."""
     index = artifacts_root() / "index.json"
     if not index.is_file():
         return None
@@ -54,7 +61,12 @@ def default_name() -> str | None:
         data = _schema.parse(index.read_bytes(), str(index), max_bytes=1 << 20)
     except (BadArtifactError, OSError):
         return None
-    default = data.get("default") if isinstance(data, dict) else None
+    return data if isinstance(data, dict) else None
+
+
+def default_name() -> str | None:
+    """The shipped artifact ``default`` names (``index.json``), or None."""
+    default = (_index() or {}).get("default")
     return default if isinstance(default, str) else None
 
 
@@ -76,6 +88,11 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
     if key == "length":
         raise UnknownArtifactError(f"{key!r} is the built-in length-only baseline: it has no artifact folder")
     names = ", ".join(sorted(known)) or "(none shipped)"
+    if key in repository_only():
+        raise UnknownArtifactError(
+            f"router {key!r} is not installed: it is kept in the routekit repository's artifacts/ folder only, "
+            f"because it does not beat the length-only baseline (docs/quality.md); load that folder by path, or "
+            f"set ROUTEKIT_ARTIFACTS to the repository's artifacts/ (installed here: {names})")
     raise UnknownArtifactError(
         f"Unknown router {key!r}: not a shipped artifact ({names}; or random[:SEED], length) and not a folder."
     )

@@ -98,3 +98,15 @@ def _fake_upstream_app(received: list):
         return StreamingResponse(events(), media_type="text/event-stream")
 
     return app
+
+
+def stop_process(proc, timeout: float = 10) -> None:
+    """Stop a server process a test started: SIGTERM, then SIGKILL if it has not exited in ``timeout`` s."""
+    import subprocess
+
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

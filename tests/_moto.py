@@ -14,6 +14,8 @@ import sys
 import time
 import urllib.request
 
+from _fake_chat import stop_process
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -71,12 +73,7 @@ def local_s3():
         # uploads go through the reader too (allowed on 'open'); 'locked' objects are put before auth
         yield LocalS3(proc, endpoint, env, _Uploader(endpoint, admin_key, kw))
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 10)
 
 
 class _Uploader:

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _fake_chat import stop_process
 
 MASTER_KEY = "sk-routekit-test-" + "0123456789abcdef" * 2
 EASY = ["hi", "thanks!", "what's 2+2?", "tell me a joke"]
@@ -91,12 +92,7 @@ def proxy(tmp_path_factory):
                 time.sleep(0.2)
             yield f"http://127.0.0.1:{port}", received
         finally:
-            p.terminate()
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+            stop_process(p, 20)
             log.close()
 
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _fake_chat import _free_socket, running
+from _fake_chat import _free_socket, running, stop_process
 
 import routekit
 from routekit.client import make_model_picker
@@ -539,8 +539,7 @@ def test_cli_serve_starts_and_checks_token(upstream, tmp_path):
         r = httpx.post(base + "/v1/chat/completions", json=body, headers={"Authorization": "Bearer tok"})
         assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "strong says: cli"
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop_process(proc, 10)
     bad = subprocess.run([sys.executable, "-m", "routekit", "serve", "--api-key-env", "RK_UNSET_VAR_X"],
                          capture_output=True, text=True, env={k: v for k, v in os.environ.items() if k != "RK_UNSET_VAR_X"})
     assert bad.returncode == 2 and "RK_UNSET_VAR_X" in bad.stderr

@@ -26,6 +26,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from routekit._validate import as_prompt, as_prompts
 from routekit.errors import BadInputError
 
 __all__ = ["Selection", "rank", "rank_many", "select", "utilities"]
@@ -66,6 +67,9 @@ def _bad(c: Any):
 def rank_many(router, prompts: Sequence[str], candidates: Sequence[str] | None = None,
               reference: str | None = None) -> np.ndarray:
     """Predicted quality ``(n prompts, m candidates)``; see :func:`rank`."""
+    if isinstance(prompts, (str, bytes, bytearray)):
+        raise BadInputError("rank_many() takes a sequence of prompts; use rank() for one prompt")
+    prompts = as_prompts(prompts)
     names = _table(router, candidates)
     canon = [router.canonical(c) for c in names]
     own = getattr(router, "model_quality", None)
@@ -81,6 +85,7 @@ def rank_many(router, prompts: Sequence[str], candidates: Sequence[str] | None =
 def rank(router, prompt: str, candidates: Sequence[str] | None = None,
          reference: str | None = None) -> dict[str, float]:
     """``{candidate: P(candidate beats reference | prompt)}``, best first."""
+    prompt = as_prompt(prompt)
     names = _table(router, candidates)
     q = rank_many(router, [prompt], names, reference)[0]
     return dict(sorted(zip(names, map(float, q)), key=lambda kv: -kv[1]))
@@ -115,6 +120,7 @@ def utilities(quality: np.ndarray, prices: np.ndarray | None, willingness_to_pay
 def select(router, prompt: str, candidates: Sequence[str] | None = None, *, prices: Mapping[str, float] | None = None,
            willingness_to_pay: float | None = None, reference: str | None = None) -> Selection:
     """The candidate with the best predicted quality for its price (see the module docstring)."""
+    prompt = as_prompt(prompt)
     names = _table(router, candidates)
     if willingness_to_pay is not None:
         try:

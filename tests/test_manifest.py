@@ -211,3 +211,23 @@ def test_sealing_an_unchanged_manifest_keeps_it_byte_identical(art):
     digest = artifact.seal(art)
     assert (art / "manifest.json").read_bytes() == before
     assert artifact.seal(art) == digest and artifact.verify(art).get(artifact.DIGEST) == digest
+
+
+BAD_PROB_MAPS = [
+    ({"kind": "platt", "a": -1, "b": 0.0}, "a > 0"),
+    ({"kind": "platt", "a": 1.0}, "needs the key 'b'"),
+    ({"kind": "isotonic", "x": [0.0, 1.0], "y": [0.6, 0.4]}, "y must rise"),
+    ({"kind": "sigmoid"}, "kind must be one of"),
+    ("platt", "must be an object"),
+]
+
+
+@pytest.mark.parametrize("section,why", BAD_PROB_MAPS, ids=[w for _, w in BAD_PROB_MAPS])
+def test_a_bad_prob_map_is_refused_at_load_naming_the_field_once(art, section, why, capsys):
+    """The schema checks the optional prob_map section (it was only read, and refused, on the first
+    route), and the message names it once (it said "prob_map: prob_map: ...")."""
+    _edit(art, lambda m: m.update(prob_map=section), seal=True)
+    _refused(art, why, capsys)
+    with pytest.raises(BadArtifactError) as info:
+        routekit.load(art)
+    assert str(info.value).split("manifest.json: ", 1)[1].count("prob_map") == 1, info.value

@@ -66,3 +66,23 @@ def test_rank_needs_a_model_table(mf):
     with pytest.raises(BadInputError, match="no model table"):
         routekit.load("random").rank("x", ["a", "b"])
     assert np.isfinite(list(mf.rank("x", ["claude-v2", "llama-13b"]).values())).all()
+
+
+@pytest.mark.parametrize("bad", [None, 5, ["ok", None]])
+def test_rank_and_select_refuse_a_prompt_that_is_not_a_string(mf, bad):
+    """rank(None) raised a bare TypeError from deep in the encoder."""
+    if not isinstance(bad, list):
+        with pytest.raises(BadInputError, match="prompt must be str"):
+            mf.rank(bad)
+        with pytest.raises(BadInputError, match="prompt must be str"):
+            mf.select(bad)
+    with pytest.raises(BadInputError, match="prompt"):
+        routekit.select.rank_many(mf, bad if isinstance(bad, list) else [bad])
+
+
+def test_rank_many_refuses_one_string_for_many_prompts(mf):
+    """rank_many(r, "abc") ranked three one-character prompts."""
+    with pytest.raises(BadInputError, match="sequence of prompts"):
+        routekit.select.rank_many(mf, "abc")
+    assert routekit.select.rank_many(mf, (p for p in PROMPTS)).shape == (3, len(mf.models))
+    assert mf.rank(b"hi!") == mf.rank("hi!")  # UTF-8 bytes are a prompt, as in win_rate()

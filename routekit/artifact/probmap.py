@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from routekit._validate import short
 from routekit.errors import BadArtifactError
 
 __all__ = ["ProbMap", "KINDS", "MAX_KNOTS"]
@@ -51,20 +52,20 @@ class ProbMap:
 
     def __post_init__(self):
         if self.kind not in KINDS:
-            raise ValueError(f"prob_map.kind must be one of {KINDS}, got {self.kind!r}")
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
         if self.kind == "platt":
             if not (math.isfinite(self.a) and math.isfinite(self.b) and self.a > 0):
-                raise ValueError("prob_map: platt needs finite a > 0 and finite b")
+                raise ValueError("platt needs finite a > 0 and finite b")
             return
         x, y = np.asarray(self.x, np.float64), np.asarray(self.y, np.float64)
         if not 2 <= len(x) <= MAX_KNOTS or x.shape != y.shape:
-            raise ValueError(f"prob_map: isotonic needs 2 to {MAX_KNOTS} knots, x and y of one length")
+            raise ValueError(f"isotonic needs 2 to {MAX_KNOTS} knots, x and y of one length")
         if not (np.isfinite(x).all() and np.isfinite(y).all()):
-            raise ValueError("prob_map: knots must be finite numbers")
+            raise ValueError("knots must be finite numbers")
         if x[0] != 0.0 or x[-1] != 1.0 or (np.diff(x) <= 0).any():
-            raise ValueError("prob_map: isotonic x must rise strictly from 0 to 1")
+            raise ValueError("isotonic x must rise strictly from 0 to 1")
         if y[0] < 0.0 or y[-1] > 1.0 or (np.diff(y) <= 0).any():
-            raise ValueError("prob_map: isotonic y must rise strictly within [0, 1]")
+            raise ValueError("isotonic y must rise strictly within [0, 1]")
 
     # -- reading and writing --------------------------------------------------------------------
     @classmethod
@@ -78,8 +79,10 @@ class ProbMap:
             if kind == "isotonic":
                 return cls("isotonic", x=tuple(_num(v) for v in section["x"]),
                            y=tuple(_num(v) for v in section["y"]))
-            raise ValueError(f"prob_map.kind must be one of {KINDS}, got {kind!r}")
-        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"kind must be one of {KINDS}, got {short(kind)}")
+        except KeyError as exc:
+            raise BadArtifactError(f"{where}: {kind} needs the key {exc.args[0]!r}") from None
+        except (TypeError, ValueError) as exc:
             raise BadArtifactError(f"{where}: {exc}") from None
 
     @classmethod

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 from routekit._validate import short
+from routekit.artifact.probmap import ProbMap
 from routekit.artifact.strict_json import (
     HEX64,
     MAX_BYTES,
@@ -60,6 +61,8 @@ def check(data: dict, where: str, cls) -> None:
             check_section(c, router, data, models)
     if data.get("calibration") is not None:
         _calibration(c, data["calibration"])
+    if data.get("prob_map") is not None:  # built here so that a bad map is refused at load, not on first use
+        ProbMap.from_section(data["prob_map"], f"{where}: prob_map")
 
 
 def _files(c: Checker, files) -> None:

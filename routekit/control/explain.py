@@ -26,7 +26,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Contribution", "Neighbour", "Explanation", "build", "threshold_in_force", "top_contributions"]
+from routekit._validate import short
+from routekit.errors import BadInputError
+
+__all__ = ["Contribution", "Neighbour", "Explanation", "build", "check_top", "threshold_in_force", "top_contributions"]
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,13 @@ def _short(v: Any) -> str:
     if isinstance(v, dict):
         return ", ".join(f"{k} {_short(x)}" for k, x in v.items())
     return str(v)
+
+
+def check_top(top: Any) -> int:
+    """``explain(top=...)``: an integer >= 1 (BadInputError otherwise)."""
+    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
+        raise BadInputError(f"top must be an integer >= 1, got {short(top)}")
+    return int(top)
 
 
 def top_contributions(items: list[Contribution], k: int) -> tuple[Contribution, ...]:

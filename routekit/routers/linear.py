@@ -233,8 +233,9 @@ class LinearRouter(EncoderRouter):
         pieces of the tf-idf bag, surface features, the bias) and the threshold in force: a
         :class:`routekit.control.explain.Explanation`."""
         from routekit._validate import as_prompt
-        from routekit.control.explain import Contribution, build, top_contributions
+        from routekit.control.explain import Contribution, build, check_top, top_contributions
 
+        top = check_top(top)
         text = clean_text(as_prompt(prompt))
         ids: list = []
         if isinstance(self.encoder, Encoder):

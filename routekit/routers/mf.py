@@ -89,8 +89,9 @@ class MFRouter(EncoderRouter):
         ``u``, both models' scores and the ``top`` models of the table on this prompt, plus the
         threshold in force: a :class:`routekit.control.explain.Explanation`."""
         from routekit._validate import as_prompt
-        from routekit.control.explain import Contribution, build
+        from routekit.control.explain import Contribution, build, check_top
 
+        top = check_top(top)
         v = np.asarray(self.encoder([as_prompt(prompt)]), np.float64).reshape(-1)
         proj = float(v @ self._u)
         model_emb, proj_w, proj_b, head = self._weights

@@ -199,8 +199,9 @@ class SWRouter(EncoderRouter):
         battles between the pair's tiers on them; the tiers' fitted strengths; the threshold in
         force: a :class:`routekit.control.explain.Explanation`."""
         from routekit._validate import as_prompt
-        from routekit.control.explain import Neighbour, build
+        from routekit.control.explain import Neighbour, build, check_top
 
+        top = check_top(top)
         q = np.asarray(self.encoder([as_prompt(prompt)]), np.float32)
         raw = float(self.scores(q)[0])
         m = self.sw

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from _copies import linked_copy
@@ -70,3 +72,37 @@ def test_the_shared_name_comes_from_the_hash_not_the_manifest_path(tmp_path):
     assert shared_path(tmp_path / "a", "../../etc/passwd", "ab" * 32).parent == tmp_path / artifact.SHARED
     assert shared_path(tmp_path / "a", "x.onnx", "not-a-hash") is None
     assert shared_path(tmp_path / "a", "x.o/nnx", "ab" * 32).name == "ab" * 32
+
+
+def test_a_damaged_store_file_already_there_is_refused_before_any_copy_is_removed(root):
+    """share() deleted the local copies whenever _shared/<sha> existed, without checking that file."""
+    sha = artifact.read_manifest(root / "linear", verify=False).files["encoder.onnx"]["sha256"]
+    (root / artifact.SHARED).mkdir()
+    bad = root / artifact.SHARED / f"{sha}.onnx"
+    bad.write_bytes(b"not the encoder")
+    with pytest.raises(routekit.BadArtifactError, match=f"{sha}.onnx.*does not match"):
+        artifact.share(root)
+    for n in ("linear", "mf"):  # nothing removed: every artifact still loads on its own files
+        assert (root / n / "encoder.onnx").is_file() and (root / n / "tokenizer.json").is_file()
+        artifact.verify(root / n)
+
+
+def test_a_failed_copy_leaves_no_half_copied_folder(root, tmp_path, monkeypatch):
+    """copy_artifact left dst half-copied when a file failed; now the copy is renamed into place at the end."""
+    calls = []
+
+    def failing_link(a, b):
+        calls.append(b)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real_link(a, b)
+
+    real_link = os.link
+    monkeypatch.setattr(os, "link", failing_link)
+    with pytest.raises(OSError, match="No space"):
+        artifact.copy_artifact(root / "linear", tmp_path / "out" / "mine", link=True)
+    assert len(calls) == 2 and not (tmp_path / "out" / "mine").exists()
+    assert list((tmp_path / "out").iterdir()) == []  # the temporary folder is gone too
+    monkeypatch.setattr(os, "link", real_link)
+    own = artifact.copy_artifact(root / "linear", tmp_path / "out" / "mine", link=True)
+    artifact.verify(own)

@@ -16,6 +16,7 @@ from routekit.artifact.manifest import (
     sha256_file,
     shared_path,
 )
+from routekit.artifact.write import _new_folder
 from routekit.errors import BadArtifactError, OutputError, OutputExistsError
 from routekit.io import atomic_path
 
@@ -52,6 +53,10 @@ def share(root: str | os.PathLike, *, min_copies: int = 2) -> ShareReport:
         target = shared_path(root / "x", rel, sha)
         if target is not None:
             by_target.setdefault(target, []).extend(paths)
+    for target in sorted(by_target):  # a store file already there must hold what its name says before any
+        if target.is_file() and sha256_file(target) != target.name.split(".")[0]:  # copy is removed
+            raise BadArtifactError(f"{target}: the shared file does not match its sha256 (damaged or replaced); "
+                                   "remove it and run share again (nothing was removed)")
     removed = saved = 0
     for target, paths in sorted(by_target.items()):
         if len(paths) < min_copies and not target.is_file():
@@ -76,18 +81,26 @@ def share(root: str | os.PathLike, *, min_copies: int = 2) -> ShareReport:
 def copy_artifact(src: str | os.PathLike, dst: str | os.PathLike, *, link: bool = False) -> Path:
     """Copy the artifact ``src`` to the new folder ``dst`` with every listed file inside it (shared
     files copied back in), so the copy loads on its own.  ``link`` hard-links files instead of copying
-    them (the manifest is always copied: replace a linked file by unlinking it first)."""
+    them (the manifest is always copied: replace a linked file by unlinking it first).  The copy is made
+    in a temporary folder beside ``dst`` and renamed into place when complete: a failed copy leaves
+    no ``dst``."""
     src, dst = Path(src), Path(dst)
     m = read_manifest(src, verify=False)
     if dst.exists():
         raise OutputExistsError(f"{dst} exists; give a new folder")
     try:
-        dst.mkdir(parents=True)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _new_folder(dst.parent, f".{dst.name}.tmp-")
     except OSError as exc:
         raise OutputError(f"cannot create {dst}: {exc}") from exc
-    shutil.copyfile(src / MANIFEST, dst / MANIFEST)
-    for rel in m.files:
-        out = dst / rel
-        out.parent.mkdir(parents=True, exist_ok=True)
-        (os.link if link else shutil.copyfile)(m.path(rel), out)
+    try:
+        shutil.copyfile(src / MANIFEST, tmp / MANIFEST)
+        for rel in m.files:
+            out = tmp / rel
+            out.parent.mkdir(parents=True, exist_ok=True)
+            (os.link if link else shutil.copyfile)(m.path(rel), out)
+        os.rename(tmp, dst)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return dst

@@ -126,6 +126,46 @@ def test_cost_form_turns_a_budget_into_a_share(rnd):
         BudgetController(rnd, target_strong_share=1.3)
 
 
+
+def test_a_failing_periodic_save_warns_once_and_routing_goes_on(rnd, tmp_path, caplog):
+    folder = tmp_path / "state"
+    folder.mkdir()
+    ctl = BudgetController(rnd, target_strong_share=0.3, state_path=folder / "state.json", save_every=10)
+    folder.rmdir()  # the state folder is gone (or the disk is full): every save fails
+    with caplog.at_level(logging.WARNING, logger="routekit"):
+        strong = ctl.run(np.random.default_rng(4).uniform(size=45))
+    assert len(strong) == 45 and ctl.stats().decisions == 45
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING and "could not save" in r.getMessage()]
+    assert len(warnings) == 1  # one warning, not one per decision or per retry
+    folder.mkdir()  # the folder is back: a later periodic save writes the state again
+    ctl.run(np.random.default_rng(5).uniform(size=10))  # saves at the 50th (10 after the failed try at 40)
+    assert json.loads((folder / "state.json").read_text())["decisions"] == 50
+
+
+@pytest.mark.parametrize("bad", [float("nan"), -0.1, 1.5, float("inf"), None])
+def test_a_win_rate_outside_0_1_is_refused_and_leaves_the_state_alone(rnd, tmp_path, bad):
+    ctl = BudgetController(rnd, target_strong_share=0.3, state_path=tmp_path / "s.json")
+    before = ctl.stats()
+    for call in (ctl.decide, ctl.observe):
+        with pytest.raises(routekit.BadInputError, match="win_rate"):
+            call(bad)
+    assert ctl.stats() == before
+    with pytest.raises(routekit.BadInputError, match="win_rate"):
+        ctl.run([0.5, bad])
+    assert ctl.stats().decisions == 1  # the valid one only
+    ctl.save()  # nothing invalid entered the buffer: the state is still valid JSON
+    assert all(0.0 <= x <= 1.0 for x in json.loads((tmp_path / "s.json").read_text())["buffer"])
+
+
+def test_share_one_sends_everything_strong_and_share_zero_everything_weak(rnd):
+    rates = np.concatenate([np.random.default_rng(6).uniform(0.3, 0.7, size=300), [0.0, 0.01, 0.99, 1.0]])
+    everything = BudgetController(rnd, target_strong_share=1.0)
+    assert everything.threshold == 0.0
+    assert everything.run(rates).all()
+    nothing = BudgetController(rnd, target_strong_share=0.0)
+    assert not nothing.run(rates).any()  # even the win rates above every one in the buffer
+
+
 # -- the calibrated win-rate map ------------------------------------------------------------------
 @pytest.mark.parametrize("pm", [ProbMap("platt", a=2.0, b=-0.3),
                                 ProbMap("isotonic", x=(0.0, 0.4, 0.6, 1.0), y=(0.0, 0.1, 0.8, 1.0))])

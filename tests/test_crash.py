@@ -105,6 +105,22 @@ def test_opening_a_log_with_a_torn_tail_cuts_only_the_tail(tmp_path):
     assert log.repaired == len('{"request_id": "r3", "router": "ran')
 
 
+
+@pytest.mark.parametrize("target", ["file", "-"])
+def test_a_write_after_close_is_dropped_not_an_error(tmp_path, target, capsys):
+    from routekit.server.decision_log import DecisionLog
+
+    path = tmp_path / "d.jsonl"
+    log = DecisionLog(str(path) if target == "file" else "-")
+    log.write({"request_id": "r1", "status": 200})
+    log.close()
+    log.write({"request_id": "late", "status": 200})  # a request that finishes after shutdown
+    log.write({"request_id": "later", "status": 200})
+    log.close()  # closing twice is harmless
+    out = path.read_text() if target == "file" else capsys.readouterr().err
+    assert [json.loads(x)["request_id"] for x in out.splitlines()] == ["r1"]
+    assert log.dropped == 2
+
 def test_report_reads_a_log_whose_last_line_is_torn(tmp_path):
     from routekit.server.decision_log import summarise
 

@@ -95,6 +95,32 @@ def test_restart_keeps_the_controller_state(tmp_path):
     assert fresh != pytest.approx(thr, abs=1e-6)
 
 
+
+def test_shutdown_saves_the_budget_and_closes_the_log_even_when_an_upstream_client_fails(tmp_path, monkeypatch):
+    import asyncio
+
+    from routekit.server import app as app_mod
+
+    async def broken_close(self):
+        raise RuntimeError("upstream client would not close")
+
+    closed = []
+    real_close = app_mod.DecisionLog.close
+    monkeypatch.setattr(app_mod.Upstreams, "close", broken_close)
+    monkeypatch.setattr(app_mod.DecisionLog, "close", lambda self: (closed.append(True), real_close(self)))
+    cfg = _config(target_strong_share=0.3, budget_state=str(tmp_path), preload=True,
+                  decision_log=str(tmp_path / "d.jsonl"))
+    app = app_mod.create_app(cfg)
+
+    async def start_and_stop():
+        async with app.router.lifespan_context(app):
+            pass
+
+    with pytest.raises(RuntimeError, match="would not close"):
+        asyncio.run(start_and_stop())
+    assert json.loads((tmp_path / "r.json").read_text())["decisions"] == 0  # the state was still written
+    assert closed == [True]
+
 def test_explicit_options_still_win_over_the_budget():
     import httpx
 
@@ -173,6 +199,16 @@ def test_budget_config_is_checked():
         with pytest.raises(routekit.BadInputError, match=re.escape(msg)):
             _config(**bad)
 
+
+
+def test_a_wildcard_router_key_is_refused_not_silently_ignored(upstream):
+    # {"*": x} used to pass the check and give no router a controller
+    for key, value in (("target_strong_share", 0.3), ("budget_usd", 9.0)):
+        with pytest.raises(routekit.BadInputError, match=re.escape(f"{key}.*: not a configured router")):
+            _config(upstream_url=upstream[0], **{key: {"*": value}})
+        cfg = _config(upstream_url=upstream[0], **{key: value})  # one number covers every router
+        per = cfg.target_for_all() if key == "target_strong_share" else cfg.budget_for_all()
+        assert per == {"r": value}
 
 def test_cost_form_sets_the_share_from_prices_and_follows_real_usage(upstream):
     import httpx

@@ -28,7 +28,8 @@ clipped to [0, 1].
 State (buffer, feedback term, the recent decisions) is written atomically to ``state_path`` every
 ``save_every`` decisions and by :meth:`BudgetController.save`, and read back when the controller
 is created, so a restart carries on where it stopped.  A state written for another artifact, pair
-or target is ignored (with a warning).
+or target is ignored (with a warning).  A periodic save that fails (folder gone, disk full) logs one
+warning and is retried ``save_every`` decisions later; routing goes on.
 
 Thread-safe: scoring runs outside the lock, the threshold choice and the update inside it, so
 concurrent callers share one budget.
@@ -51,7 +52,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from routekit._validate import as_prompt, as_prompts, check_unit
-from routekit.errors import BadInputError
+from routekit.errors import BadInputError, RoutekitError
 from routekit.router import Decision, Router, threshold_source
 
 __all__ = ["BudgetController", "BudgetStats", "STATE_FORMAT"]
@@ -136,6 +137,7 @@ class BudgetController:
         self._feedback = 0.0
         self._decisions = 0
         self._since_save = 0
+        self._save_failing = False  # the last periodic save failed (warned once)
         if not (self.state_path is not None and self._restore()):
             self._warm_start()
 
@@ -187,15 +189,21 @@ class BudgetController:
         hi = min(lo + 1, len(v) - 1)
         return v[lo] + (v[hi] - v[lo]) * (pos - lo)
 
+    def _share(self) -> float:
+        """The strong share asked of the next request (call with the lock held)."""
+        return min(1.0, max(0.0, self.target_strong_share + self._feedback / self.horizon))
+
     def _threshold(self) -> float:
         """The threshold for the next request (call with the lock held)."""
-        share = min(1.0, max(0.0, self.target_strong_share + self._feedback / self.horizon))
+        share = self._share()
+        if share >= 1.0:  # everything strong: every win rate is >= 0
+            return 0.0
         if not self._sorted:  # no calibration and no traffic yet: the router's own default, if any
             try:
                 return self.router.default_threshold
             except BadInputError:
                 return 0.5
-        if share <= 0.0:  # nothing strong: above every win rate seen
+        if share <= 0.0:  # nothing strong: above every win rate seen (decide() forces weak)
             return min(1.0, math.nextafter(self._sorted[-1], math.inf))
         return self._quantile(1.0 - share)
 
@@ -208,10 +216,12 @@ class BudgetController:
     # -- deciding ------------------------------------------------------------------------------
     def decide(self, win_rate: float) -> Decision:
         """The decision for one win rate at the controlled threshold; updates the state."""
-        wr = float(win_rate)
+        wr = check_unit("win_rate", win_rate)
         with self._lock:
             thr = self._threshold()
-            strong = wr >= thr
+            # a share of 0 sends nothing strong, even a win rate above every one in the buffer
+            forced = False if self._share() <= 0.0 else None
+            strong = wr >= thr if forced is None else forced
             self._push(wr)
             self._feedback = self.leak * self._feedback + self.target_strong_share - float(strong)
             self._recent.append(strong)
@@ -219,14 +229,26 @@ class BudgetController:
             self._since_save += 1
             due = self.state_path is not None and self._since_save >= self.save_every
         if due:
-            self.save()
-        return self.router.decide(wr, thr, source="budget")
+            try:
+                self.save()
+            except (OSError, RoutekitError) as exc:  # routing goes on; the next save_every decisions retry
+                with self._lock:
+                    self._since_save = 0
+                    first = not self._save_failing
+                    self._save_failing = True
+                (log.warning if first else log.debug)(
+                    "could not save the budget state of %s to %s (%s); routing goes on and retries every "
+                    "%d decisions", self.router.name, self.state_path, exc, self.save_every)
+            else:
+                self._save_failing = False
+        return self.router.decide(wr, thr, forced, source="budget")
 
     def observe(self, win_rate: float) -> None:
         """Add a win rate to the buffer without a controlled decision (a request that chose its own
         threshold): it tells the controller about the traffic, not about the share."""
+        wr = check_unit("win_rate", win_rate)
         with self._lock:
-            self._push(float(win_rate))
+            self._push(wr)
 
     def route(self, prompt: str, *, threshold: float | None = None,
               strong_fraction: float | None = None) -> Decision:

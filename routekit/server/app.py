@@ -133,10 +133,14 @@ def create_app(config: ServerConfig | None = None, *, upstream_clients: Mapping[
             if live.shadow_cache is not None:
                 await run_in_threadpool(live.shadow_router)
         yield
-        await ups.close()
-        live.close()
-        if dlog:
-            dlog.close()
+        try:
+            await ups.close()
+        finally:  # the budget state is saved and the log closed even when an upstream client fails to close
+            try:
+                live.close()
+            finally:
+                if dlog:
+                    dlog.close()
 
     app = FastAPI(title="routekit", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.config, app.state.routers, app.state.metrics, app.state.live = cfg, cache, metrics, live

@@ -146,8 +146,10 @@ class ServerConfig(BaseModel):
             value = getattr(self, key)
             per = value if isinstance(value, dict) else {"*": value} if value is not None else {}
             for name, v in per.items():
-                if name != "*" and name not in self.routers:
-                    raise ValueError(f"{key}.{name}: not a configured router ({', '.join(self.routers)})")
+                if isinstance(value, dict) and name not in self.routers:
+                    # "*" included: a wildcard is not a router name; one number covers every router
+                    raise ValueError(f"{key}.{name}: not a configured router ({', '.join(self.routers)}); "
+                                     f"give {key} = <number> for every router or one key per router")
                 if not math.isfinite(v) or v < 0 or (key == "target_strong_share" and v > 1):
                     raise ValueError(f"{key}{'' if name == '*' else '.' + name} must be "
                                      f"{'in [0, 1]' if key == 'target_strong_share' else 'a finite number >= 0'}, "

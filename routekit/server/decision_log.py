@@ -56,7 +56,9 @@ class DecisionLog:
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._fh: IO[str] | None = None
+        self._closed = False
         self.repaired = 0  #: bytes of a torn last line removed on open
+        self.dropped = 0  #: lines written after close() (a request that outlived the server's shutdown)
         if target == "-":
             self._fh = sys.stderr
             return
@@ -86,6 +88,9 @@ class DecisionLog:
             rec["prompt_chars"] = len(prompt)
         line = json.dumps(rec, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str) + "\n"
         with self._lock:
+            if self._closed:  # a late request after shutdown: drop the line, never fail the request
+                self.dropped += 1
+                return
             try:
                 if self._fd is None:
                     self._fh.write(line)
@@ -99,7 +104,9 @@ class DecisionLog:
                 pass
 
     def close(self) -> None:
+        """Close the file (stderr stays open); later writes are dropped and counted in :attr:`dropped`."""
         with self._lock:
+            self._closed = True
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None

@@ -337,3 +337,27 @@ def test_plot_without_matplotlib_gives_install_hint(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(MissingExtraError, match=r"routekit\[plot\]"):
         plot([], synthetic(50), tmp_path / "x.png")
+
+
+@pytest.mark.parametrize("damage", ["torn", "empty", "wrong length"])
+def test_an_unreadable_win_rate_cache_file_is_a_miss_and_is_rewritten(tmp_path, damage):
+    """A cache file torn by a crash made every later `routekit eval` fail in np.load; now it is scored
+    again, and the cache is written through a temporary file so no reader sees a half-written one."""
+    import routekit
+    from routekit.eval import cached_win_rates
+
+    es = make_set([1, 0, 1, 0, 1], [0, 0, 1, 1, 0])
+    es.prompts[:] = ["a", "bb bb", "ccc ccc ccc", "d" * 40, "e" * 400]
+    router = routekit.load("length")
+    first = cached_win_rates([router], es, tmp_path, show_progress=False)[0]
+    (cached,) = list(tmp_path.iterdir())  # one file, no temporary left over
+    raw = cached.read_bytes()
+    if damage == "torn":
+        cached.write_bytes(raw[:-9])
+    elif damage == "empty":
+        cached.write_bytes(b"")
+    else:
+        np.save(cached, first[:-1])
+    again = cached_win_rates([router], es, tmp_path, show_progress=False)[0]
+    np.testing.assert_array_equal(again, first)
+    assert cached.read_bytes() == raw and list(tmp_path.iterdir()) == [cached]

@@ -94,6 +94,30 @@ def test_parquet_round_trip(tmp_path, router):
     assert [r["id"] for r in _read_jsonl(tmp_path / "out.jsonl")] == list(range(len(PROMPTS)))
 
 
+def test_a_parquet_input_stream_is_closed_also_when_the_column_check_fails(tmp_path, monkeypatch):
+    """The pyarrow input file (an object store stream: ParquetFile does not close what it is given)
+    was never closed, not even when the column check refused the file."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    from routekit.batch import formats
+
+    pq.write_table(pa.table({"id": list(range(5)), "prompt": PROMPTS[:5]}), tmp_path / "in.parquet", row_group_size=2)
+    opened = []
+
+    def stream(path):
+        opened.append(pa.OSFile(str(path)))  # stands in for fs.open_input_file on s3://
+        return opened[-1]
+
+    monkeypatch.setattr(formats, "open_random_access", stream)
+    with pytest.raises(routekit.BadInputError, match="no column 'text'"):
+        formats.open_reader(tmp_path / "in.parquet", "parquet", "text")
+    assert len(opened) == 1 and opened[0].closed
+    reader = formats.open_reader(tmp_path / "in.parquet", "parquet", "prompt", chunk_rows=2)
+    assert reader.count() == 5 and all(f.closed for f in opened)
+    assert [r.prompt for r in reader.records(skip=1)] == PROMPTS[1:5]
+    assert all(f.closed for f in opened)
+
+
 def test_output_is_input_refused(tmp_path, capsys):
     inp = _jsonl(tmp_path / "in.jsonl", _rows())
     before = inp.read_bytes()

@@ -328,14 +328,12 @@ class _Csv:
 
 class _Parquet:
     def __init__(self, path: Path, field: str, chunk_rows: int):
-        pq = require("pyarrow.parquet", "batch", "Parquet files")
-        pa = require("pyarrow", "batch", "Parquet files")
+        self._pq = require("pyarrow.parquet", "batch", "Parquet files")
+        pa = self._pa = require("pyarrow", "batch", "Parquet files")
         self.path, self.field, self.chunk_rows = path, field, chunk_rows
-        try:
-            self._file = pq.ParquetFile(open_random_access(path))
-        except (pa.ArrowException, OSError) as exc:
-            raise BadInputError(f"{path}: not a readable Parquet file ({_one_line(exc)})") from None
-        self.schema = self._file.schema_arrow
+        with self._open() as f:  # schema and row count now; the rows are read by records(), which opens it again
+            self.schema = f.schema_arrow
+            self._num_rows = f.metadata.num_rows
         self.columns = list(self.schema.names)
         if field not in self.columns:
             raise BadInputError(f"{path}: no column {field!r} (columns: {', '.join(self.columns[:20])}); "
@@ -348,8 +346,24 @@ class _Parquet:
             raise BadInputError(f"{path}: already has column(s) {', '.join(clash)} that score adds "
                                 "(is this a score output?)")
 
+    @contextlib.contextmanager
+    def _open(self) -> Iterator[Any]:
+        """The ParquetFile, closed afterwards with the input file under it (an object store stream that
+        ParquetFile itself does not close), however the block ends."""
+        src = open_random_access(self.path)
+        try:
+            try:
+                pf = self._pq.ParquetFile(src)
+            except (self._pa.ArrowException, OSError) as exc:
+                raise BadInputError(f"{self.path}: not a readable Parquet file ({_one_line(exc)})") from None
+            with pf:
+                yield pf
+        finally:
+            if src is not self.path:
+                src.close()
+
     def count(self) -> int | None:
-        return self._file.metadata.num_rows
+        return self._num_rows
 
     def records(self, skip: int = 0) -> Iterator[Record]:
         try:
@@ -358,8 +372,12 @@ class _Parquet:
             raise BadInputError(f"{self.path}: reading stopped ({_one_line(exc)})") from None
 
     def _records(self, skip: int) -> Iterator[Record]:
+        with self._open() as f:
+            yield from self._rows(f, skip)
+
+    def _rows(self, f, skip: int) -> Iterator[Record]:
         n = 0
-        for batch in self._file.iter_batches(batch_size=self.chunk_rows):
+        for batch in f.iter_batches(batch_size=self.chunk_rows):
             if n + batch.num_rows <= skip:
                 n += batch.num_rows
                 continue

@@ -20,6 +20,7 @@ from typing import Any
 from routekit.batch.formats import ADDED as _ADDED  # the columns score adds
 from routekit.batch.formats import _conflict
 from routekit.errors import BadInputError, RoutekitError, require
+from routekit.io import atomic_write
 
 __all__ = ["score_dataset", "serve_app", "read_dataset", "write_local", "error_from", "score_cli", "serve_cli"]
 
@@ -269,7 +270,8 @@ def score_cli(args) -> int:
         raise
     if local_out:
         os.replace(staging, out)
-        Path(out, "_SUCCESS").write_text(json.dumps(counts) + "\n")
+        with atomic_write(Path(out, "_SUCCESS")) as f:
+            f.write(json.dumps(counts) + "\n")
         done = f"{counts['rows']} prompts: {counts['strong']} strong, {counts['rows'] - counts['strong']} weak"
     else:
         import pyarrow.fs as pafs

@@ -1,10 +1,10 @@
 """The ``routekit`` command line.  Each subcommand is a :class:`~routekit.cli.common.Command` in one
 of the group modules; :data:`COMMANDS` lists them, and the parser and the dispatch are built from it:
 
-- ``_cli_route``: ``route``, ``explain``, ``score``, ``calibrate``
-- ``_cli_artifacts``: ``artifacts list|verify|seal``
-- ``_cli_eval``: ``eval``, ``bench``
-- ``_cli_serve``: ``serve``, ``report``
+- :mod:`routekit.cli.route`: ``route``, ``explain``, ``score``, ``calibrate``
+- :mod:`routekit.cli.artifacts`: ``artifacts list|verify|seal|share``
+- :mod:`routekit.cli.eval`: ``eval``, ``bench``
+- :mod:`routekit.cli.serve`: ``serve``, ``report``
 """
 
 from __future__ import annotations

@@ -50,6 +50,7 @@ from routekit.eval.sets import (
     load_benchmark,
     load_labelled,
 )
+from routekit.io import atomic_path
 from routekit.router_set import RouterSet
 from routekit.routers.length import LengthRouter
 
@@ -128,8 +129,7 @@ def cached_win_rates(routers: Sequence, evalset: EvalSet, cache: Path | None, *,
     :class:`~routekit.router_set.RouterSet`, so routers that share an encoder embed the prompts once."""
     paths = [cache / f"{evalset.name}-{evalset.data_hash[:16]}-{router_cache_key(r)}.npy" if cache else None
              for r in routers]
-    out = [np.load(p, allow_pickle=False) if p is not None and p.is_file() and not refresh else None
-           for p in paths]
+    out = [_read_cached(p, len(evalset.prompts)) if p is not None and not refresh else None for p in paths]
     misses = [i for i, r in enumerate(out) if r is None]
     if misses:
         fresh = RouterSet([routers[i] for i in misses]).win_rates(evalset.prompts, show_progress=show_progress)
@@ -137,5 +137,20 @@ def cached_win_rates(routers: Sequence, evalset: EvalSet, cache: Path | None, *,
             out[i] = rates
             if paths[i] is not None:
                 paths[i].parent.mkdir(parents=True, exist_ok=True)
-                np.save(paths[i], rates)
+                with atomic_path(paths[i], what="win-rate cache file") as tmp:  # never a torn file for the next run
+                    np.save(tmp, rates)
     return out
+
+
+def _read_cached(path: Path, n: int) -> np.ndarray | None:
+    """Cached win rates, or None (a miss: scored again and rewritten) when the file is missing or unreadable
+    (torn by a crash, written by another version) or does not hold ``n`` numbers."""
+    if not path.is_file():
+        return None
+    try:
+        rates = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None
+    if rates.shape != (n,) or not np.issubdtype(rates.dtype, np.floating):
+        return None
+    return rates

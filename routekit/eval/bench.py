@@ -15,6 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
+from routekit.io import atomic_write
 from routekit.router import EncoderRouter
 
 TOKENS = (16, 64, 256, 512)
@@ -137,10 +138,11 @@ def bench_router(name: str, *, threads: int | None, n: int, quick: bool) -> dict
 def machine() -> dict:
     cpu = platform.processor() or ""
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
     except OSError:
         pass
     import onnxruntime
@@ -216,7 +218,8 @@ def main(routers: Sequence[str], *, threads: int | None, out: Path, quick: bool)
         r["cold_start"] = cold_start(name, threads)
         results["routers"].append(r)
     results["loadavg_after"] = os.getloadavg()
-    (out / "bench.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    with atomic_write(out / "bench.json") as f:
+        f.write(json.dumps(results, indent=2, default=str) + "\n")
     try:
         plot(results, out / "bench.png")
     except ImportError:

@@ -26,8 +26,8 @@ weight is that of the mean similarity with a second-order (Gaussian) correction 
 residual variance ``(qᵀ EᵀE q − Σ_topk s²)/n_rest − μ²``, capped at the weight of the k-th
 similarity (no remaining prompt is more similar than that).  Its error is measured against exact.
 
-Layout: :mod:`.bradley_terry` (the fit), :mod:`.sw_graph` (exact mode's int8 onnxruntime graph),
-:mod:`.sw_model` (:class:`SWModel`, exact and fast), this module (the router).  How precise the int8
+Layout: :mod:`.bradley_terry` (the fit), :mod:`.graph` (exact mode's int8 onnxruntime graph),
+:mod:`.model` (:class:`SWModel`, exact and fast), this module (the router).  How precise the int8
 similarities are and what each path costs: docs/sw.md.
 
 Pairs: any two models in the artifact's model table can be scored; they map to their tiers.  If both

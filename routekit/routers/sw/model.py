@@ -4,7 +4,7 @@ For a query ``q`` every training battle gets the weight ``ω_p`` of its prompt's
 ``s_p = cos(q, p)`` and a Bradley–Terry model over the tiers is fitted to the weighted counts
 (:mod:`.bradley_terry`); the formulas are in :mod:`routekit.routers.sw`.  ``mode="exact"`` sums over
 every training prompt (by default with int8 similarities, one onnxruntime graph per batch:
-:mod:`.sw_graph`); ``mode="fast"`` takes FAISS's top ``k`` and accounts for the rest through exact
+:mod:`.graph`); ``mode="fast"`` takes FAISS's top ``k`` and accounts for the rest through exact
 count, mean and variance of their similarities.  Measured precision and timings: docs/sw.md.
 """
 

@@ -70,4 +70,4 @@ def run(args) -> int:
     return 0
 
 
-ARTIFACTS = Command("artifacts", "list, verify or seal artifacts", _args, run)
+ARTIFACTS = Command("artifacts", "list, verify, seal or share artifacts", _args, run)

@@ -21,7 +21,6 @@ P(strong wins) = σ(a·g + c) fitted on soft targets (1 + gain) / 2.
 from __future__ import annotations
 
 import argparse
-
 import datetime as _dt
 from dataclasses import asdict, dataclass, field
 from pathlib import Path

@@ -110,3 +110,24 @@ def stop_process(proc, timeout: float = 10) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for a server process a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc, timeout: float, poll: float = 0.05) -> bool:
+    """Wait until 127.0.0.1:``port`` accepts a connection: True; False when ``proc`` exits first or
+    ``timeout`` seconds pass (the caller says why, with the process's output)."""
+    import contextlib
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+        if proc.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(poll)

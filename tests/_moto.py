@@ -11,16 +11,9 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 
-from _fake_chat import stop_process
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from _fake_chat import free_port, stop_process, wait_for_port
 
 
 class LocalS3:
@@ -42,18 +35,13 @@ def _auth_after(endpoint: str, count: str) -> None:
 def local_s3():
     import boto3
 
-    port = _free_port()
+    port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"moto server did not start: {proc.stderr.read().decode()[-2000:]}")
-            time.sleep(0.05)
+        if not wait_for_port(port, proc, 60):
+            raise RuntimeError(f"moto server did not start: {proc.stderr.read().decode()[-2000:]}")
         kw = dict(endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="admin",
                   aws_secret_access_key="admin")
         iam, s3 = boto3.client("iam", **kw), boto3.client("s3", **kw)

@@ -3,7 +3,6 @@ resume (same bytes as one uninterrupted run); `kill -9` of the server while it w
 log (no torn line after a restart, no complete line lost); a full disk while an artifact is
 written (the old artifact intact, no temporary folder left)."""
 
-import contextlib
 import errno
 import hashlib
 import json
@@ -11,7 +10,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-
+from _fake_chat import free_port, wait_for_port
 
 
 def _cli(*args):
@@ -134,22 +132,14 @@ def test_report_reads_a_log_whose_last_line_is_torn(tmp_path):
         summarise(path)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _serve(cfg: Path, port: int):
     p = subprocess.Popen(_cli("serve", "--config", str(cfg), "--port", str(port), "--log-level", "warning"),
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return p
-        if p.poll() is not None:
-            raise AssertionError(p.stderr.read().decode()[-2000:])
-        time.sleep(0.05)
+    if wait_for_port(port, p, 60):
+        return p
+    if p.poll() is not None:
+        raise AssertionError(p.stderr.read().decode()[-2000:])
     p.kill()
     raise AssertionError("the server did not start")
 
@@ -162,7 +152,7 @@ def test_kill9_of_the_server_while_it_logs_leaves_no_torn_line(tmp_path, server_
     cfg = tmp_path / "server.json"
     cfg.write_text(json.dumps({"routers": {"random": "random"}, "preload": False, "decision_log": str(log),
                                "log_prompts": True, "log_prompt_chars": 100_000, "max_body_bytes": 1 << 22}))
-    port = _free_port()
+    port = free_port()
     rng = random.Random(5)
     answered: set[str] = set()
     for round_ in range(3):

@@ -5,17 +5,14 @@ through it and must reach the upstream the routekit router chose, with the decis
 `x-routekit-*` response headers.  Those tests are slow (the proxy takes ~10-20 s to start); the
 header hook itself is also checked in-process."""
 
-import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from _fake_chat import stop_process
+from _fake_chat import free_port, stop_process, wait_for_port
 
 MASTER_KEY = "sk-routekit-test-" + "0123456789abcdef" * 2
 EASY = ["hi", "thanks!", "what's 2+2?", "tell me a joke"]
@@ -41,11 +38,6 @@ def _env() -> dict[str, str]:
     return dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", NO_DOCS="True", DISABLE_ADMIN_UI="True",
                 LITELLM_DONT_SHOW_FEEDBACK_BOX="True", LITELLM_TELEMETRY="False")
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 CONFIG = """\
@@ -78,18 +70,13 @@ def proxy(tmp_path_factory):
     with running(_fake_upstream_app(received)) as url:
         (d / "config.yaml").write_text(CONFIG.format(url=url, key=MASTER_KEY))
         (d / "routekit_hook.py").write_text(HOOK)
-        port = _free_port()
+        port = free_port()
         log = open(d / "proxy.log", "wb")
         p = subprocess.Popen([cli, "--config", "config.yaml", "--host", "127.0.0.1", "--port", str(port)],
                              cwd=d, env=_env(), stdout=log, stderr=subprocess.STDOUT)
         try:
-            deadline = time.monotonic() + 180
-            while True:
-                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-                if p.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("the LiteLLM proxy did not start:\n" + (d / "proxy.log").read_text()[-4000:])
-                time.sleep(0.2)
+            if not wait_for_port(port, p, 180, poll=0.2):
+                pytest.fail("the LiteLLM proxy did not start:\n" + (d / "proxy.log").read_text()[-4000:])
             yield f"http://127.0.0.1:{port}", received
         finally:
             stop_process(p, 20)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 
 import pytest
+from _fake_chat import free_port
 
 ray = pytest.importorskip("ray", reason="needs the ray extra: pip install 'routekit[ray]'")
 pa = pytest.importorskip("pyarrow")
@@ -92,11 +92,6 @@ def test_bad_row_clear_error_nothing_published(local_ray, tmp_path, capsys):
     assert "--concurrency must be 1 to 1" in capsys.readouterr().err
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def test_serve_app_answers_like_the_plain_server(local_ray):
     httpx = pytest.importorskip("httpx")
@@ -107,7 +102,7 @@ def test_serve_app_answers_like_the_plain_server(local_ray):
     from routekit.server.app import ServerConfig, create_app
 
     cfg = ServerConfig(routers={"default": "default", "random": "random"})
-    port = _free_port()
+    port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(serve_app(cfg, num_replicas=1), name="routekit-test", route_prefix="/")
     bodies = [{"prompt": "Prove that there are infinitely many primes."}, {"prompt": "hi", "strong_fraction": 0.2},

@@ -222,17 +222,12 @@ def _fully_labelled(obs: T.Observations, M: int) -> np.ndarray:
 
 def _auc(score: np.ndarray, y: np.ndarray) -> float | None:
     """Probability that a label-1 prompt outranks a label-0 one (ties half); None without both."""
-    pos, neg = score[y >= 0.5], score[y < 0.5]
-    if not pos.size or not neg.size:
+    from routekit.eval.suite import auc
+
+    hard = np.asarray(y) >= 0.5
+    if hard.all() or not hard.any():
         return None
-    order = np.argsort(np.concatenate([pos, neg]), kind="stable")
-    ranks = np.empty(order.size)
-    ranks[order] = np.arange(1, order.size + 1)
-    allv = np.concatenate([pos, neg])
-    for v in np.unique(allv):  # average ranks of ties
-        tie = allv == v
-        ranks[tie] = ranks[tie].mean()
-    return round(float((ranks[:pos.size].sum() - pos.size * (pos.size + 1) / 2) / (pos.size * neg.size)), 4)
+    return round(auc(score, hard), 4)
 
 
 def format_models_cv(rep: dict, chosen: dict, grid_table: list[dict] | None) -> str:

@@ -464,8 +464,6 @@ def build_linear(out: Path, *, encoder_dir: Path, data_dir: Path, cfg: LinearCon
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Register ``routekit-export train-linear``."""
-    import argparse
-
     p.add_argument("--data", type=Path, default=D.default_data_dir(), help="data folder")
     p.add_argument("--encoder", type=Path, required=True, help="folder written by `routekit-export encoder`")
     p.add_argument("--out", type=Path, required=True, help="artifact folder to write")

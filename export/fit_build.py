@@ -117,11 +117,10 @@ def write_artifact(kind: str, inp: F.FitInputs, out: Path, enc: EncoderSource, *
     from routekit import artifact
 
     from .build import calibrate_in_place, pair_fields
+    from .irt_build import training_section
 
     lab = inp.labels
-    training = {"labels": lab.summary(), "encoder_source": enc.desc,
-                "noncommercial_rows_included": None,
-                "note": "your label file; its licence is yours to record (routekit-export fit does not know it)"}
+    training = training_section(lab, enc)
     metrics_cv = {**cv, "chosen": kind, "not_tried": why,
                   "selected_by": ("irt (the default adapted to your labels) unless another candidate's out-of-fold "
                                   "APGR is higher with the paired 95 % interval of the difference above 0"

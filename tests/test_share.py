@@ -106,3 +106,18 @@ def test_a_failed_copy_leaves_no_half_copied_folder(root, tmp_path, monkeypatch)
     monkeypatch.setattr(os, "link", real_link)
     own = artifact.copy_artifact(root / "linear", tmp_path / "out" / "mine", link=True)
     artifact.verify(own)
+
+
+def test_recalibrating_a_shared_artifact_in_place_keeps_its_files_in_the_store(root):
+    """write_calibration (routekit-export recalibrate) copied the store's files back into the folder."""
+    from routekit.calibrate import calibration_table, write_calibration
+
+    artifact.share(root)
+    r = routekit.load(str(root / "linear"))
+    table = calibration_table(r.win_rates(PROMPTS * 4), prompts="test prompts", default_strong_fraction=0.3)
+    write_calibration(r, root / "linear", table, overwrite=True)
+    assert not (root / "linear" / "encoder.onnx").exists() and (root / "linear" / "linear.npz").is_file()
+    again = routekit.load(str(root / "linear"))
+    assert again.calibration["prompts"] == "test prompts"
+    np.testing.assert_array_equal(again.win_rates(PROMPTS), r.win_rates(PROMPTS))
+    artifact.verify(root / "linear", load=True)

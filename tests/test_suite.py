@@ -185,3 +185,13 @@ def test_recalibrate_rewrites_only_the_calibration(tmp_path):
     assert r.calibration == table and table["default_strong_fraction"] == 0.4
     assert table["mix"]["arena-hard"]["n"] == 20 and "gsm8k-train" not in table["mix"]
     assert artifact.verify(art, load=True)
+
+
+def test_eval_suite_tells_two_builds_of_one_name_apart(capsys, tmp_path):
+    """Two artifacts with the same manifest name (an old and a new build): rows carry the asked-for path."""
+    from routekit.artifact import copy_artifact
+
+    other = copy_artifact(routekit.artifact.resolve("linear"), tmp_path / "linear-copy")
+    assert cli.main(["eval", "--suite", "everyday", "--router", "linear", "--router", str(other), "--json"]) == 0
+    names = [r["router"] for r in json.loads(capsys.readouterr().out)["routers"]]
+    assert names[:2] == ["linear", str(other)] and len(set(names)) == len(names)

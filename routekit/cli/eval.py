@@ -108,13 +108,18 @@ def _eval_suite(args) -> int:
     from routekit.router_set import RouterSet
 
     suites = load_suites(args.suite)  # every file is read and checked before any router loads
-    routers = [common.load_router(name, args.threads) for name in (args.router or ["default"])]
+    names = list(args.router or ["default"])
+    routers = [common.load_router(name, args.threads) for name in names]
     have = {r.name for r in routers}
-    routers += [common.load_router(name, args.threads) for name in SUITE_BASELINES if name not in have]
+    extra = [name for name in SUITE_BASELINES if name not in have]
+    routers += [common.load_router(name, args.threads) for name in extra]
+    # two artifacts with one manifest name (an old and a new build) are told apart by what was asked for
+    dup = len({r.name for r in routers}) < len(routers)
+    labels = [arg if dup else r.name for arg, r in zip(names + extra, routers)]
     results = []
     for suite in suites:
         rates = RouterSet(routers).win_rates(suite.prompts)  # routers that ship one encoder share its pass
-        reports = [suite_report(r, suite, w) for r, w in zip(routers, rates)]
+        reports = [{**suite_report(r, suite, w), "router": label} for r, w, label in zip(routers, rates, labels)]
         results.append({"suite": suite.name, "n": len(suite), "routers": reports})
         if not args.json:
             if len(results) > 1:

@@ -18,7 +18,7 @@ from . import data as D
 from .embed import embed_texts
 from .encoder import write_encoder
 from .errors import ExportError
-from .mixture import EVERYDAY_CALIB, LONG_EASY_CALIB, gsm8k_questions  # noqa: F401  (EVERYDAY_CALIB: re-exported)
+from .mixture import EVERYDAY_CALIB, GSM8K_PRIOR_GAIN, LONG_EASY_CALIB, gsm8k_questions  # noqa: F401  (EVERYDAY_CALIB: re-exported)
 
 ENCODER_SPEC = "encoder.json"
 
@@ -111,17 +111,25 @@ def calibrate_in_place(writer: artifact.ArtifactWriter, prompts: list[str], sour
 #: 40 % is short everyday requests (25 %) and long easy ones (15 %: a pasted email, review, log or code
 #: with a routine instruction), so that a threshold is not set as if every long prompt were a hard one.
 TRAFFIC_MIX = {"arena-hard": 0.5, "everyday": 0.25, "long-easy": 0.15, "gsm8k-train": 0.1}
-#: The components that need the strong model; their share is the default strong fraction of routers
-#: calibrated on the mix (a perfect router would send exactly them to strong).
-NEEDS_STRONG = ("arena-hard", "gsm8k-train")
+#: Share of each mix component's prompts that need the strong model (components not listed: none); the
+#: mix's weighted sum is the default strong fraction of routers calibrated on it (a perfect router would
+#: send exactly those prompts to strong).  Measured, not assumed:
+#: * arena-hard: the pair's Arena-Bench judge scores (``train/multi_model_scores.jsonl``, source
+#:   arena-bench-v1): gpt-4-1106-preview above Mixtral on 196 of 292 prompts (a tie needs no strong model);
+#: * gsm8k-train: the pair's published GSM8K accuracy gap (:data:`mixture.GSM8K_PRIOR_GAIN`, 92.0 % vs
+#:   74.4 %), the least share of questions that only the strong model solves.
+#: (Until 2026-12-06 every Arena-Hard and GSM8K prompt counted as needing strong: 0.6 of the mix.)
+ARENA_BENCH_STRONG_BETTER = (196, 292)
+NEEDS_STRONG = {"arena-hard": round(ARENA_BENCH_STRONG_BETTER[0] / ARENA_BENCH_STRONG_BETTER[1], 4),
+                "gsm8k-train": round(GSM8K_PRIOR_GAIN, 4)}
 ARENA_HARD_SOURCE = "shared/data/calibration/prompts.jsonl (Arena-Hard v0.1+v2.0, Apache-2.0)"
 
 
 def strong_share(mix: dict | None = None) -> float:
-    """Share of a mix record (:func:`traffic_mix`'s; default: all of :data:`TRAFFIC_MIX`, 0.6) held by
-    the components that need the strong model."""
+    """Share of a mix record's traffic (:func:`traffic_mix`'s; default: all of :data:`TRAFFIC_MIX`,
+    0.3532) that needs the strong model, per :data:`NEEDS_STRONG`."""
     shares = {n: m["share"] for n, m in mix.items()} if mix is not None else TRAFFIC_MIX
-    return round(sum(v for n, v in shares.items() if n in NEEDS_STRONG) / sum(shares.values()), 4)
+    return round(sum(v * NEEDS_STRONG.get(n, 0.0) for n, v in shares.items()) / sum(shares.values()), 4)
 
 
 def traffic_mix(data_dir: Path, *, gsm8k_n: int = 250, limit: int | None = None
@@ -150,7 +158,7 @@ def traffic_mix(data_dir: Path, *, gsm8k_n: int = 250, limit: int | None = None
         prompts += ps
         weights += [share / total / len(ps)] * len(ps)
         mix[name] = {"share": round(share / total, 4), "n": len(ps), "source": sources[name],
-                     "needs_strong": name in NEEDS_STRONG}
+                     "needs_strong": NEEDS_STRONG.get(name, 0.0)}
     desc = ("reference traffic mix: " + ", ".join(f"{100 * m['share']:.0f} % {n}" for n, m in mix.items())
             + f" ({len(prompts)} prompts, weighted)")
     return prompts, np.array(weights), desc, mix

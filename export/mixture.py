@@ -35,6 +35,16 @@ on them alone extrapolates ("short = hard") and ranks greetings above proofs. Th
               :data:`LENGTH_HARD_GAIN` (the strong model right, the weak one wrong), difficulty unknown.
               They exist to break the length shortcut: without them every long training prompt is an
               exam passage or a long spec and every short one a question.
+``paste``     :data:`PASTE_ROWS` long easy requests composed at training time: one of the 57 routine
+              instructions of ``export/data/paste_instructions.jsonl`` (written for routekit: summarise,
+              translate, proofread, reformat, extract, classify, document code, shorten, change the
+              tone, look something up in the text) put before or after a pasted body of 350–1,000
+              characters: the text of a ``length`` row without its instruction, a long MMLU
+              gold-train question, a few GSM8K train questions, or a few CRUXEval functions (the
+              instruction's ``kind``: text or code).  Label: a tie (gain 0, difficulty 0), the length
+              suite's rule for routine work on a given text.  The same bodies appear elsewhere in
+              training as questions with their own labels, so the head has to learn the difference
+              from the instruction, not from the body or its length.
 """
 
 from __future__ import annotations
@@ -61,12 +71,20 @@ EVERYDAY_CALIB = Path(__file__).resolve().parent / "data" / "everyday_calib.json
 #: Long easy requests (a pasted document or code + a routine instruction), written for the calibration
 #: mix only: never trained on, MiniLM cosine <= 0.85 to every training and dev-suite prompt.
 LONG_EASY_CALIB = Path(__file__).resolve().parent / "data" / "long_easy_calib.jsonl"
+PASTE_INSTRUCTIONS = Path(__file__).resolve().parent / "data" / "paste_instructions.jsonl"
+PASTE_ROWS = 600
+PASTE_SEED = 0
+#: GSM8K train questions (positions in the fixed order) used as pasted bodies: after any training draw
+#: of up to 3,000 questions, before the calibration mix's last 250
+PASTE_GSM8K = slice(3000, -250)
+_CRUX_CODE = re.compile(r"\[PYTHON\]\s*(.*?)\s*\nassert ", re.S)
 #: One fixed order of the GSM8K train questions: training draws its head, the calibration mix its tail.
 GSM8K_SEED = 0
 GSM8K_PRIOR_GAIN = 0.92 - 0.744
 ZEROEVAL_STRONG = "gpt-4-turbo-2024-04-09"
+MMLU_TAG = "mmlu"
 ZEROEVAL_WEAK = {"crux": D.WEAK, "math-l5": "gpt-3.5-turbo-0125"}
-SOURCES = ("everyday", "crux", "math-l5", "arena-human", "gsm8k-train", "length")
+SOURCES = ("everyday", "crux", "math-l5", "arena-human", "gsm8k-train", "length", "paste")
 ARENA_MIN_GAP = 0.5  # natural-log BT units: the stronger model wins ~62 % of votes against the weaker
 _QUESTION = re.compile(r"## Question:\s*(.*?)\s*## Instruction", re.S)
 
@@ -159,8 +177,78 @@ def _gsm8k(data_dir: Path, limit: int):
                   "gsm8k-train (unlabelled; prior gain from published accuracies)", r.get("license", "unknown"))
 
 
+def _paste_bodies(data_dir: Path) -> dict[str, list[str]]:
+    """Pasted bodies by kind: ``text`` (length rows' texts, long MMLU gold-train questions, GSM8K
+    train questions) and ``code`` (CRUXEval functions); ``gsm8k`` and ``crux`` hold the single items
+    that :func:`_paste` joins into one body."""
+    texts = []
+    for _, r in D.read_jsonl(LENGTH_TRAIN, ("prompt", "side")):
+        head, sep, body = r["prompt"].partition("\n\n")
+        if r["side"] == "trivial" and sep and len(head) < 200 and len(body) >= 300:
+            texts.append(body.strip())
+    golden = data_dir / "train" / "golden.jsonl"
+    mmlu = [r["prompt"] for _, r in D.read_jsonl(golden, ("prompt", "source"))
+            if MMLU_TAG in r["source"] and len(r["prompt"]) >= 450] if golden.is_file() else []
+    gsm = [r["prompt"] for r in gsm8k_questions(data_dir)[PASTE_GSM8K]]
+    zero = data_dir / FILES["crux"]
+    crux = []
+    if zero.is_file():
+        for _, r in D.read_jsonl(zero, ("prompt", "source")):
+            m = _CRUX_CODE.search(r["prompt"]) if r["source"].endswith("crux") else None
+            if m:
+                crux.append(m.group(1))
+    return {"length": texts, "mmlu": mmlu, "gsm8k": gsm, "crux": crux}
+
+
+def paste_rows(data_dir: Path, n: int = PASTE_ROWS, seed: int = PASTE_SEED) -> list[str]:
+    """The ``paste`` source's prompts (deterministic for a data folder, ``n`` and ``seed``)."""
+    instr = [r for _, r in D.read_jsonl(PASTE_INSTRUCTIONS, ("kind", "instruction"))]
+    b = _paste_bodies(Path(data_dir))
+    rng = np.random.default_rng(seed)
+    text_pools = [(p, w) for p, w in ((b["length"], 0.4), (b["mmlu"], 0.2)) if p]
+    if b["gsm8k"]:
+        text_pools.append(("gsm8k", 0.4))
+
+    def joined(items: list[str]) -> str:
+        want, parts = rng.integers(350, 1000), []
+        while sum(map(len, parts)) < want:
+            parts.append(items[rng.integers(len(items))])
+        return "\n\n".join(parts)
+
+    def body(kind: str) -> str | None:
+        if kind == "code":
+            return joined(b["crux"]) if b["crux"] else None
+        if not text_pools:
+            return None
+        w = np.array([x[1] for x in text_pools])
+        pool = text_pools[rng.choice(len(text_pools), p=w / w.sum())][0]
+        return joined(b["gsm8k"]) if pool == "gsm8k" else pool[rng.integers(len(pool))]
+
+    out = []
+    for i in range(n):
+        r = instr[i % len(instr)]
+        kind = r["kind"] if r["kind"] != "any" else ("code", "text")[rng.integers(2)]
+        text = body(kind)
+        if text is None:
+            continue
+        ins = r["instruction"]
+        if rng.random() < 0.7:
+            out.append(ins + ("\n\n", "\n\n---\n", "\n")[rng.integers(3)] + text)
+        else:
+            out.append(text + "\n\n" + ins)
+    return out
+
+
+def _paste(data_dir: Path):
+    for prompt in paste_rows(data_dir):
+        yield Row(prompt, "paste", 0.0, 0.0, 0.0, "routekit paste rows (export/data/paste_instructions.jsonl "
+                  "instructions + pasted bodies from length_train, MMLU gold-train, GSM8K train, CRUXEval; "
+                  "label: tie)", "Apache-2.0 (instructions, length_train and MMLU gold-train bodies); GSM8K and CRUXEval "
+                  "bodies: MIT (not verified here)")
+
+
 #: data file of each source, relative to the data folder (None: shipped with the toolchain)
-FILES = {"everyday": None, "length": None, "crux": "train/extra/zeroeval_scores.jsonl",
+FILES = {"everyday": None, "length": None, "paste": None, "crux": "train/extra/zeroeval_scores.jsonl",
          "math-l5": "train/extra/zeroeval_scores.jsonl", "arena-human": "train/extra/arena_human_1k.jsonl",
          "gsm8k-train": "unlabelled/gsm8k_train_questions.jsonl"}
 
@@ -190,4 +278,6 @@ def extra_rows(data_dir: Path, sources=SOURCES, *, gsm8k_limit: int = 1000, log=
         out.extend(_arena_human(data_dir))
     if "gsm8k-train" in present and gsm8k_limit > 0:
         out.extend(_gsm8k(data_dir, gsm8k_limit))
+    if "paste" in present:
+        out.extend(_paste(data_dir))
     return out

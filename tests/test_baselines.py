@@ -40,10 +40,14 @@ def test_length_router_ranks_by_number_of_characters():
 
 
 def test_length_router_default_threshold_sends_the_mix_strong_share():
+    from routekit_export.build import strong_share
+
     r = routekit.load("length")
-    cut = CHAR_QUANTILES[8]  # level 0.4: 60 % of the reference mix is at or above it
-    assert r.calibration["default_strong_fraction"] == 0.6
-    assert r.route("a" * int(cut)).is_strong and not r.route("a" * (int(cut) - 1)).is_strong
+    assert r.calibration["default_strong_fraction"] == strong_share()
+    t = r.default_threshold  # between the mix's character quantiles at levels 0.60 and 0.65
+    cut = 500 * t / (1 - t)
+    assert CHAR_QUANTILES[12] < cut < CHAR_QUANTILES[13]
+    assert r.route("a" * (int(cut) + 1)).is_strong and not r.route("a" * (int(cut) - 1)).is_strong
     assert r.threshold_for(0.3) > r.default_threshold
     assert r.route("hi", strong_fraction=1.0).is_strong
 

@@ -164,7 +164,11 @@ def test_linear_artifact_end_to_end(tmp_path, encoder_dir):
     mix = router.calibration["mix"]
     n_calib = len(read_prompts(EVERYDAY_CALIB))
     assert mix["arena-hard"]["n"] == 20 and mix["everyday"]["n"] == n_calib and "gsm8k-train" not in mix
-    assert router.calibration["default_strong_fraction"] == pytest.approx(0.5 / 0.9, abs=1e-4)  # its arena share
+    from routekit_export.build import NEEDS_STRONG
+
+    # its arena share times the arena prompts' needs-strong share
+    assert router.calibration["default_strong_fraction"] == pytest.approx(0.5 / 0.9 * NEEDS_STRONG["arena-hard"],
+                                                                         abs=1e-4)
     assert mix["long-easy"]["n"] >= 100 and not mix["long-easy"]["needs_strong"]
     assert sum(m["share"] for m in mix.values()) == pytest.approx(1.0, abs=2e-4)  # each share rounded to 4 places
     assert router.manifest["metrics"]["everyday_suite"]["n"] >= 200

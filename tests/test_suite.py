@@ -63,10 +63,27 @@ def test_strong_share_of_the_mix():
     from routekit_export.build import NEEDS_STRONG, TRAFFIC_MIX, strong_share
 
     assert set(NEEDS_STRONG) <= set(TRAFFIC_MIX) and "everyday" not in NEEDS_STRONG
-    assert strong_share() == pytest.approx(0.6)
+    assert all(0 < v < 1 for v in NEEDS_STRONG.values())
+    # 0.5 x 196/292 (Arena-Bench: the strong model judged better) + 0.1 x (0.920 - 0.744) (GSM8K accuracy gap)
+    assert strong_share() == pytest.approx(0.5 * 196 / 292 + 0.1 * 0.176, abs=1e-4)
     # a data folder without GSM8K questions: the mix is renormalised, and so is the share
     assert strong_share({"arena-hard": {"share": 0.5 / 0.9}, "everyday": {"share": 0.4 / 0.9}}) == pytest.approx(
-        0.5 / 0.9, abs=1e-4)
+        0.5 / 0.9 * 196 / 292, abs=1e-4)
+
+
+def test_arena_needs_strong_share_is_the_pairs_judge_record(data_root):
+    """NEEDS_STRONG["arena-hard"] is counted from the data, not assumed: the pair's Arena-Bench scores."""
+    from routekit_export.build import ARENA_BENCH_STRONG_BETTER
+    from routekit_export.data import STRONG, WEAK
+
+    better = n = 0
+    for line in open(data_root / "train" / "multi_model_scores.jsonl"):
+        r = json.loads(line)
+        s, w = r["scores"].get(STRONG), r["scores"].get(WEAK)
+        if "arena" in r["source"] and s is not None and w is not None:
+            n += 1
+            better += s > w
+    assert (better, n) == ARENA_BENCH_STRONG_BETTER
 
 
 def test_traffic_mix_gsm8k_is_disjoint_from_the_training_draw(tmp_path):
@@ -185,6 +202,43 @@ def test_recalibrate_rewrites_only_the_calibration(tmp_path):
     assert r.calibration == table and table["default_strong_fraction"] == 0.4
     assert table["mix"]["arena-hard"]["n"] == 20 and "gsm8k-train" not in table["mix"]
     assert artifact.verify(art, load=True)
+
+
+def _instructions():
+    from routekit_export.data import read_jsonl
+    from routekit_export.mixture import PASTE_INSTRUCTIONS
+
+    return [r for _, r in read_jsonl(PASTE_INSTRUCTIONS, ("kind", "instruction"))]
+
+
+def test_paste_rows_without_the_data_folder(tmp_path):
+    """Without shared data only the length rows' texts are pasted bodies: code instructions are skipped."""
+    from routekit_export.mixture import paste_rows
+
+    rows = paste_rows(tmp_path, n=120)
+    assert rows == paste_rows(tmp_path, n=120)  # deterministic
+    code = [r["instruction"] for r in _instructions() if r["kind"] == "code"]
+    assert 0 < len(rows) < 120 and len(rows) == len(set(rows))
+    assert not any(c in p for p in rows for c in code)
+    assert min(map(len, rows)) >= 350
+
+
+def test_paste_rows_are_apart_from_every_evaluation_and_calibration_prompt(data_root):
+    from routekit_export.build import traffic_mix
+    from routekit_export.mixture import PASTE_ROWS, extra_rows, paste_rows
+
+    rows = paste_rows(data_root)
+    assert len(rows) == PASTE_ROWS
+    instr = [r["instruction"] for r in _instructions()]
+    assert all(sum(i in p for i in instr) >= 1 for p in rows)
+    assert {r["kind"] for r in _instructions() if any(r["instruction"] in p for p in rows)} >= {"code", "text"}
+    cal, _, _, mix = traffic_mix(data_root)
+    blob = "\n".join(rows)
+    assert not any(p in blob for p in cal[-mix["gsm8k-train"]["n"]:])  # the calibration GSM8K questions
+    for name in ("length", "everyday"):
+        assert not _lowered(rows) & _lowered(load_suite(name).prompts)
+    labels = {(r.strong, r.weak, r.difficulty) for r in extra_rows(data_root, ("paste",), log=lambda *a: None)}
+    assert labels == {(0.0, 0.0, 0.0)}
 
 
 def test_eval_suite_tells_two_builds_of_one_name_apart(capsys, tmp_path):

@@ -10,7 +10,8 @@ Its thresholds come from the same reference traffic mix as the shipped routers' 
 25 % held-out everyday prompts, 15 % held-out long easy requests, 10 % GSM8K train questions,
 weighted; ``export.build.traffic_mix``):
 :data:`CHAR_QUANTILES` are that mix's character-count quantiles, and the default threshold sends
-the mix's needs-strong share (60 %) to strong, as the default router's does.
+the mix's needs-strong share (35.3 %, ``export.build.strong_share()``) to strong, as the default
+router's does.
 ``tests/test_length_router.py`` recomputes the table from the data.
 """
 
@@ -26,8 +27,9 @@ SCALE = 500.0
 #: (1,753 prompts), rounded to 0.1.
 CHAR_QUANTILES = (2.0, 24.0, 31.0, 35.0, 40.0, 48.0, 62.0, 83.0, 111.0, 138.0, 173.0, 207.0, 253.1, 320.0,
                   449.0, 544.4, 592.0, 670.3, 914.7, 1903.6, 27586.0)
-#: Share of the reference mix that needs the strong model (its Arena-Hard and GSM8K parts).
-DEFAULT_STRONG_FRACTION = 0.6
+#: Share of the reference mix that needs the strong model (``export.build.strong_share()``: 0.5 x 0.671 of
+#: its Arena-Hard part + 0.1 x 0.176 of its GSM8K part).
+DEFAULT_STRONG_FRACTION = 0.3532
 _SOURCE = ("character-count quantiles of the reference traffic mix: 50 % arena-hard, 25 % everyday, "
            "15 % long-easy, 10 % gsm8k-train (1753 prompts, weighted)")
 

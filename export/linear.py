@@ -182,10 +182,21 @@ def tfidf_matrix(ids: list[np.ndarray], vocab: np.ndarray, idf: np.ndarray) -> n
 
 def cv_folds(prompts: list[str], folds: int, seed: int) -> np.ndarray:
     """Fold of every row; rows whose prompts start with the same :data:`CV_GROUP_CHARS` characters
-    share one (a passage shared by several questions never straddles train and test)."""
+    share one (a passage shared by several questions never straddles train and test).  A start shared
+    by more than 1/``folds`` of the rows is a template or system prompt, not a passage: those rows are
+    grouped by their whole text.  Every fold that can get a group gets one."""
+    from collections import Counter
+
+    starts = Counter(p[:CV_GROUP_CHARS] for p in prompts)
+    big = {k for k, c in starts.items() if c > len(prompts) / folds}
     group: dict[str, int] = {}
-    keys = np.array([group.setdefault(p[:CV_GROUP_CHARS], len(group)) for p in prompts], np.int64)
-    return np.random.default_rng(seed).integers(0, folds, len(group))[keys]
+    keys = np.array([group.setdefault(p if p[:CV_GROUP_CHARS] in big else p[:CV_GROUP_CHARS], len(group))
+                     for p in prompts], np.int64)
+    rng = np.random.default_rng(seed)
+    of_group = rng.integers(0, folds, len(group))
+    if len(set(of_group.tolist())) < min(folds, len(group)):  # a tiny set: deal the groups round-robin
+        of_group = rng.permutation(len(group)) % folds
+    return of_group[keys]
 
 
 def _ridge(X: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:

@@ -377,3 +377,39 @@ def test_cv_folds_keep_questions_that_share_a_passage_together():
     assert len(set(fold[:30].tolist())) == 1  # the 30 siblings never straddle train and test
     assert set(fold[30:].tolist()) == set(range(5))  # distinct prompts spread over every fold
     assert np.array_equal(fold, cv_folds(prompts, 5, seed=0))
+
+
+def test_cv_folds_group_passages_but_not_a_shared_template():
+    """Every prompt of a team's file behind one system prompt made one CV group: one fold held all rows
+    and the linear head's fit failed with 'Singular matrix'."""
+    from routekit_export.linear import CV_GROUP_CHARS, cv_folds
+
+    template = "You are the ACME support assistant. Answer the customer's question below, politely and precisely. " * 2
+    assert len(template) > CV_GROUP_CHARS
+    prompts = [template + f"Question {i}: how do I reset item {i}?" for i in range(40)]
+    f = cv_folds(prompts, 5, 0)
+    assert len(set(f.tolist())) == 5  # not one group
+    passage = "Read the passage. " + "The river rose for three days and the town moved to the hills. " * 3
+    mixed = [passage + f"Q{i}?" for i in range(3)] + [f"Unrelated question number {i}?" for i in range(30)]
+    g = cv_folds(mixed, 5, 0)
+    assert len(set(g[:3].tolist())) == 1  # a passage shared by a few questions stays in one fold
+    tiny = cv_folds(["a", "b", "c"], 3, 0)
+    assert sorted(tiny.tolist()) == [0, 1, 2]  # three groups, three folds: each fold gets one
+
+
+def test_train_linear_on_prompts_behind_one_template(encoder_dir):
+    from routekit_export.linear import LinearConfig, PromptTable, load_bow_tokenizer, train_linear
+
+    rng = np.random.default_rng(0)
+    template = "You are the ACME support assistant. Answer the customer's question below, politely and precisely. " * 2
+    prompts = [template + f"How do I {w} my {o}?" for w in ("reset", "update", "cancel", "move")
+               for o in ("account", "order", "invoice", "password", "plan", "card")]
+    n = len(prompts)
+    table = PromptTable(prompts, np.array(["labels"] * n), rng.integers(0, 2, n).astype(float),
+                        rng.integers(0, 2, n).astype(float), np.full(n, 0.5), {"x": {"rows": n}})
+    emb = rng.normal(size=(n, 384))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    tok = load_bow_tokenizer(encoder_dir / "tokenizer.json")
+    weights, metrics = train_linear(emb, table, tok, LinearConfig(other_weight=1.0, diff_scale=0.0, folds=4, min_df=1),
+                                    log=lambda *a: None)
+    assert np.isfinite(weights["w_emb"]).all() and np.isfinite(metrics["oof_gain"]).all()

@@ -178,9 +178,9 @@ def _gsm8k(data_dir: Path, limit: int):
 
 
 def _paste_bodies(data_dir: Path) -> dict[str, list[str]]:
-    """Pasted bodies by kind: ``text`` (length rows' texts, long MMLU gold-train questions, GSM8K
-    train questions) and ``code`` (CRUXEval functions); ``gsm8k`` and ``crux`` hold the single items
-    that :func:`_paste` joins into one body."""
+    """The pools pasted bodies come from: ``length`` (length rows' texts without their instruction) and
+    ``mmlu`` (long gold-train questions) are whole bodies; ``gsm8k`` (train questions) and ``crux``
+    (CRUXEval functions, the only code) are items :func:`paste_rows` joins into one body."""
     texts = []
     for _, r in D.read_jsonl(LENGTH_TRAIN, ("prompt", "side")):
         head, sep, body = r["prompt"].partition("\n\n")

@@ -12,7 +12,7 @@ weighted; ``export.build.traffic_mix``):
 :data:`CHAR_QUANTILES` are that mix's character-count quantiles, and the default threshold sends
 the mix's needs-strong share (35.3 %, ``export.build.strong_share()``) to strong, as the default
 router's does.
-``tests/test_length_router.py`` recomputes the table from the data.
+``tests/test_baselines.py`` recomputes the table from the data.
 """
 
 from __future__ import annotations

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -229,12 +228,7 @@ def apply_prob_map(folder: Path, pm: ProbMap | None, record: dict) -> dict:
     if cal:
         identity = ProbMap("platt", a=1.0, b=0.0)
         cal = (pm or identity).map_calibration(cal, inverse_of=old)
-    with artifact.ArtifactWriter(folder, overwrite=True, inputs=None) as w:
-        for rel in router.manifest.files:
-            dst = w.dir / rel
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(router.manifest.path(rel), dst)
-        w.manifest.update({k: v for k, v in router.manifest.data.items() if k not in ("files", "prob_map")})
+    with artifact.rewrite(router.manifest, folder, overwrite=True, drop=("prob_map",)) as w:
         if cal:
             w.manifest["calibration"] = cal
         if section is not None:

@@ -383,24 +383,19 @@ def _write_grown(src: Path, manifest, params: T.IRTParams, out: Path, args, ml, 
     """``src`` with ``params`` (one model more): every other file copied; the pair's win rates do not
     change, so its calibration table is kept (unless --calibration-prompts asks for a new one)."""
     from routekit import artifact
-    from routekit.artifact.manifest import DIGEST
 
     from .build import calibrate_in_place
 
     weights = manifest["router"].get("weights", "irt.npz")
-    with artifact.ArtifactWriter(out, overwrite=args.force) as w:
-        for rel in manifest.files:
-            if rel != weights:
-                shutil.copyfile(manifest.path(rel), w.dir / rel)
+    with artifact.rewrite(manifest, out, overwrite=args.force, skip=(weights,),
+                          drop=("created", "routekit_version")) as w:
         old = manifest.array(weights)
         save_params(w.dir / weights, params, np.asarray(old["x_mean"]), np.asarray(old["d_norm"]))
-        keep = {k: v for k, v in manifest.data.items() if k not in ("files", "created", "routekit_version", DIGEST)}
         router = dict(manifest["router"])
         router["fitted_on"] = {**router.get("fitted_on", {}), name: "quality" if params.absolute[-1] else "battles"}
         training = dict(manifest.get("training") or {})
         training["added_models"] = list(training.get("added_models", [])) + [
             {"model": name, "labels": labels, "label_file": ml.summary()}]
-        keep.update(name=args.name or out.name, models=params.models, router=router, training=training)
-        w.manifest.update(keep)
+        w.manifest.update(name=args.name or out.name, models=params.models, router=router, training=training)
         if args.calibration_prompts is not None:
             calibrate_in_place(w, *_calibration(args, [], ""))

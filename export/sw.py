@@ -231,10 +231,8 @@ def _write_index(emb: np.ndarray, kind: str, path: Path) -> dict | None:
 def add_index(folder: Path, kind: str = "auto") -> dict | None:
     """Write ``sw.faiss`` into an existing SW artifact (its embeddings from ``sw.npz``) and list it in
     the manifest; ``kind`` "none" removes it.  Returns the ``router.index`` section.  The artifact is
-    rewritten through :class:`~routekit.artifact.ArtifactWriter`, as ``recalibrate`` does
-    (:func:`routekit.calibrate.write_calibration`): an interrupted run leaves it as it was."""
-    import shutil
-
+    rewritten through :func:`routekit.artifact.rewrite`, as ``recalibrate`` does: an interrupted run
+    leaves it as it was."""
     folder = Path(folder)
     m = artifact.read_manifest(folder, verify=True)
     if m.kind != "sw":
@@ -242,17 +240,12 @@ def add_index(folder: Path, kind: str = "auto") -> dict | None:
     with np.load(m.path(m["router"].get("data", "sw.npz")), allow_pickle=False) as z:
         emb = z["embeddings"].astype(np.float32)
     router = dict(m["router"])
-    with artifact.ArtifactWriter(folder, overwrite=True) as w:
-        for rel in m.files:
-            if rel != "sw.faiss":
-                (w.dir / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(m.path(rel), w.dir / rel)
+    with artifact.rewrite(m, folder, overwrite=True, skip=("sw.faiss",)) as w:
         spec = _write_index(emb, kind, w.dir / "sw.faiss")
         if spec is None:
             router.pop("index", None)
         else:
             router["index"] = spec
-        w.manifest.update({k: v for k, v in m.data.items() if k != "files"})
         w.manifest["router"] = router
     return spec
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Sequence
 
@@ -92,19 +91,8 @@ def write_calibration(router, out: Path, table: dict, *, overwrite: bool = False
     """``router``'s artifact written to ``out`` (atomically, through :class:`~routekit.artifact.ArtifactWriter`)
     with ``table`` as its calibration; ``out`` may be the artifact's own folder with ``overwrite``, and
     then a file it reads from the folder's shared store (``routekit artifacts share``) stays there."""
-    own = router.path is not None and Path(out).resolve() == Path(router.path).resolve()
-    in_store = [rel for rel in router.manifest.files if own and not (Path(router.path) / rel).is_file()]
-    with artifact.ArtifactWriter(out, overwrite=overwrite, inputs=inputs) as w:
-        for rel in router.manifest.files:
-            dst = w.dir / rel
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(router.manifest.path(rel), dst)  # sealing hashes every listed file
-        w.manifest.update({k: v for k, v in router.manifest.data.items() if k not in ("files",)})
+    with artifact.rewrite(router.manifest, out, overwrite=overwrite, inputs=inputs) as w:
         w.manifest["calibration"] = table
-    for rel in in_store:  # the store copy was just read and hash-checked: no second copy beside it
-        (Path(out) / rel).unlink()
-    if in_store:
-        artifact.read_manifest(Path(out), verify=True)
     return Path(out)
 
 

@@ -271,7 +271,9 @@ def test_full_disk_enospc_raised(tmp_path, monkeypatch):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(b))
         return real(a, b, **kw)
 
-    monkeypatch.setattr(calibrate.shutil, "copyfile", copyfile)
+    from routekit.artifact import write as artifact_write  # where artifact.rewrite copies the files
+
+    monkeypatch.setattr(artifact_write.shutil, "copyfile", copyfile)
     with pytest.raises(OSError) as info:
         calibrate.write_calibrated_copy(router, ["hello", "prove it"], old, source="test", overwrite=True)
     assert info.value.errno == errno.ENOSPC and "left untouched" in "".join(info.value.__notes__)

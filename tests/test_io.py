@@ -209,7 +209,6 @@ def test_cli_calibrate_write_existing_folder_names_a_real_flag(tmp_path, capsys)
 
 
 def test_cli_calibrate_interrupted_says_the_old_folder_is_kept(tmp_path, capsys, monkeypatch):
-    from routekit import calibrate
     from routekit.cli import main
 
     prompts = tmp_path / "p.txt"
@@ -224,7 +223,9 @@ def test_cli_calibrate_interrupted_says_the_old_folder_is_kept(tmp_path, capsys,
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(calibrate.shutil, "copyfile", interrupted)
+    from routekit.artifact import write as artifact_write  # where artifact.rewrite copies the files
+
+    monkeypatch.setattr(artifact_write.shutil, "copyfile", interrupted)
     assert main(args) == 130
     err = capsys.readouterr().err
     assert err.startswith("routekit: error: interrupted") and "left untouched" in err
@@ -306,13 +307,12 @@ def test_cli_sigterm_during_calibrate_write_keeps_the_old_folder_and_says_so(tmp
     (out / "keep.txt").write_text("old artifact")
     p = _run("""
         import os, shutil, signal, sys
-        from routekit import calibrate
         from routekit.cli import main
         real = shutil.copyfile
         def copy_then_term(src, dst, **kw):
             real(src, dst, **kw)
             os.kill(os.getpid(), signal.SIGTERM)  # SIGTERM while the new folder is half written
-        calibrate.shutil.copyfile = copy_then_term
+        shutil.copyfile = copy_then_term  # artifact.rewrite copies through shutil
         sys.exit(main(["calibrate", "--router", "linear", "--strong-fraction", "0.5", "--prompts", sys.argv[1],
                        "--write", sys.argv[2], "--force", "--json"]))
     """, prompts, out)

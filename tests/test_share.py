@@ -121,3 +121,38 @@ def test_recalibrating_a_shared_artifact_in_place_keeps_its_files_in_the_store(r
     assert again.calibration["prompts"] == "test prompts"
     np.testing.assert_array_equal(again.win_rates(PROMPTS), r.win_rates(PROMPTS))
     artifact.verify(root / "linear", load=True)
+
+
+def test_rewrite_in_place_keeps_store_files_replaces_what_it_is_told_and_is_atomic(root):
+    artifact.share(root)
+    folder = root / "linear"
+    m = artifact.read_manifest(folder, verify=True)
+    with artifact.rewrite(m, folder, overwrite=True, drop=("metrics",)) as w:
+        w.manifest["description"] = "rewritten"
+    again = artifact.read_manifest(folder, verify=True)
+    assert again["description"] == "rewritten" and "metrics" not in again.data
+    assert again.files == m.files and not (folder / "encoder.onnx").exists()  # still only in the store
+    # a file the block writes itself (``skip``) is the caller's: it lands in the folder, the store is untouched
+    store = again.path("tokenizer.json")
+    with artifact.rewrite(again, folder, overwrite=True, skip=("tokenizer.json",)) as w:
+        (w.dir / "tokenizer.json").write_bytes(store.read_bytes())
+    assert (folder / "tokenizer.json").is_file() and store.is_file()
+    before = (folder / "manifest.json").read_bytes()
+    with pytest.raises(RuntimeError):
+        with artifact.rewrite(again, folder, overwrite=True) as w:
+            w.manifest["description"] = "half done"
+            raise RuntimeError("interrupted")
+    assert (folder / "manifest.json").read_bytes() == before  # an interrupted rewrite leaves it as it was
+    artifact.verify(folder, load=True)
+
+
+def test_a_prob_map_written_in_place_keeps_the_store(root):
+    pytest.importorskip("routekit_export")
+    from routekit_export.calibration_map import apply_prob_map
+
+    from routekit.artifact.probmap import ProbMap
+
+    artifact.share(root)
+    apply_prob_map(root / "linear", ProbMap("platt", a=0.5, b=0.0), {"note": "test"})
+    assert not (root / "linear" / "encoder.onnx").exists()
+    assert routekit.load(str(root / "linear")).manifest["prob_map"]["note"] == "test"

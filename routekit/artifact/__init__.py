@@ -41,7 +41,7 @@ from routekit.artifact.manifest import (
     sha256_file,
 )
 from routekit.artifact.share import ShareReport, copy_artifact, share
-from routekit.artifact.write import ArtifactWriter, seal
+from routekit.artifact.write import ArtifactWriter, rewrite, seal
 from routekit.errors import BadArtifactError
 from routekit.io import check_output_dir
 
@@ -49,7 +49,7 @@ KINDS = tuple(registry.BUILTIN)  #: built-in router kinds; installed plugins add
 
 __all__ = ["ArtifactWriter", "DIGEST", "FORMAT", "FORMAT_VERSION", "KINDS", "MANIFEST", "Manifest", "TRIAL_PROMPT",
            "artifacts_root", "cache_dir", "check_output_dir", "default_name", "manifest_digest", "read_manifest",
-           "resolve", "seal", "sha256_file", "shipped", "verify", "SHARED", "ShareReport", "copy_artifact", "share"]
+           "resolve", "rewrite", "seal", "sha256_file", "shipped", "verify", "SHARED", "ShareReport", "copy_artifact", "share"]
 
 
 TRIAL_PROMPT = "Prove that there are infinitely many prime numbers."

@@ -7,6 +7,7 @@ import json
 import os
 import secrets
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -16,6 +17,7 @@ from routekit.artifact.manifest import (
     FORMAT,
     FORMAT_VERSION,
     MANIFEST,
+    Manifest,
     _read_manifest_bytes,
     manifest_digest,
     read_manifest,
@@ -156,3 +158,36 @@ class ArtifactWriter:
             err.add_note(f"{self.out} was not written" + (
                 "; the existing folder was left untouched" if self.out.exists() else ""))
             raise
+
+
+@contextmanager
+def rewrite(manifest: Manifest, out: str | os.PathLike, *, overwrite: bool = False, inputs=None,
+            skip: tuple[str, ...] = (), drop: tuple[str, ...] = ()) -> Iterator[ArtifactWriter]:
+    """An :class:`ArtifactWriter` for ``out`` that already holds ``manifest``'s artifact: every listed file
+    but ``skip`` and every manifest section but ``drop``.  Change what should change inside the block
+    (write a file, set a section); the artifact is sealed and moved into place on exit, atomically.
+
+    ``out`` may be the artifact's own folder (with ``overwrite``): a file it read from the shared store
+    beside it (``routekit artifacts share``) and left unchanged stays only there.
+
+    >>> with rewrite(router.manifest, router.path, overwrite=True) as w:   # doctest: +SKIP
+    ...     w.manifest["calibration"] = table
+    """
+    src = Path(manifest.folder)
+    own = Path(out).resolve() == src.resolve()
+    in_store = {rel: meta.get("sha256") for rel, meta in manifest.files.items()
+                if own and rel not in skip and not (src / rel).is_file()}
+    with ArtifactWriter(out, overwrite=overwrite, inputs=inputs) as w:
+        for rel in manifest.files:
+            if rel not in skip:
+                dst = w.dir / rel
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(manifest.path(rel), dst)  # sealing hashes every file in the folder
+        w.manifest.update({k: v for k, v in manifest.data.items() if k not in ("files", DIGEST, *drop)})
+        yield w
+    if in_store:
+        files = read_manifest(Path(out), verify=False).files
+        for rel, sha in in_store.items():
+            if files.get(rel, {}).get("sha256") == sha:  # unchanged: the store already holds it
+                (Path(out) / rel).unlink()
+        read_manifest(Path(out), verify=True)

@@ -36,6 +36,7 @@ from typing import Sequence
 import numpy as np
 
 from routekit.artifact.probmap import ProbMap
+from routekit.numeric import logit
 
 from .errors import ExportError
 
@@ -74,14 +75,11 @@ def ece(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
 
 
 # ---------------------------------------------------------------------------------------- fitting
-def _logit(p):
-    p = np.clip(np.asarray(p, np.float64), 1e-12, 1 - 1e-12)
-    return np.log(p) - np.log1p(-p)
 
 
 def fit_platt(raw: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None, iters: int = 100) -> ProbMap:
     """σ(a·logit(raw) + b) minimising (weighted) cross-entropy against targets in [0, 1] (Newton)."""
-    x = _logit(raw)
+    x = logit(raw)
     w = np.ones_like(x) if weights is None else np.asarray(weights, np.float64)
     X = np.stack([x, np.ones_like(x)], 1)
     theta = np.array([1.0, 0.0])

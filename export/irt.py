@@ -42,6 +42,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from routekit.numeric import sigmoid  # also T.sigmoid for irt_build and the tests
+
 #: From this many models on, the fit cross-validates the penalties; a pair uses PAIR_CONFIG.
 GRID_MIN_MODELS = 3
 
@@ -128,10 +130,6 @@ class IRTParams:
     def weights(self) -> np.ndarray:
         """Per-model embedding weights a_m·u + v_m (M, D)."""
         return np.outer(self.a, self.u) + self.V
-
-
-def sigmoid(x):
-    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, np.float64)))
 
 
 def _log1pexp(x):

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from routekit.numeric import logit
+
 from . import irt as T
 from .fit_data import LabelError, read_model_labels, write_rejected
 
@@ -47,8 +49,7 @@ class Prior:
 
     def logits(self, emb: np.ndarray, prompts: list[str]) -> np.ndarray:
         """logit P(strong wins) of the prior for embedded prompts (what the irt router computes)."""
-        p = np.clip(np.asarray(self.router.score_embeddings(emb, prompts), np.float64), 1e-12, 1 - 1e-12)
-        return np.log(p) - np.log1p(-p)
+        return logit(self.router.score_embeddings(emb, prompts))
 
     def check_encoder(self, enc) -> None:
         if enc.key != self.encoder_key:

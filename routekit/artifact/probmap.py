@@ -27,17 +27,12 @@ import numpy as np
 
 from routekit._validate import short
 from routekit.errors import BadArtifactError
+from routekit.numeric import logit
 
 __all__ = ["ProbMap", "KINDS", "MAX_KNOTS"]
 
 KINDS = ("platt", "isotonic")
 MAX_KNOTS = 10_000
-_EPS = 1e-12
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, _EPS, 1.0 - _EPS)
-    return np.log(p) - np.log1p(-p)
 
 
 @dataclass(frozen=True)
@@ -99,14 +94,14 @@ class ProbMap:
     def __call__(self, raw) -> np.ndarray:
         r = np.asarray(raw, np.float64)
         if self.kind == "platt":
-            return 1.0 / (1.0 + np.exp(-(self.a * _logit(r) + self.b)))
+            return 1.0 / (1.0 + np.exp(-(self.a * logit(r) + self.b)))
         return np.interp(r, self.x, self.y)
 
     def inverse(self, p) -> np.ndarray:
         """The raw win rate that maps to ``p`` (for moving thresholds between scales)."""
         q = np.asarray(p, np.float64)
         if self.kind == "platt":
-            return 1.0 / (1.0 + np.exp(-((_logit(q) - self.b) / self.a)))
+            return 1.0 / (1.0 + np.exp(-((logit(q) - self.b) / self.a)))
         return np.interp(q, self.y, self.x)
 
     def map_calibration(self, cal: dict, *, inverse_of: "ProbMap | None" = None) -> dict:

@@ -22,14 +22,11 @@ import numpy as np
 
 from routekit.artifact.manifest import Manifest
 from routekit.errors import BadArtifactError
+from routekit.numeric import logit, sigmoid
 from routekit.router import EncoderRouter
 from routekit.routers.linear import LinearRouter
 
 ARRAYS = ("b", "alpha", "a", "u", "V", "absolute", "x_mean", "d_norm")
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
 class IRTRouter(EncoderRouter):
@@ -87,8 +84,7 @@ class IRTRouter(EncoderRouter):
     # -- per-model scores -----------------------------------------------------------------------
     def prior_logits(self, embeddings: np.ndarray, prompts: list[str]) -> np.ndarray:
         """d(q): logit of the prior's P(strong wins)."""
-        p = np.clip(np.asarray(self.prior.score_embeddings(embeddings, prompts), np.float64), 1e-12, 1 - 1e-12)
-        return np.log(p) - np.log1p(-p)
+        return logit(self.prior.score_embeddings(embeddings, prompts))
 
     def theta(self, embeddings: np.ndarray, prompts: list[str], cols: list[int]) -> np.ndarray:
         """θ ``(n, len(cols))``: row-wise products, so a prompt's scores never depend on its batch-mates."""
@@ -114,14 +110,14 @@ class IRTRouter(EncoderRouter):
         ``models`` was fitted on battles only: its θ has no absolute level)."""
         if not self.absolute[self._cols(models)].all():
             return None
-        return _sigmoid(self._theta(prompts, models))
+        return sigmoid(self._theta(prompts, models))
 
     # -- the pair -------------------------------------------------------------------------------
     def score_embeddings(self, embeddings: np.ndarray, prompts: list[str]) -> np.ndarray:
         t = self.theta(embeddings, prompts, self._pair)
         if self.absolute[self._pair].all():
-            return 0.5 * (1.0 + _sigmoid(t[:, 0]) - _sigmoid(t[:, 1]))
-        return _sigmoid(t[:, 0] - t[:, 1])
+            return 0.5 * (1.0 + sigmoid(t[:, 0]) - sigmoid(t[:, 1]))
+        return sigmoid(t[:, 0] - t[:, 1])
 
     def score(self, prompts: list[str]) -> np.ndarray:
         if not prompts:

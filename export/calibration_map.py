@@ -166,9 +166,10 @@ def file_labels(path: Path, router) -> tuple[list[str], np.ndarray, np.ndarray, 
 
 
 def oof_labels(folder: Path, data_dir: Path, sources: Sequence[str] | None = GOLDEN_SOURCES,
-               log=print) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+               log=print, router=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     """(out-of-fold raw win rates, strong quality, weak quality, description) of a linear artifact's
-    own training prompts: its training run repeated from the manifest's recorded config."""
+    own training prompts: its training run repeated from the manifest's recorded config (``router``:
+    the artifact already loaded)."""
     import dataclasses
 
     import routekit
@@ -177,7 +178,7 @@ def oof_labels(folder: Path, data_dir: Path, sources: Sequence[str] | None = GOL
     from .embed import embed_texts
     from .linear import LinearConfig, load_prompt_table, train_linear
 
-    router = routekit.load(folder)
+    router = router or routekit.load(folder)
     if router.kind != "linear":
         raise ExportError(f"{folder}: --prob-map-labels oof needs a linear artifact (kind {router.kind}); "
                           "give a labelled file the artifact was not trained on")
@@ -212,14 +213,14 @@ def oof_labels(folder: Path, data_dir: Path, sources: Sequence[str] | None = GOL
 
 
 # ---------------------------------------------------------------------------------------- artifact
-def apply_prob_map(folder: Path, pm: ProbMap | None, record: dict) -> dict:
+def apply_prob_map(folder: Path, pm: ProbMap | None, record: dict, router=None) -> dict:
     """Rewrite the artifact (atomically, weights untouched) with ``pm`` as its ``prob_map`` (None:
-    remove it) and its calibration table moved to the new scale."""
+    remove it) and its calibration table moved to the new scale (``router``: the artifact already loaded)."""
     import routekit
     from routekit import artifact
 
     folder = Path(folder)
-    router = routekit.load(folder)
+    router = router or routekit.load(folder)
     old = ProbMap.from_manifest(router.manifest)
     section = None if pm is None else {**pm.to_section(), **record}
     cal = router.manifest.get("calibration")
@@ -249,7 +250,7 @@ def recalibrate_map(folder: Path, *, kind: str, labels: Sequence[str], data_dir:
     raws, ys, descs = [], [], []
     for spec in labels:
         if spec == "oof":
-            raw, s, w, desc = oof_labels(folder, data_dir, sources, log=log)
+            raw, s, w, desc = oof_labels(folder, data_dir, sources, log=log, router=router)
         else:
             prompts, s, w, desc = file_labels(Path(spec), router)
             raw = raw_win_rates(router, prompts)
@@ -264,7 +265,7 @@ def recalibrate_map(folder: Path, *, kind: str, labels: Sequence[str], data_dir:
               "fitted": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     log(f"{folder}: {kind} map on {raw.size} labels: ECE {record['ece_before']} -> {record['ece_after']} "
         f"(in-sample, 10 equal-width bins)")
-    return apply_prob_map(folder, pm, record)
+    return apply_prob_map(folder, pm, record, router=router)
 
 
 def add_arguments(p) -> None:

@@ -156,3 +156,33 @@ def test_a_prob_map_written_in_place_keeps_the_store(root):
     apply_prob_map(root / "linear", ProbMap("platt", a=0.5, b=0.0), {"note": "test"})
     assert not (root / "linear" / "encoder.onnx").exists()
     assert routekit.load(str(root / "linear")).manifest["prob_map"]["note"] == "test"
+
+
+def test_prob_map_command_on_a_labelled_file_keeps_ranking_and_the_store(root, tmp_path, capsys):
+    """routekit-export recalibrate --prob-map platt --prob-map-labels FILE (golden.jsonl rows of the pair)."""
+    pytest.importorskip("routekit_export")
+    import json
+
+    from routekit_export.cli import main as export_main
+
+    artifact.share(root)
+    folder = root / "linear"
+    r = routekit.load(str(folder))
+    rng = np.random.default_rng(0)
+    labels = tmp_path / "golden.jsonl"
+    with open(labels, "w") as fh:
+        for i in range(60):
+            hard = i % 2 == 0
+            fh.write(json.dumps({"prompt": (f"Prove lemma {i} about primes." if hard else f"hi {i}"),
+                                 "strong_model": r.strong_model, "weak_model": r.weak_model,
+                                 "strong_correct": bool(hard or rng.random() < 0.9),
+                                 "weak_correct": bool((not hard) or rng.random() < 0.3)}) + "\n")
+    before = r.win_rates(PROMPTS)
+    assert export_main(["recalibrate", str(folder), "--prob-map", "platt", "--prob-map-labels", str(labels)]) == 0
+    again = routekit.load(str(folder))
+    assert again.manifest["prob_map"]["n"] == 60 and "golden.jsonl (60 rows)" in again.manifest["prob_map"]["fitted_on"]
+    after = again.win_rates(PROMPTS)
+    assert (np.argsort(after) == np.argsort(before)).all()  # a strictly increasing map: same ranking
+    assert not (folder / "encoder.onnx").exists()
+    assert export_main(["recalibrate", str(folder), "--prob-map", "none"]) == 0
+    np.testing.assert_allclose(routekit.load(str(folder)).win_rates(PROMPTS), before, atol=1e-12)

@@ -375,14 +375,15 @@ def run_add_model(args, out: Path, rej: Path, encoder_source) -> dict:
     grown = T.add_model(params, name, d, X, obs, cfg)
     log(f"{name}: {int(mine)} labels on {len(ml.prompts)} prompts; fitted in {time.time() - t0:.1f}s (the other "
         f"{len(params.models)} models unchanged); writing {out}")
-    _write_grown(src, manifest, grown, out, args, ml, name, int(mine))
+    _write_grown(manifest, grown, (x_mean, d_norm), out, args, ml, name, int(mine))
     return {"artifact": str(out), "chosen": "irt", "added": name, "labels": int(mine),
             "seconds": round(time.time() - t0, 1)}
 
 
-def _write_grown(src: Path, manifest, params: T.IRTParams, out: Path, args, ml, name: str, labels: int) -> None:
-    """``src`` with ``params`` (one model more): every other file copied; the pair's win rates do not
-    change, so its calibration table is kept (unless --calibration-prompts asks for a new one)."""
+def _write_grown(manifest, params: T.IRTParams, norms: tuple, out: Path, args, ml, name: str, labels: int) -> None:
+    """The artifact of ``manifest`` with ``params`` (one model more; ``norms``: its x_mean and d_norm, as
+    read): every other file copied; the pair's win rates do not change, so its calibration table is kept
+    (unless --calibration-prompts asks for a new one)."""
     from routekit import artifact
 
     from .build import calibrate_in_place
@@ -390,8 +391,7 @@ def _write_grown(src: Path, manifest, params: T.IRTParams, out: Path, args, ml, 
     weights = manifest["router"].get("weights", "irt.npz")
     with artifact.rewrite(manifest, out, overwrite=args.force, skip=(weights,),
                           drop=("created", "routekit_version")) as w:
-        old = manifest.array(weights)
-        save_params(w.dir / weights, params, np.asarray(old["x_mean"]), np.asarray(old["d_norm"]))
+        save_params(w.dir / weights, params, *norms)
         router = dict(manifest["router"])
         router["fitted_on"] = {**router.get("fitted_on", {}), name: "quality" if params.absolute[-1] else "battles"}
         training = dict(manifest.get("training") or {})

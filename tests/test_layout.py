@@ -196,7 +196,7 @@ def test_eval_plot_without_matplotlib_fails_before_scoring(tmp_path, monkeypatch
 
 
 @pytest.mark.parametrize("script", ["eval_report.py", "peer_compare.py", "chat_proxy.py", "task_kind.py",
-                                    "llm_features.py", "litellm_baseline.py"])
+                                    "llm_features.py", "litellm_baseline.py", "linear_weights.py"])
 def test_bench_scripts_have_help(script):
     import subprocess
     import sys

@@ -42,7 +42,10 @@ from .rows import (
     score_rows,
 )
 
-__all__ = ["ALIASES", "NONCOMMERCIAL", "STRONG", "WEAK", "WINNER_OUTCOME", "BattleRow", "Battles", "DataError",
+#: Short source name of the MMLU gold-train rows (their ``source`` field contains it).
+MMLU = "mmlu"
+
+__all__ = ["ALIASES", "MMLU", "NONCOMMERCIAL", "STRONG", "WEAK", "WINNER_OUTCOME", "BattleRow", "Battles", "DataError",
            "GoldenRow", "ScoreRow", "add_battles_file", "add_golden_file", "add_multi_model_file", "battle_outcome",
            "battle_rows", "default_data_dir", "golden_rows", "is_noncommercial", "load_training", "read_jsonl",
            "read_prompts", "score_rows", "split_by_prompt"]

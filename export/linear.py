@@ -39,14 +39,15 @@ from routekit.routers.linear import (
 
 from . import data as D
 
-MMLU = "mmlu"
+MMLU = D.MMLU
 
 
 #: Row weights per training source, chosen by CV (MMLU gold-train APGR) and the everyday dev suite
 #: (docs/quality.md, "Round 2", "Round 2b" and "Round 3": length 2.0 and everyday 4.0, with the hard length
 #: rows' gain mixture.LENGTH_HARD_GAIN; length 2.0 was chosen over 1.0 once the calibration mix held long
-#: easy requests; paste 1.0 by CV: the length rows' out-of-fold AUC 0.93 -> 0.985 for -0.007 CV MMLU, where
-#: weight 2 bought +0.006 AUC for -0.015); unlisted golden / Arena-Bench rows weigh other_weight.
+#: easy requests; paste 1.0 by CV, bench/linear_weights.py: the length rows' out-of-fold AUC 0.946 -> 0.981
+#: for -0.008 CV MMLU, where weight 2 buys +0.007 AUC for -0.014 more); unlisted golden / Arena-Bench rows weigh
+#: other_weight.
 DEFAULT_SOURCE_WEIGHTS = {"mmlu": 0.7, "everyday": 4.0, "crux": 0.3, "math-l5": 0.05, "gsm8k-train": 0.3,
                           "arena-human": 0.2, "length": 2.0, "paste": 1.0}
 #: Cross-validation groups prompts by their first characters: 113 of the 1,501 MMLU gold-train

@@ -82,7 +82,6 @@ _CRUX_CODE = re.compile(r"\[PYTHON\]\s*(.*?)\s*\nassert ", re.S)
 GSM8K_SEED = 0
 GSM8K_PRIOR_GAIN = 0.92 - 0.744
 ZEROEVAL_STRONG = "gpt-4-turbo-2024-04-09"
-MMLU_TAG = "mmlu"
 ZEROEVAL_WEAK = {"crux": D.WEAK, "math-l5": "gpt-3.5-turbo-0125"}
 SOURCES = ("everyday", "crux", "math-l5", "arena-human", "gsm8k-train", "length", "paste")
 ARENA_MIN_GAP = 0.5  # natural-log BT units: the stronger model wins ~62 % of votes against the weaker
@@ -187,8 +186,8 @@ def _paste_bodies(data_dir: Path) -> dict[str, list[str]]:
         if r["side"] == "trivial" and sep and len(head) < 200 and len(body) >= 300:
             texts.append(body.strip())
     golden = data_dir / "train" / "golden.jsonl"
-    mmlu = [r["prompt"] for _, r in D.read_jsonl(golden, ("prompt", "source"))
-            if MMLU_TAG in r["source"] and len(r["prompt"]) >= 450] if golden.is_file() else []
+    mmlu = [r.prompt for r in D.golden_rows(golden)
+            if D.MMLU in r.source and len(r.prompt) >= 450] if golden.is_file() else []
     gsm = [r["prompt"] for r in gsm8k_questions(data_dir)[PASTE_GSM8K]]
     zero = data_dir / FILES["crux"]
     crux = []
